@@ -1,0 +1,50 @@
+"""The `simspec` command line. Each area registers its commands from `simspec/commands/`.
+
+Command modules must stay cheap to import (no torch at import time): heavy imports go
+inside the command functions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+from simspec.errors import InputError
+
+app = typer.Typer(
+    name="simspec",
+    help="Simulate, tune and validate speculative LLM inference.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# One line per area; each module defines `register(app: typer.Typer) -> None`.
+COMMAND_MODULES = [
+    "simspec.commands.simulate",
+]
+
+
+
+@app.callback()
+def _root() -> None:
+    """Simulate, tune and validate speculative LLM inference."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    """Console entry point: bad input is one line on stderr and exit code 2."""
+    try:
+        app()
+    except InputError as exc:
+        print(f"error: {exc.line()}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,308 @@
+"""Scenario files (TOML) -> typed, validated objects.
+
+Unknown keys are errors, and every error names the file, the key and the reason, so a user
+fixing a scenario never has to read a traceback.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simspec.errors import InputError
+
+NonNeg = Annotated[float, Field(ge=0)]
+PosInt = Annotated[int, Field(gt=0)]
+Prob = Annotated[float, Field(ge=0, le=1)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CostSpec(Strict):
+    """Synthetic cost of one forward pass, in milliseconds."""
+
+    step_ms: NonNeg
+    per_seq_ms: NonNeg = 0.0
+    per_token_ms: NonNeg = 0.0
+    per_kv_token_ms: NonNeg = 0.0
+
+
+class ModelDims(Strict):
+    """What the KV-capacity arithmetic needs when no profile supplies it."""
+
+    layers: PosInt
+    kv_heads: PosInt
+    head_dim: PosInt
+    dtype_bytes: PosInt = 2
+    weights_gb: NonNeg = 0.0
+
+
+class TargetSpec(Strict):
+    name: str = "target"
+    cost: CostSpec | None = None
+    profile: str | None = None
+    layers: PosInt | None = None
+    dims: ModelDims | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TargetSpec":
+        if (self.cost is None) == (self.profile is None):
+            raise ValueError("give exactly one of `cost` or `profile`")
+        return self
+
+
+DraftKind = Literal["none", "model", "early_exit", "ngram"]
+
+
+class DraftSpec(Strict):
+    kind: DraftKind = "none"
+    name: str | None = None
+    cost: CostSpec | None = None
+    profile: str | None = None
+    exit_layer: PosInt | None = None
+    vocab: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DraftSpec":
+        if self.cost is not None and self.profile is not None:
+            raise ValueError("give at most one of `cost` or `profile`")
+        if self.kind == "early_exit" and self.exit_layer is None:
+            raise ValueError("kind = 'early_exit' needs `exit_layer`")
+        if self.kind != "early_exit" and self.exit_layer is not None:
+            raise ValueError("`exit_layer` only applies to kind = 'early_exit'")
+        if self.kind == "model" and self.cost is None and self.profile is None:
+            raise ValueError("kind = 'model' needs `cost` or `profile`")
+        return self
+
+
+class AcceptanceSpec(Strict):
+    """Exactly one source of acceptance."""
+
+    iid: Prob | None = None
+    per_position: list[Prob] | None = Field(default=None, min_length=1)
+    rank_probs: list[Prob] | None = Field(default=None, min_length=1)
+    trace: str | None = None
+    drafter: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "AcceptanceSpec":
+        given = [k for k in ("iid", "per_position", "rank_probs", "trace")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `iid`, `per_position`, `rank_probs` or `trace`"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.rank_probs is not None and sum(self.rank_probs) > 1 + 1e-9:
+            raise ValueError("`rank_probs` must sum to at most 1")
+        if self.trace is not None and self.drafter is None:
+            raise ValueError("`trace` needs `drafter` (the trace column to replay)")
+        return self
+
+
+class SpeculationSpec(Strict):
+    draft_len: Annotated[int, Field(ge=0)] = 0
+    tree: list[PosInt] | None = Field(default=None, min_length=1)
+    policy: Literal["fixed"] = "fixed"
+
+
+class DeviceSpec(Strict):
+    kind: str = "generic"
+    memory_gb: NonNeg | None = None
+    price_per_hour: NonNeg = 0.0
+
+
+class PlacementSpec(Strict):
+    devices: dict[str, DeviceSpec] = Field(default_factory=lambda: {"dev0": DeviceSpec()})
+    target: str = "dev0"
+    draft: str | None = None  # default: the target's device
+    overlap: bool = False
+    replicas: PosInt = 1
+
+
+class UniformLen(Strict):
+    dist: Literal["uniform"]
+    min: PosInt
+    max: PosInt
+
+
+class LogNormalLen(Strict):
+    dist: Literal["lognormal"]
+    median: Annotated[float, Field(gt=0)]
+    sigma: NonNeg
+    min: PosInt = 1
+    max: PosInt = 1_000_000
+
+
+LengthSpec = Union[PosInt, Annotated[Union[UniformLen, LogNormalLen], Field(discriminator="dist")]]
+
+
+class WorkloadSpec(Strict):
+    requests: PosInt = 1
+    arrival: Literal["closed", "poisson", "burst"] = "closed"
+    concurrency: PosInt | None = None
+    rate: Annotated[float, Field(gt=0)] | None = None
+    prompt_len: LengthSpec | None = None
+    output_len: LengthSpec | None = None
+    dataset: Literal["sharegpt", "humaneval"] | None = None
+    max_output_len: PosInt | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "WorkloadSpec":
+        if self.arrival == "poisson" and self.rate is None:
+            raise ValueError("arrival = 'poisson' needs `rate` (requests per second)")
+        if self.arrival != "poisson" and self.rate is not None:
+            raise ValueError("`rate` only applies to arrival = 'poisson'")
+        if self.arrival != "closed" and self.concurrency is not None:
+            raise ValueError("`concurrency` only applies to arrival = 'closed'")
+        if self.dataset is None and (self.prompt_len is None or self.output_len is None):
+            raise ValueError("give `prompt_len` and `output_len`, or a `dataset`")
+        return self
+
+
+class ServingSpec(Strict):
+    max_batch: PosInt = 1
+    kv_capacity_tokens: PosInt | None = None
+    kv_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    prefill: Literal["prefill_first"] = "prefill_first"
+    seed: int = 0
+
+
+class Scenario(Strict):
+    target: TargetSpec
+    draft: DraftSpec = DraftSpec()
+    acceptance: AcceptanceSpec | None = None
+    speculation: SpeculationSpec = SpeculationSpec()
+    placement: PlacementSpec = PlacementSpec()
+    workload: WorkloadSpec
+    serving: ServingSpec = ServingSpec()
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Scenario":
+        spec = self.speculation
+        speculating = spec.draft_len > 0 or spec.tree is not None
+        if speculating and self.draft.kind == "none":
+            raise _KeyError("speculation.draft_len", "speculation needs a [draft] kind other than 'none'")
+        if speculating and self.acceptance is None:
+            raise _KeyError("acceptance", "speculation needs an [acceptance] section")
+        if spec.tree is not None:
+            if spec.draft_len not in (0, len(spec.tree)):
+                raise _KeyError("speculation.tree", f"tree depth {len(spec.tree)} != draft_len {spec.draft_len}")
+            acc = self.acceptance
+            if acc is not None and acc.rank_probs is None and acc.trace is None:
+                raise _KeyError("acceptance", "a tree needs `rank_probs` (or a trace): chain acceptance says nothing of ranks > 0")
+            if self.placement.overlap:
+                raise _KeyError("placement.overlap", "overlap is modelled for chains, not trees")
+        pl = self.placement
+        for key, dev in (("placement.target", pl.target), ("placement.draft", pl.draft)):
+            if dev is not None and dev not in pl.devices:
+                raise _KeyError(key, f"unknown device {dev!r} (devices: {', '.join(pl.devices)})")
+        draft_dev = pl.draft or pl.target
+        if pl.overlap and draft_dev == pl.target:
+            raise _KeyError("placement.overlap", "overlap needs draft and target on different devices")
+        if self.draft.kind == "early_exit" and draft_dev != pl.target:
+            raise _KeyError("placement.draft", "an early-exit drafter is the target's own layers: it runs on the target's device")
+        if self.draft.kind == "early_exit" and self.target.cost is not None and self.draft.cost is None and self.target.layers is None:
+            raise _KeyError("target.layers", "an early-exit drafter with a synthetic target cost needs `target.layers` (or its own `draft.cost`)")
+        if self.draft.kind == "early_exit" and self.target.layers and self.draft.exit_layer > self.target.layers:
+            raise _KeyError("draft.exit_layer", f"{self.draft.exit_layer} > target.layers {self.target.layers}")
+        return self
+
+    @property
+    def gamma(self) -> int:
+        """Draft tokens per sequence per round (tree depth for trees)."""
+        if self.speculation.tree is not None:
+            return len(self.speculation.tree)
+        return self.speculation.draft_len if self.draft.kind != "none" else 0
+
+
+class _KeyError(ValueError):
+    """A cross-section error that knows its own key (pydantic would blame the root)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = []
+    for part in loc:
+        if isinstance(part, int):
+            out[-1:] = [f"{out[-1]}[{part}]"] if out else [f"[{part}]"]
+        elif part in ("function-after", "tagged-union", "int", "union") or str(part).startswith(("function-", "constrained-")):
+            continue
+        else:
+            out.append(str(part))
+    return ".".join(out)
+
+
+def _pydantic_error(file: str, err: ValidationError) -> InputError:
+    first = err.errors()[0]
+    ctx = first.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, _KeyError):
+        return InputError(file, inner.key, inner.reason)
+    key = _loc(tuple(first.get("loc", ())))
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    elif first.get("type") == "missing":
+        msg = "required key is missing"
+    else:
+        msg = msg.removeprefix("Value error, ")
+        if "input" in first and first.get("type") not in ("model_type",):
+            msg = f"{msg} (got {first['input']!r})"
+    return InputError(file, key or "(top level)", msg)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read a TOML file, turning every failure into one InputError line."""
+    p = Path(path)
+    if not p.exists():
+        raise InputError(str(p), None, "file not found")
+    if p.is_dir():
+        raise InputError(str(p), None, "is a directory, expected a TOML file")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(str(p), None, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(str(p), None, "not a text file") from None
+
+
+def parse_scenario(data: dict[str, Any], file: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+    """Validate a scenario mapping; relative data paths are resolved against `base_dir`."""
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(file, exc) from None
+    except _KeyError as exc:  # raised outside pydantic's wrapping
+        raise InputError(file, exc.key, exc.reason) from None
+    return sc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario TOML file."""
+    p = Path(path)
+    return parse_scenario(read_toml(p), str(p))
+
+
+def resolve_data_path(ref: str, scenario_file: str | Path | None) -> Path:
+    """A profile/trace path as written in a scenario: relative to the CWD if it exists there,
+    else relative to the scenario file's folder."""
+    p = Path(ref)
+    if p.is_absolute() or p.exists() or scenario_file is None:
+        return p
+    alt = Path(scenario_file).parent / p
+    return alt if alt.exists() else p
+
+
+def is_finite(x: float) -> bool:
+    return not (math.isnan(x) or math.isinf(x))
