@@ -1,0 +1,122 @@
+"""Load a causal LM from a known name, a GGUF file, an HF directory or an HF id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from simspec.errors import InputError
+from simspec.models.dims import Dims
+from simspec.models.registry import KNOWN
+from simspec.models.store import assembled_gguf, check_gguf_magic, convert_gguf, sha256_file
+
+DTYPES = ("fp32", "bf16")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to run: HF CausalLM in eval mode on `device` in `dtype`."""
+
+    model: Any
+    tokenizer: Any
+    name: str
+    sha256: str
+    dims: Dims
+    dtype: str
+    device: str
+
+    @property
+    def dtype_bytes(self) -> int:
+        return 4 if self.dtype == "fp32" else 2
+
+    @property
+    def weights_bytes(self) -> int:
+        return sum(p.numel() * p.element_size() for p in self.model.parameters())
+
+
+def torch_dtype(dtype: str):
+    import torch
+
+    if dtype not in DTYPES:
+        raise InputError(None, "dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
+    return torch.float32 if dtype == "fp32" else torch.bfloat16
+
+
+def check_device(device: str) -> str:
+    import torch
+
+    if device == "cpu":
+        return device
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError(None, "device", f"{device} requested but torch sees no CUDA device")
+        return device
+    raise InputError(None, "device", f"{device!r} is not cpu, cuda or cuda:N")
+
+
+def _dir_sha256(path: Path) -> str:
+    """sha256 over an HF directory's config and weight files (names and contents)."""
+    marker = path / "simspec.json"
+    if marker.exists():
+        try:
+            return json.loads(marker.read_text())["sha256"]
+        except (ValueError, KeyError):
+            pass
+    h = hashlib.sha256()
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".json"))
+    for p in files:
+        h.update(p.name.encode())
+        h.update(sha256_file(p).encode())
+    return h.hexdigest()
+
+
+def resolve(spec: str) -> tuple[str, Path | str, str]:
+    """(name, HF directory or hub id, sha256) for a model spec; converts GGUFs once."""
+    if spec in KNOWN:
+        known = KNOWN[spec]
+        gguf = assembled_gguf(known)
+        return spec, convert_gguf(gguf, known.sha256, spec), known.sha256
+    path = Path(spec).expanduser()
+    if path.is_file():
+        check_gguf_magic(path)
+        sha = sha256_file(path)
+        for known in KNOWN.values():  # a known file under another path keeps its short name
+            if known.sha256 == sha:
+                return known.name, convert_gguf(path, sha, known.name), sha
+        return path.stem, convert_gguf(path, sha, path.stem), sha
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise InputError(str(path), None, "not an HF model directory (no config.json)")
+        return path.name, path, _dir_sha256(path)
+    if spec.count("/") == 1 and not spec.startswith((".", "/")):
+        return spec.split("/")[-1], spec, ""
+    raise InputError(
+        spec, None,
+        f"not a known model ({', '.join(KNOWN)}), a GGUF file, an HF directory or an HF id",
+    )
+
+
+def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
+    """Load a causal LM for inference (eval mode, no grad needed by callers' views)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tdtype = torch_dtype(dtype)
+    device = check_device(device)
+    name, where, sha = resolve(spec)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=tdtype)
+        tokenizer = AutoTokenizer.from_pretrained(str(where))
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(spec, None, f"cannot load model: {str(exc).splitlines()[0]}") from None
+    model.to(device).eval()
+    if not sha:  # hub id: hash the resolved files if we can find them
+        local = Path(getattr(model.config, "_name_or_path", "") or "")
+        sha = _dir_sha256(local) if local.is_dir() else ""
+    return LoadedModel(
+        model=model, tokenizer=tokenizer, name=name, sha256=sha,
+        dims=Dims.from_config(model.config), dtype=dtype, device=device,
+    )
