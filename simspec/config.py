@@ -6,7 +6,6 @@ fixing a scenario never has to read a traceback.
 
 from __future__ import annotations
 
-import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -232,19 +231,35 @@ class _KeyError(ValueError):
 
 
 def _loc(loc: tuple[Any, ...]) -> str:
-    out = []
+    """pydantic's error location as a dotted TOML key (union branch names dropped)."""
+    out: list[str] = []
+    skip_tag = False
     for part in loc:
+        text = str(part)
+        if skip_tag:
+            skip_tag = False
+            continue
+        if text.startswith("tagged-union"):
+            skip_tag = True  # the next part is the tag value, not a key
+            continue
         if isinstance(part, int):
             out[-1:] = [f"{out[-1]}[{part}]"] if out else [f"[{part}]"]
-        elif part in ("function-after", "tagged-union", "int", "union") or str(part).startswith(("function-", "constrained-")):
+        elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool"):
             continue
         else:
-            out.append(str(part))
+            out.append(text)
     return ".".join(out)
 
 
+def _most_specific(errors: list[dict]) -> dict:
+    """A typo inside a union member yields several errors; the deepest one names the key
+    the user got wrong (an unknown key beats the 'missing' it caused)."""
+    rank = {"extra_forbidden": 0, "missing": 1}
+    return min(errors, key=lambda e: (-_loc(tuple(e.get("loc", ()))).count("."), rank.get(e.get("type"), 2)))
+
+
 def _pydantic_error(file: str, err: ValidationError) -> InputError:
-    first = err.errors()[0]
+    first = _most_specific(err.errors())
     ctx = first.get("ctx") or {}
     inner = ctx.get("error")
     if isinstance(inner, _KeyError):
@@ -302,7 +317,3 @@ def resolve_data_path(ref: str, scenario_file: str | Path | None) -> Path:
         return p
     alt = Path(scenario_file).parent / p
     return alt if alt.exists() else p
-
-
-def is_finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

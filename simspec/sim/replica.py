@@ -62,12 +62,13 @@ class Replica:
         self.handle = np.empty(0, dtype=np.int64)
         self.ready = np.empty(0, dtype=bool)  # overlap: next round's draft already valid
         self._lag = 0.0                       # overlap: drafter still busy pre-drafting
+        self._prefilling = 0                  # admitted, prefill in flight
         self.process = env.process(self._loop())
 
     # -- scheduler interface ---------------------------------------------------------
     @property
     def load(self) -> int:
-        return len(self.queue) + len(self.rid)
+        return len(self.queue) + self._prefilling + len(self.rid)
 
     def submit(self, rid: int) -> None:
         self.queue.append(rid)
@@ -112,7 +113,9 @@ class Replica:
         wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
         now = self.env.now
         rec.admitted[ids] = now
+        self._prefilling = len(ids)
         yield self.env.timeout(wall)
+        self._prefilling = 0
         self.target_dev.charge(t_target)
         self.draft_dev.charge(t_draft)
         now = self.env.now
