@@ -24,6 +24,8 @@ app = typer.Typer(
 # One line per area; each module defines `register(app: typer.Typer) -> None`.
 COMMAND_MODULES = [
     "simspec.commands.simulate",
+    "simspec.commands.models",
+    "simspec.commands.profile",
 ]
 
 

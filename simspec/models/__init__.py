@@ -12,7 +12,8 @@ Loading
           - a path to a GGUF file (dequantised once by transformers and cached as safetensors
             in ~/.cache/simspec/models/<sha256[:16]>/, keyed by the file's sha256);
           - a local HF model directory (has config.json);
-          - an HF hub id (only works offline from the local HF cache on this machine).
+          - an HF hub id (only works offline from the local HF cache on this machine);
+          - "tiny:<llama|qwen2|gemma3>[:<layers>]": tiny_model(arch, layers) (tests).
         dtype "fp32" | "bf16"; device "cpu" | "cuda" | "cuda:N".
         Bad input (corrupt or non-model file, sha256 mismatch, missing package) raises
         simspec.errors.InputError (one line, exit 2 in the CLI).

@@ -106,6 +106,14 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
 
     tdtype = torch_dtype(dtype)
     device = check_device(device)
+    if spec.startswith("tiny:"):  # tiny:<arch>[:<layers>] -- a random test model
+        from simspec.models.tiny import ARCHS, tiny_model
+
+        parts = spec.split(":")
+        if parts[1] not in ARCHS or len(parts) > 3 or (len(parts) == 3 and not parts[2].isdigit()):
+            raise InputError(spec, None, f"tiny models are tiny:<{'|'.join(ARCHS)}>[:<layers>]")
+        return tiny_model(parts[1], layers=int(parts[2]) if len(parts) == 3 else 4,
+                          dtype=dtype, device=device)
     name, where, sha = resolve(spec)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(where), dtype=tdtype)

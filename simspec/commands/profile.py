@@ -1,0 +1,123 @@
+"""`simspec profile`: time a model's phases on a device, or check a profile against live timings."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from simspec.errors import InputError
+
+
+def _progress(total: int, label: str):
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.description}"), transient=False)
+
+
+def _setup_torch(threads: int) -> None:
+    import torch
+
+    if threads < 1:
+        raise InputError(None, "--threads", f"{threads} must be >= 1")
+    torch.set_num_threads(threads)
+
+
+def profile_cmd(
+    model: Optional[str] = typer.Option(None, "--model", help="known name, GGUF file, HF dir or id"),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
+    dtype: str = typer.Option("bf16", help="bf16 or fp32"),
+    threads: int = typer.Option(2, help="torch CPU threads (recorded in the sidecar)"),
+    out: Optional[Path] = typer.Option(None, help="profiles/<device>/<model>-<dtype>.parquet"),
+    quick: bool = typer.Option(False, "--quick", help="a small grid (tests, smoke runs)"),
+    kernels: bool = typer.Option(False, "--kernels", help="also save a per-operator table"),
+    check: Optional[Path] = typer.Option(None, "--check", help="check this profile live"),
+    points: int = typer.Option(30, help="--check: random off-grid points"),
+    repeats: int = typer.Option(5, help="--check: timed runs per point"),
+    seed: int = typer.Option(0, help="--check: random seed of the points"),
+) -> None:
+    """Profile a model (Parquet + JSON sidecar), or --check FILE: live holdout error."""
+    if check is not None:
+        return _check(check, device, points, repeats, seed)
+    if model is None:
+        raise InputError(None, "--model", "required (or use --check FILE)")
+    from simspec.models import load_model
+    from simspec.profile.capture import run_capture
+    from simspec.profile.grid import FULL, QUICK
+
+    _setup_torch(threads)
+    lm = load_model(model, dtype=dtype, device=device)
+    if out is None:
+        out = Path("profiles") / device.split(":")[0] / f"{lm.name}-{dtype}.parquet"
+    if out.suffix != ".parquet":
+        raise InputError(str(out), "--out", "must end in .parquet")
+    grid = QUICK if quick else FULL
+    command = "simspec " + shlex.join(sys.argv[1:])
+    with _progress(grid.with_vocab(lm.dims.vocab).points(), f"profiling {lm.name} {dtype}") as bar:
+        task = bar.add_task("", total=grid.with_vocab(lm.dims.vocab).points())
+        path, seconds = run_capture(
+            lm, grid, out, threads, command, spec=model, step=lambda s: bar.update(task, advance=1, description=s)
+        )
+    typer.echo(f"captured {grid.with_vocab(lm.dims.vocab).points()} points in {seconds:.0f} s")
+    typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
+    if kernels:
+        from simspec.profile.kernels import kernel_table
+
+        kpath = path.with_name(path.stem + ".kernels.parquet")
+        kernel_table(lm).to_parquet(kpath, index=False)
+        typer.echo(f"wrote {kpath}")
+
+
+def _check(path: Path, device: str, points: int, repeats: int, seed: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from simspec.models import load_model
+    from simspec.profile.check import run_check, summarize
+    from simspec.profile.costmodel import ProfileCostModel
+
+    cm = ProfileCostModel.load(path)
+    meta = cm.meta
+    if points < 30:
+        raise InputError(None, "--points", f"{points}: a check needs at least 30 points")
+    _setup_torch(int(meta["threads"]))
+    lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
+    if meta["sha256"] and lm.sha256 and lm.sha256 != meta["sha256"]:
+        raise InputError(str(path), "sha256", f"profile was made from {meta['sha256'][:16]}, "
+                         f"the loaded model is {lm.sha256[:16]}")
+    n = points + 10
+    with _progress(n, f"checking {path.name}") as bar:
+        task = bar.add_task("", total=n)
+        results = run_check(lm, cm, points, repeats, seed,
+                            step=lambda s: bar.update(task, advance=1, description=s))
+    table = Table("kind", "batch", "q", "context", "layers", "K", "measured ms", "predicted ms", "error")
+    for r in results:
+        table.add_row(r.kind, str(r.batch), str(r.q), str(r.context), str(r.layers or "all"),
+                      str(r.head_rows or "all"), f"{r.measured_s * 1e3:.1f}",
+                      f"{r.predicted_s * 1e3:.1f}", f"{r.rel_error:+.1%}".replace("+", ""))
+    Console().print(table)
+    s = summarize(results)
+    h, p = s["holdout"], s["partial"]
+    typer.echo(f"holdout ({h['points']} off-grid points): median error {h['median_rel_error']:.1%}, "
+               f"max {h['max_rel_error']:.1%}")
+    typer.echo(f"rest + l x layer + head(K) vs direct ({p['points']} points): median error "
+               f"{p['median_rel_error']:.1%}, max {p['max_rel_error']:.1%}")
+    out = path.with_name(path.stem + ".check.json")
+    import datetime as dt
+
+    out.write_text(json.dumps({
+        "profile": str(path), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "simspec " + " ".join(sys.argv[1:]), "repeats": repeats, "seed": seed,
+        "summary": s, "points": [r.to_dict() for r in results],
+    }, indent=1) + "\n")
+    typer.echo(f"wrote {out}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("profile")(profile_cmd)

@@ -1,0 +1,1 @@
+"""Profiling real models on a device and the measured cost model built from it."""

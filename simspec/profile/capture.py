@@ -1,0 +1,126 @@
+"""Capture a profile: time every grid point of one loaded model and write Parquet + sidecar."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from simspec.models.loader import LoadedModel
+from simspec.profile.grid import Grid
+from simspec.profile.schema import SCHEMA_VERSION, sidecar_path
+from simspec.profile.timer import PhaseTimer, measure
+from simspec.profile.workloads import FilledCache, decode_fn, head_fn, prefill_fn
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def versions() -> dict:
+    import transformers
+
+    from simspec import __version__ as simspec_version
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "simspec": simspec_version,
+    }
+
+
+def _row(kind, batch, q, context, rows, m) -> dict:
+    return {
+        "kind": kind, "batch": batch, "q": q, "context": context, "rows": rows,
+        "total_s": m.total, "total_min_s": m.total_min, "total_max_s": m.total_max,
+        "layer_s": m.layer, "head_s": m.head, "rest_s": m.rest, "repeats": m.repeats,
+    }
+
+
+def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s: None) -> list[dict]:
+    """Time all points; `step(label)` is called after each (progress bar)."""
+    model, vocab = lm.model, lm.dims.vocab
+    grid = grid.with_vocab(vocab)
+    rows: list[dict] = []
+    timer = PhaseTimer(model, lm.device)
+    try:
+        for b in grid.batch:
+            for ctx in grid.context:
+                cache = FilledCache(model, b, ctx)
+                for q in grid.q:
+                    m = measure(timer, decode_fn(model, cache, b, q), grid.warmup, grid.repeats,
+                                reset=cache.reset)
+                    rows.append(_row("decode", b, q, ctx, vocab, m))
+                    step(f"decode b={b} q={q} ctx={ctx}")
+                del cache
+        for b in grid.prefill_batch:
+            for n in grid.prefill_len:
+                m = measure(timer, prefill_fn(model, b, n), grid.warmup, grid.repeats)
+                rows.append(_row("prefill", b, n, 0, vocab, m))
+                step(f"prefill b={b} len={n}")
+        for t in grid.head_tokens:
+            for r in grid.head_rows:
+                m = measure(timer, head_fn(model, t, r), grid.warmup, max(grid.repeats, 3))
+                # the head alone: its whole time is head time
+                m = type(m)(m.total, m.total_min, m.total_max, 0.0, m.total, 0.0, m.repeats)
+                rows.append(_row("head", t, 1, 0, r, m))
+                step(f"head tokens={t} rows={r}")
+    finally:
+        timer.close()
+    return rows
+
+
+def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, threads: int,
+                  seconds: float, command: str, spec: str) -> Path:
+    import pandas as pd
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows)
+    df.to_parquet(out, index=False, compression="zstd")
+    meta = {
+        "schema_version": SCHEMA_VERSION,
+        "model": lm.name,
+        "spec": spec,
+        "sha256": lm.sha256,
+        "dims": lm.dims.to_dict(),
+        "device": lm.device,
+        "device_name": device_name(lm.device),
+        "threads": threads,
+        "dtype": lm.dtype,
+        "versions": versions(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "grid": grid.with_vocab(lm.dims.vocab).to_dict(),
+        "command": command,
+        "capture_seconds": round(seconds, 1),
+        "weights_bytes": lm.weights_bytes,
+        "kv_bytes_per_token": lm.dims.kv_bytes_per_token(lm.dtype_bytes),
+        "prefill_logits": "last token only (logits_to_keep=1)",
+        "kv_cache": "HF DynamicCache filled with random keys/values",
+        "platform": platform.platform(),
+        "argv": sys.argv,
+    }
+    sidecar_path(out).write_text(json.dumps(meta, indent=1) + "\n")
+    return out
+
+
+def run_capture(lm: LoadedModel, grid: Grid, out: Path, threads: int, command: str,
+                spec: str, step: Callable[[str], None]) -> tuple[Path, float]:
+    t0 = time.perf_counter()
+    rows = capture(lm, grid, step)
+    seconds = time.perf_counter() - t0
+    return write_profile(lm, rows, grid, out, threads, seconds, command, spec), seconds

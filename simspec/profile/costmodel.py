@@ -1,0 +1,208 @@
+"""A measured profile as a cost model: latency of any (phase, batch, q, context, layers, K).
+
+Torch-free (the simulator runs without torch). Inside the measured grid the latency is
+interpolated linearly on log axes (log latency over log batch, log q, log context: piecewise
+power laws). Outside it, the value at the nearest grid point is scaled by a fitted form
+(non-negative least squares on batch, tokens, and tokens x context), and a warning names the
+axis that left the grid, once per axis. Partial models (early-exit drafting with l layers,
+a trimmed head of K rows) are priced as rest + l x layer + head(K), from the per-layer and
+LM-head times measured inside every forward and the head measured alone at several K.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+from scipy.interpolate import RegularGridInterpolator
+from scipy.optimize import nnls
+
+from simspec.errors import InputError
+from simspec.profile.schema import read_profile
+
+PHASES = ("prefill", "decode")
+
+
+class _Surface:
+    """One measured quantity on a rectangular grid, interpolated on log axes."""
+
+    def __init__(self, name: str, axes: list[np.ndarray], values: np.ndarray, features,
+                 log_values: bool) -> None:
+        self.name = name
+        self.axes = axes
+        self.lo = [a[0] for a in axes]
+        self.hi = [a[-1] for a in axes]
+        self.log_values = log_values
+        data = np.log(np.maximum(values, 1e-9)) if log_values else values
+        self.interp = RegularGridInterpolator([np.log(a) for a in axes], data, method="linear")
+        self.features = features
+        pts = np.array(np.meshgrid(*axes, indexing="ij")).reshape(len(axes), -1).T
+        X = np.array([features(*p) for p in pts], dtype=float)
+        y = values.reshape(-1)
+        w = 1.0 / np.maximum(np.abs(y), 1e-6)  # relative error
+        self.coef, _ = nnls(X * w[:, None], y * w)
+
+    def fit(self, *x: float) -> float:
+        return float(np.dot(self.features(*x), self.coef))
+
+    def __call__(self, *x: float) -> tuple[float, list[int]]:
+        """(value, indices of axes that left the grid)."""
+        clamped = [min(max(v, lo), hi) for v, lo, hi in zip(x, self.lo, self.hi)]
+        out = [i for i, (v, c) in enumerate(zip(x, clamped)) if v != c]
+        v = float(self.interp([np.log(clamped)])[0])
+        if self.log_values:
+            v = math.exp(v)
+        if out:
+            f_in, f_out = self.fit(*clamped), self.fit(*x)
+            if self.log_values and f_in > 0:
+                v *= f_out / f_in
+            else:
+                v += f_out - f_in
+        return v, out
+
+
+def _decode_features(b, q, c):
+    return (1.0, b, b * q, b * c, b * q * c)
+
+
+def _prefill_features(b, n):
+    return (1.0, b, b * n, b * n * n)
+
+
+def _head_features(t, r):
+    return (1.0, t, t * r, r)
+
+
+def _prefill_head_features(b, n):
+    return (1.0, b)
+
+
+def _rest_features_3(b, q, c):
+    return (1.0, b, b * q)
+
+
+def _rest_features_2(b, n):
+    return (1.0, b, b * n)
+
+
+class ProfileCostModel:
+    """The `CostModel` protocol over one profile (Parquet + JSON sidecar)."""
+
+    depends_on_context = True
+
+    def __init__(self, df, meta: dict, source: str = "<profile>") -> None:
+        self.meta = meta
+        self.source = source
+        dims = meta["dims"]
+        self.num_layers = int(dims["layers"])
+        self.vocab_size = int(dims["vocab"])
+        self.kv_bytes_per_token = int(meta["kv_bytes_per_token"])
+        self.weights_bytes = int(meta["weights_bytes"])
+        self._warned: set[str] = set()
+        self._memo: dict[tuple, float] = {}
+
+        dec = df[df["kind"] == "decode"]
+        pre = df[df["kind"] == "prefill"]
+        head = df[df["kind"] == "head"]
+        d_axes, d = self._table(dec, ["batch", "q", "context"], "decode")
+        p_axes, p = self._table(pre, ["batch", "q"], "prefill")
+        self.decode_total = _Surface("decode", d_axes, d["total_s"], _decode_features, True)
+        self.decode_layer = _Surface("decode layer", d_axes, d["layer_s"], _decode_features, True)
+        self.decode_rest = _Surface("decode rest", d_axes, d["rest_s"], _rest_features_3, False)
+        self.decode_head = _Surface("decode head", d_axes, d["head_s"], _decode_features, True)
+        self.prefill_total = _Surface("prefill", p_axes, p["total_s"], _prefill_features, True)
+        self.prefill_layer = _Surface("prefill layer", p_axes, p["layer_s"], _prefill_features, True)
+        self.prefill_rest = _Surface("prefill rest", p_axes, p["rest_s"], _rest_features_2, False)
+        self.prefill_head = _Surface("prefill head", p_axes, p["head_s"], _prefill_head_features, True)
+        if len(head):
+            h_axes, h = self._table(head, ["batch", "rows"], "head")
+            self.head = _Surface("head", h_axes, h["total_s"], _head_features, True)
+        else:
+            self.head = None
+
+    def _table(self, part, keys: list[str], kind: str):
+        axes = [np.array(sorted(part[k].unique()), dtype=float) for k in keys]
+        for k, a in zip(keys, axes):
+            if len(a) < 2:
+                raise InputError(self.source, f"{kind}.{k}", "need at least 2 grid values")
+            if a[0] <= 0:
+                raise InputError(self.source, f"{kind}.{k}", "grid values must be positive")
+        shape = tuple(len(a) for a in axes)
+        if len(part) != int(np.prod(shape)) or part.duplicated(keys).any():
+            raise InputError(self.source, kind, f"grid is not rectangular over {keys} ({len(part)} rows for {shape})")
+        srt = part.sort_values(keys)
+        values = {c: srt[c].to_numpy(dtype=float).reshape(shape)
+                  for c in ("total_s", "layer_s", "head_s", "rest_s")}
+        return axes, values
+
+    @classmethod
+    def load(cls, path: Path) -> "ProfileCostModel":
+        df, meta = read_profile(Path(path))
+        return cls(df, meta, str(path))
+
+    # ----------------------------------------------------------------------------------
+    def _warn(self, surface: _Surface, names: tuple[str, ...], out: list[int], x) -> None:
+        for i in out:
+            key = names[i]
+            if key in self._warned:
+                continue
+            self._warned.add(key)
+            warnings.warn(
+                f"{self.source}: {key}={x[i]:g} is outside the measured grid "
+                f"[{surface.lo[i]:g}, {surface.hi[i]:g}]; extrapolating with a fitted form "
+                "(warned once per axis)",
+                stacklevel=5,
+            )
+
+    def _eval(self, surface: _Surface, names: tuple[str, ...], *x: float) -> float:
+        v, out = surface(*x)
+        if out:
+            self._warn(surface, names, out, x)
+        return v
+
+    def head_s(self, tokens: int, rows: int) -> float:
+        """The LM head alone over `tokens` hidden states with `rows` rows."""
+        if self.head is None:
+            raise InputError(self.source, "head", "profile has no head rows; cannot price head_rows")
+        return self._eval(self.head, ("head tokens", "head rows"), float(tokens), float(rows))
+
+    def latency_s(self, phase: str, batch: int, q: int, context: int,
+                  layers: int | None = None, head_rows: int | None = None) -> float:
+        key = (phase, batch, q, round(context), layers, head_rows)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        v = self._latency(phase, batch, q, key[3], layers, head_rows)
+        self._memo[key] = v
+        return v
+
+    def _latency(self, phase, batch, q, context, layers, head_rows) -> float:
+        if phase not in PHASES:
+            raise ValueError(f"phase {phase!r} not one of {PHASES}")
+        if batch < 1 or q < 1:
+            raise ValueError(f"batch={batch}, q={q}: both must be >= 1")
+        if layers is not None and not 0 <= layers <= self.num_layers:
+            raise ValueError(f"layers={layers} outside 0..{self.num_layers}")
+        if head_rows is not None and not 1 <= head_rows <= self.vocab_size:
+            raise ValueError(f"head_rows={head_rows} outside 1..{self.vocab_size}")
+        if phase == "decode":
+            x = (float(batch), float(q), float(max(context, 1)))
+            names = ("batch", "q", "context")
+            total, layer, rest, head = (self.decode_total, self.decode_layer,
+                                        self.decode_rest, self.decode_head)
+            head_tokens = batch * q
+        else:
+            # Prefill ignores `context` (chunked prefill over a cache is priced as a fresh one).
+            x = (float(batch), float(q))
+            names = ("prefill batch", "prompt length")
+            total, layer, rest, head = (self.prefill_total, self.prefill_layer,
+                                        self.prefill_rest, self.prefill_head)
+            head_tokens = batch  # logits of the last prompt token only
+        if layers is None and head_rows is None:
+            return max(self._eval(total, names, *x), 1e-6)
+        n = self.num_layers if layers is None else layers
+        h = self._eval(head, names, *x) if head_rows is None else self.head_s(head_tokens, head_rows)
+        t = max(self._eval(rest, names, *x), 0.0) + n * self._eval(layer, names, *x) + h
+        return max(t, 1e-6)

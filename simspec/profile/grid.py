@@ -1,0 +1,67 @@
+"""The measured grid: which (batch, query tokens, context) points a profile times.
+
+Torch-free: the cost model reads the grid back from the sidecar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Axes of the three tables of a profile."""
+
+    batch: tuple[int, ...]
+    q: tuple[int, ...]
+    context: tuple[int, ...]
+    prefill_batch: tuple[int, ...]
+    prefill_len: tuple[int, ...]
+    head_tokens: tuple[int, ...]
+    head_rows: tuple[int, ...]  # the full vocabulary is appended per model
+    warmup: int
+    repeats: int
+
+    def with_vocab(self, vocab: int) -> "Grid":
+        rows = tuple(r for r in self.head_rows if r < vocab) or (vocab // 2,)
+        rows = rows + (vocab,)
+        return Grid(**{**asdict(self), "head_rows": rows})
+
+    def points(self) -> int:
+        return (
+            len(self.batch) * len(self.q) * len(self.context)
+            + len(self.prefill_batch) * len(self.prefill_len)
+            + len(self.head_tokens) * len(self.head_rows)
+        )
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Grid":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+FULL = Grid(
+    batch=(1, 2, 4, 8, 16),
+    q=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+    context=(128, 512, 1024, 2048, 4096),
+    prefill_batch=(1, 2, 4),
+    prefill_len=(16, 64, 256, 1024),
+    head_tokens=(1, 4, 16, 64, 256, 512),
+    head_rows=(1024, 4096, 16384, 65536),
+    warmup=1,
+    repeats=3,
+)
+
+QUICK = Grid(
+    batch=(1, 4),
+    q=(1, 4, 16),
+    context=(128, 1024),
+    prefill_batch=(1, 2),
+    prefill_len=(16, 128),
+    head_tokens=(1, 16),
+    head_rows=(4096,),
+    warmup=1,
+    repeats=2,
+)

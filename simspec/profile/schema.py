@@ -1,0 +1,90 @@
+"""The profile file contract: Parquet table + JSON sidecar, and a loader that says what is wrong.
+
+Torch-free. One row per measured point:
+  kind      "prefill" | "decode" | "head"
+  batch     sequences (head: hidden states fed to the head)
+  q         query tokens per sequence (prefill: prompt length; head: 1)
+  context   cached tokens per sequence (prefill and head: 0)
+  rows      LM-head rows computed (full vocabulary except for kind "head")
+  total_s, total_min_s, total_max_s   median, min and max of the whole forward
+  layer_s   median time of one decoder layer (mean over the layers of a run)
+  head_s    median time of the LM head inside the forward
+  rest_s    median of total - layers - head: embedding, rotary, masks, final norm, Python
+  repeats   timed runs per point (after warm-up)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+KINDS = ("prefill", "decode", "head")
+COLUMNS = {
+    "kind": "object",
+    "batch": "int",
+    "q": "int",
+    "context": "int",
+    "rows": "int",
+    "total_s": "float",
+    "total_min_s": "float",
+    "total_max_s": "float",
+    "layer_s": "float",
+    "head_s": "float",
+    "rest_s": "float",
+    "repeats": "int",
+}
+SIDECAR_KEYS = (
+    "schema_version", "model", "sha256", "dims", "device", "device_name", "threads", "dtype",
+    "versions", "date", "grid", "command", "weights_bytes", "kv_bytes_per_token",
+)
+
+
+def sidecar_path(parquet: Path) -> Path:
+    return parquet.with_suffix(".json")
+
+
+def read_profile(path: Path):
+    """(DataFrame, sidecar dict) of a profile, or InputError naming file, key and reason."""
+    import pandas as pd
+
+    from simspec.errors import InputError
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), None, "profile file not found")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for a non-Parquet file
+        raise InputError(str(path), None, f"not a Parquet profile ({type(exc).__name__})") from None
+    for col, kind in COLUMNS.items():
+        if col not in df.columns:
+            raise InputError(str(path), col, "missing column")
+        if kind in ("int", "float") and not pd.api.types.is_numeric_dtype(df[col]):
+            raise InputError(str(path), col, f"expected a {kind} column, got {df[col].dtype}")
+    bad = set(df["kind"]) - set(KINDS)
+    if bad:
+        raise InputError(str(path), "kind", f"unknown kinds {sorted(bad)}; expected {list(KINDS)}")
+    for kind in ("prefill", "decode"):
+        if not (df["kind"] == kind).any():
+            raise InputError(str(path), "kind", f"no {kind} rows")
+    if df[["total_s", "layer_s", "head_s"]].isna().any().any() or (df["total_s"] <= 0).any():
+        raise InputError(str(path), "total_s", "missing or non-positive latencies")
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise InputError(str(side), None, "sidecar JSON missing (it must sit beside the Parquet)")
+    try:
+        meta = json.loads(side.read_text())
+    except ValueError as exc:
+        raise InputError(str(side), None, f"not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise InputError(str(side), None, "expected a JSON object")
+    for key in SIDECAR_KEYS:
+        if key not in meta:
+            raise InputError(str(side), key, "missing key")
+    if meta["schema_version"] != SCHEMA_VERSION:
+        raise InputError(str(side), "schema_version", f"{meta['schema_version']} unsupported (want {SCHEMA_VERSION})")
+    for key in ("layers", "vocab", "kv_heads", "head_dim"):
+        if not isinstance(meta["dims"], dict) or key not in meta["dims"]:
+            raise InputError(str(side), f"dims.{key}", "missing key")
+    return df, meta

@@ -1,0 +1,86 @@
+"""The forwards a profile times: decode/verify over a filled KV cache, prefill, head alone.
+
+The KV cache is filled with random keys and values instead of a real prefill: attention
+costs the same whatever the values, and a 16 x 4096-token prefill would dwarf the capture.
+After each timed run the cache is restored to its filled state, so every run sees `context`.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from simspec.models.views import TrimmedHead, new_cache
+
+
+class FilledCache:
+    """A DynamicCache holding `context` random tokens per sequence, restorable after a run."""
+
+    def __init__(self, model: nn.Module, batch: int, context: int, seed: int = 0) -> None:
+        cfg = model.config
+        p = next(model.parameters())
+        heads = cfg.num_attention_heads
+        kv = getattr(cfg, "num_key_value_heads", None) or heads
+        hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
+        gen = torch.Generator(device="cpu").manual_seed(seed)
+        self.cache = new_cache(model)
+        for i in range(cfg.num_hidden_layers):
+            k = torch.randn(batch, kv, context, hd, generator=gen).to(p.device, p.dtype)
+            v = torch.randn(batch, kv, context, hd, generator=gen).to(p.device, p.dtype)
+            self.cache.update(k, v, i)
+        self._saved = [
+            (l.keys, l.values, getattr(l, "cumulative_length", None)) for l in self.cache.layers
+        ]
+
+    def reset(self) -> None:
+        for layer, (k, v, n) in zip(self.cache.layers, self._saved):
+            layer.keys, layer.values = k, v
+            if n is not None:
+                layer.cumulative_length = n
+
+
+def _ids(model: nn.Module, batch: int, q: int, seed: int) -> torch.Tensor:
+    p = next(model.parameters())
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    return torch.randint(0, model.config.vocab_size, (batch, q), generator=gen).to(p.device)
+
+
+def decode_fn(model: nn.Module, cache: FilledCache, batch: int, q: int, seed: int = 0
+              ) -> Callable[[], object]:
+    """q query tokens per sequence after the cache (q=1 plain decode, q>1 verification)."""
+    ids = _ids(model, batch, q, seed)
+
+    @torch.inference_mode()
+    def run():
+        return model(input_ids=ids, past_key_values=cache.cache, use_cache=True).logits
+
+    return run
+
+
+def prefill_fn(model: nn.Module, batch: int, length: int, seed: int = 0) -> Callable[[], object]:
+    """A prompt of `length` tokens per sequence into an empty cache; logits of the last only."""
+    ids = _ids(model, batch, length, seed)
+
+    @torch.inference_mode()
+    def run():
+        cache = new_cache(model)
+        return model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+
+    return run
+
+
+def head_fn(model: nn.Module, tokens: int, rows: int, seed: int = 0) -> Callable[[], object]:
+    """The LM head alone over `tokens` hidden states, restricted to its first `rows` rows."""
+    p = next(model.parameters())
+    gen = torch.Generator(device="cpu").manual_seed(seed)
+    hidden = torch.randn(tokens, model.config.hidden_size, generator=gen).to(p.device, p.dtype)
+    full = model.get_output_embeddings()
+    head = full if rows >= full.weight.shape[0] else TrimmedHead(model, torch.arange(rows))
+
+    @torch.inference_mode()
+    def run():
+        return head(hidden)
+
+    return run
