@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,18 @@ def _synthetic(cost: CostSpec, total_layers: int | None = None) -> SyntheticCost
                          total_layers)
 
 
+@lru_cache(maxsize=32)
+def _load_profile(path: str, mtime_ns: int) -> CostModel:
+    # A study simulates hundreds of trials on the same few profiles: parse and fit once.
+    return load_profile_cost(path)
+
+
 def _profile(ref: str, key: str, file: str | None) -> CostModel:
     path = resolve_data_path(ref, file)
     if not Path(path).exists():
         raise InputError(file, key, f"profile file not found: {ref}")
     try:
-        return load_profile_cost(path)
+        return _load_profile(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
     except ModuleNotFoundError as exc:
         raise InputError(file, key, f"profile support is not installed ({exc.name})") from None
 
