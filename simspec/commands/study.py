@@ -1,0 +1,71 @@
+"""`simspec study STUDY.toml`: tune speculative decoding under SLOs, plan capacity, export engine configs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from simspec.errors import InputError
+
+HELP = """Search speculative-decoding settings (Optuna TPE over the simulator) under SLOs.
+
+Writes best.toml, trials.parquet, pareto.csv, plots, vllm_speculative_config.json,
+sglang_args.txt and summary.md into the run folder. Running it again resumes the study.
+
+Examples:
+
+  simspec study studies/quickstart_study.toml
+
+  simspec study my_study.toml --trials 200 --workers 2
+
+  simspec study my_study.toml --capacity
+
+  simspec study my_study.toml --storage postgresql://user:pw@127.0.0.1/optuna --workers 4
+"""
+
+
+def default_out(study_file: Path, name: str, capacity: bool) -> Path:
+    return study_file.parent / "runs" / (name + ("-capacity" if capacity else ""))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help=HELP)
+    def study(
+        study_file: Path = typer.Argument(..., metavar="STUDY.toml", help="Study file (TOML)."),
+        trials: Optional[int] = typer.Option(None, "--trials", help="Trials in total (default: the study file's `trials`). A rerun only runs the missing ones."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<name>/ beside the study file)."),
+        storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in the run folder)."),
+        workers: int = typer.Option(1, "--workers", help="Local worker processes sharing the storage."),
+        capacity: bool = typer.Option(False, "--capacity", help="Find the fewest target replicas for [capacity] rate within [constraints]."),
+        no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+    ) -> None:
+        from simspec.study import capacity as cap_mod
+        from simspec.study import report, runner
+        from simspec.study.spec import load_study
+        from simspec.study.storage import default_url, redact
+
+        spec = load_study(study_file)
+        if capacity:
+            cap_mod.check(spec)
+        if workers < 1:
+            raise InputError(None, "--workers", f"must be >= 1 (got {workers})")
+        n = trials if trials is not None else spec.file.trials
+        if n < 1:
+            raise InputError(None, "--trials", f"must be >= 1 (got {n})")
+        out = out or default_out(study_file, spec.name, capacity)
+        if out.exists() and not out.is_dir():
+            raise InputError(str(out), None, "exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        url = storage or default_url(out)
+        info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress)
+        if info.resumed:
+            typer.echo(f"resumed study {info.study_name!r}: {info.resumed} trials were already done, ran {info.ran} more"
+                       + (f" ({info.stale_failed} left running by a killed run marked failed)" if info.stale_failed else ""))
+        import optuna
+
+        st = optuna.load_study(study_name=info.study_name, storage=runner.open_storage(url))
+        res = report.write(spec, st, out, url, capacity)
+        typer.echo(res["summary"])
+        typer.echo(f"results written to: {out}/ (trials in {redact(url)})")

@@ -1,0 +1,220 @@
+"""Run a study: TPE (seeded) over the space, SLOs as Optuna constraints, N local workers on
+one storage, resumable (only the trials still missing are run)."""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from simspec.errors import InputError
+from simspec.study import objectives, space
+from simspec.study.evaluate import Evaluator
+from simspec.study.spec import StudySpec, load_study
+from simspec.study.storage import open_storage
+
+DONE_STATES = ("COMPLETE", "PRUNED")
+
+
+@dataclass
+class RunInfo:
+    study_name: str
+    storage_url: str
+    resumed: int           # trials already done before this run
+    ran: int               # trials this run asked for
+    stale_failed: int      # RUNNING trials of a killed run marked failed
+
+
+def _quiet() -> None:
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    warnings.filterwarnings("ignore", message=".*constraints_func.*")
+
+
+def study_name(spec: StudySpec, capacity: bool) -> str:
+    return spec.name + ("-capacity" if capacity else "")
+
+
+def make_sampler(spec: StudySpec, seed: int, workers: int):
+    import optuna
+
+    if spec.file.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(
+        seed=seed, n_startup_trials=spec.file.startup_trials, multivariate=True, group=True,
+        constant_liar=workers > 1,
+    )
+
+
+def directions(spec: StudySpec, capacity: bool) -> list[str]:
+    return ["minimize"] if capacity else objectives.directions(spec)
+
+
+# -- objectives ----------------------------------------------------------------------
+
+def _invalid(trial, reason: str):
+    import optuna
+
+    trial.set_user_attr("invalid", reason)
+    raise optuna.TrialPruned(reason)
+
+
+def study_objective(spec: StudySpec, ev: Evaluator) -> Callable:
+    def objective(trial):
+        p = space.suggest(trial, spec)
+        try:
+            summary = ev.evaluate(p)
+        except InputError as exc:
+            _invalid(trial, exc.line())
+        trial.set_user_attr("summary", summary)
+        for k, v in objectives.constraint_values(spec, summary).items():
+            trial.set_constraint(k, v)
+        vals = objectives.values(spec, summary)
+        if any(math.isnan(v) for v in vals):
+            _invalid(trial, "an objective is NaN (no request finished?)")
+        return vals[0] if len(vals) == 1 else vals
+
+    return objective
+
+
+def capacity_objective(spec: StudySpec, ev: Evaluator) -> Callable:
+    from simspec.study.capacity import fewest_replicas
+
+    def objective(trial):
+        p = space.suggest(trial, spec)
+        try:
+            res = fewest_replicas(spec, ev, p)
+        except InputError as exc:
+            _invalid(trial, exc.line())
+        trial.set_user_attr("summary", res.summary)
+        trial.set_user_attr("replicas", res.replicas)
+        trial.set_user_attr("probes", res.probes)
+        trial.set_constraint("replicas", 0.0 if res.feasible else 1.0)
+        return res.score
+
+    return objective
+
+
+# -- running ---------------------------------------------------------------------------
+
+def _done(study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _load(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int):
+    import optuna
+
+    storage = open_storage(url)
+    return optuna.load_study(study_name=study_name(spec, capacity), storage=storage,
+                             sampler=make_sampler(spec, seed, workers))
+
+
+def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int) -> None:
+    _quiet()
+    spec = load_study(study_path)
+    study = _load(spec, url, capacity, seed, workers)
+    ev = Evaluator(spec)
+    obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
+    study.optimize(obj, n_trials=n_trials, gc_after_trial=False)
+
+
+def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
+    """Create or load the study; enqueue baselines once; fail trials a killed run left RUNNING."""
+    import optuna
+
+    from simspec.study.storage import fail_stale_running
+
+    _quiet()
+    storage = open_storage(url)
+    name = study_name(spec, capacity)
+    dirs = directions(spec, capacity)
+    try:
+        study = optuna.create_study(study_name=name, storage=storage, directions=dirs, load_if_exists=True)
+    except ValueError as exc:
+        raise InputError(spec.where, "objectives", f"the stored study {name!r} does not match: {exc}") from None
+    if [d.name.lower() for d in study.directions] != dirs:
+        raise InputError(spec.where, "objectives",
+                         f"the stored study {name!r} has directions {[d.name.lower() for d in study.directions]}; "
+                         "use another --out or --storage for new objectives")
+    stale = fail_stale_running(storage, study._study_id) if own_storage else 0
+    if not study.get_trials(deepcopy=False):
+        if not capacity:
+            study.set_metric_names(objectives.objective_names(spec))
+        for b in spec.file.baselines:
+            study.enqueue_trial(space.to_optuna_params(b), skip_if_exists=True)
+    return study, stale
+
+
+def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
+        progress: bool = True) -> RunInfo:
+    """Run until `n_trials` trials are done (complete or pruned) in the storage."""
+    study, stale = prepare(spec, url, capacity, own_storage)
+    done = _done(study)
+    todo = max(0, n_trials - done)
+    seed = spec.file.seed + done  # a resumed run does not replay the first run's random draws
+    info = RunInfo(study.study_name, url, done, todo, stale)
+    if todo == 0:
+        return info
+    workers = max(1, min(workers, todo))
+    shares = [todo // workers + (1 if i < todo % workers else 0) for i in range(workers)]
+    procs = []
+    ctx = mp.get_context("spawn")
+    for i in range(1, workers):
+        pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers),
+                         daemon=False)
+        pr.start()
+        procs.append(pr)
+    try:
+        study = _load(spec, url, capacity, seed, workers)
+        ev = Evaluator(spec)
+        obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
+        if progress:
+            _optimize_with_bar(study, obj, shares[0], n_trials, done, capacity, procs)
+        else:
+            study.optimize(obj, n_trials=shares[0], gc_after_trial=False)
+    finally:
+        for pr in procs:
+            pr.join()
+    bad = [pr.exitcode for pr in procs if pr.exitcode != 0]
+    if bad:
+        raise RuntimeError(f"{len(bad)} worker process(es) failed (exit codes {bad})")
+    return info
+
+
+def _best_text(study, capacity: bool) -> str:
+    from simspec.study.results import best_trial
+
+    t = best_trial(study)
+    if t is None:
+        return "best: - (no feasible trial yet)"
+    if capacity:
+        return f"best: {t.user_attrs.get('replicas')} replicas (#{t.number})"
+    vals = ", ".join(f"{v:.4g}" for v in t.values)
+    return f"best: {vals} (#{t.number})"
+
+
+def _optimize_with_bar(study, obj, n_local: int, total: int, done: int, capacity: bool, procs) -> None:
+    import time
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    cols = [TextColumn("[bold]study[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[best]}")]
+    with Progress(*cols, transient=False) as bar:
+        task = bar.add_task(study.study_name, total=total, completed=done, best=_best_text(study, capacity))
+
+        def cb(st, trial) -> None:
+            bar.update(task, completed=min(total, _done(st)), best=_best_text(st, capacity))
+
+        study.optimize(obj, n_trials=n_local, callbacks=[cb], gc_after_trial=False)
+        while any(pr.is_alive() for pr in procs):  # the other workers' trials
+            bar.update(task, completed=min(total, _done(study)), best=_best_text(study, capacity))
+            time.sleep(0.5)
+        bar.update(task, completed=min(total, _done(study)), best=_best_text(study, capacity))

@@ -1,0 +1,116 @@
+"""The batch-aware answer: the best gamma (and drafter) for each batch-size bucket.
+
+vLLM picks the number of speculative tokens from the number of running sequences, so each
+bucket b is simulated as a saturated replica (closed loop, b users, max_batch = b) and every
+gamma 0..G is tried for every drafter of the search, each drafter with the sub-knobs
+(exit layer, vocabulary, placement, ...) of its best trial.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from simspec.errors import InputError
+from simspec.study import results, space
+from simspec.study.evaluate import Evaluator
+from simspec.study.spec import IntRange, StudySpec
+
+
+@dataclass
+class Point:
+    batch: int
+    drafter: str       # "none" for gamma = 0
+    gamma: int
+    throughput_tok_s: float
+    tpot_p50_s: float
+
+
+def batch_sizes(spec: StudySpec, best: dict[str, Any]) -> list[int]:
+    sched = spec.file.schedule
+    if sched.batch_sizes:
+        return sorted(set(sched.batch_sizes))
+    mb = spec.file.search.max_batch
+    top = (mb.high if isinstance(mb, IntRange) else max(mb)) if mb is not None else \
+        int(best.get("max_batch") or spec.base.get("serving", {}).get("max_batch", 1))
+    out, b = [], 1
+    while b < top:
+        out.append(b)
+        b *= 2
+    return out + [top]
+
+
+def gammas(spec: StudySpec) -> list[int]:
+    g = spec.file.search.gamma
+    vals = g.values() if isinstance(g, IntRange) else sorted(set(g))
+    return [v for v in vals if v > 0]
+
+
+def drafter_params(spec: StudySpec, study, best: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per drafter kind: the knobs of its best trial (falling back to the overall best's)."""
+    out: dict[str, dict[str, Any]] = {}
+    trials = results.feasible_trials(study) or results.complete(study)
+    sign = -1 if study.directions[0].name == "MAXIMIZE" else 1
+    for t in sorted(trials, key=lambda t: (sign * t.values[0], t.number)):
+        k = results.knobs(t)
+        kind = k.get("drafter")
+        if kind and kind not in out:
+            out[kind] = k
+    for kind in space.drafter_choices(spec):
+        if kind not in out:
+            out[kind] = {**{k: v for k, v in best.items() if k not in ("drafter", "exit_layer", "vocab", "tree")},
+                         **space._probe(spec, kind, 1)}
+    return out
+
+
+def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any]) -> list[Point]:
+    sched = spec.file.schedule
+    per_kind = drafter_params(spec, study, best)
+    common = {k: v for k, v in best.items() if k in ("placement", "dtype")}
+    pts: list[Point] = []
+    for b in batch_sizes(spec, best):
+        n = max(sched.min_requests, b * sched.requests_per_slot)
+        patch = {"serving": {"max_batch": b},
+                 "workload": {"arrival": "closed", "concurrency": b, "rate": None, "requests": n}}
+        cands = [("none", {**common, "gamma": 0})]
+        for kind, kp in per_kind.items():
+            for g in gammas(spec):
+                p = {**kp, **common, "gamma": g, "drafter": kind}
+                p.pop("tree", None)
+                p.pop("max_batch", None)
+                cands.append((kind, p))
+        for kind, p in cands:
+            try:
+                s = ev.evaluate(p, patch)
+            except InputError:
+                continue
+            pts.append(Point(b, kind, int(p["gamma"]), s["throughput_tok_s"], s["tpot_p50_s"]))
+    return pts
+
+
+def best_per_bucket(pts: list[Point], drafter: str | None = None) -> dict[int, Point]:
+    """Highest throughput per batch size (ties: the smaller gamma); `drafter` restricts to
+    plain decoding plus that one drafter (an engine runs one drafter)."""
+    out: dict[int, Point] = {}
+    for p in pts:
+        if drafter is not None and p.drafter not in ("none", drafter):
+            continue
+        cur = out.get(p.batch)
+        if cur is None or p.throughput_tok_s > cur.throughput_tok_s * (1 + 1e-9) or (
+                abs(p.throughput_tok_s - cur.throughput_tok_s) <= 1e-9 * cur.throughput_tok_s and p.gamma < cur.gamma):
+            out[p.batch] = p
+    return dict(sorted(out.items()))
+
+
+def ranges(best: dict[int, Point]) -> list[list[int]]:
+    """[[lo, hi, gamma], ...]: bucket b covers b .. next bucket - 1; equal neighbours merge."""
+    bs = sorted(best)
+    out: list[list[int]] = []
+    for i, b in enumerate(bs):
+        hi = bs[i + 1] - 1 if i + 1 < len(bs) else b
+        g = best[b].gamma
+        if out and out[-1][2] == g:
+            out[-1][1] = hi
+        else:
+            out.append([b, hi, g])
+    return out

@@ -1,0 +1,307 @@
+"""The search space: Optuna suggestions (define-by-run, conditional knobs) -> a scenario.
+
+Knobs, in the order they are suggested:
+  gamma        draft tokens per round, 0 = plain decoding (then no drafter knob exists)
+  drafter      model / early_exit / ngram                     (only when gamma > 0)
+  exit_layer   the early-exit layer                           (only when drafter = early_exit)
+  vocab        trimmed LM-head rows K                          (only for drafters with `vocab_size`)
+  tree_d<g>    'chain' or a tree shape of depth g              (only when shapes of depth g exist)
+  max_batch, placement, dtype                                  (always, when searched)
+A conditional knob has its own name, so each name always has one distribution, which is
+what Optuna's samplers (and TPE's `group=True`) expect.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from typing import Any
+
+import numpy as np
+
+from simspec.config import parse_scenario
+from simspec.errors import InputError
+from simspec.study.spec import IntRange, StudySpec, deep_merge, parse_tree
+
+PARAM_NAMES = ("gamma", "drafter", "exit_layer", "vocab", "tree", "max_batch", "placement", "dtype")
+
+
+def _suggest_int(trial, name: str, knob) -> int:
+    if isinstance(knob, IntRange):
+        if knob.low == knob.high:
+            return knob.low
+        return trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)
+    if len(knob) == 1:
+        return int(knob[0])
+    return int(trial.suggest_categorical(name, sorted(set(int(v) for v in knob))))
+
+
+def _choose(trial, name: str, choices: list[str]) -> str:
+    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))
+
+
+def drafter_choices(spec: StudySpec) -> list[str]:
+    s = spec.file.search
+    if s.drafter is not None:
+        return list(s.drafter)
+    if spec.file.drafters:
+        return list(spec.file.drafters)
+    kind = (spec.base.get("draft") or {}).get("kind", "none")
+    return [kind] if kind != "none" else []
+
+
+def tree_shapes(spec: StudySpec, depth: int) -> list[str]:
+    return [t for t in (spec.file.search.tree or ()) if len(parse_tree(t)) == depth]
+
+
+def has_vocab(spec: StudySpec, kind: str) -> bool:
+    d = spec.file.drafters.get(kind)
+    return spec.file.search.vocab is not None and d is not None and d.vocab_size is not None and kind != "ngram"
+
+
+def suggest(trial, spec: StudySpec) -> dict[str, Any]:
+    """Ask the trial for one point of the space; returns {knob: value} (no tree_d prefix)."""
+    s = spec.file.search
+    p: dict[str, Any] = {"gamma": _suggest_int(trial, "gamma", s.gamma)}
+    if p["gamma"] > 0:
+        p["drafter"] = _choose(trial, "drafter", drafter_choices(spec))
+        if p["drafter"] == "early_exit":
+            p["exit_layer"] = _suggest_int(trial, "exit_layer", s.exit_layer)
+        if has_vocab(spec, p["drafter"]):
+            p["vocab"] = _suggest_int(trial, "vocab", s.vocab)
+        shapes = tree_shapes(spec, p["gamma"])
+        if shapes:
+            p["tree"] = _choose(trial, f"tree_d{p['gamma']}", ["chain"] + shapes)
+    if s.max_batch is not None:
+        p["max_batch"] = _suggest_int(trial, "max_batch", s.max_batch)
+    if s.placement is not None:
+        p["placement"] = _choose(trial, "placement", s.placement)
+    if s.dtype is not None:
+        p["dtype"] = _choose(trial, "dtype", s.dtype)
+    return p
+
+
+def to_optuna_params(p: dict[str, Any]) -> dict[str, Any]:
+    """Knob values -> Optuna parameter names (for enqueue_trial)."""
+    out = {k: v for k, v in p.items() if k != "tree"}
+    if "tree" in p:
+        out[f"tree_d{p['gamma']}"] = p["tree"]
+    return out
+
+
+def from_optuna_params(params: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in params.items():
+        out["tree" if k.startswith("tree_d") else k] = v
+    return out
+
+
+# -- knob values -> scenario ---------------------------------------------------------
+
+def _interp(points: list[list[float]], x: float, log_x: bool = False) -> float:
+    xs = np.array([pt[0] for pt in points], dtype=float)
+    ys = np.array([pt[1] for pt in points], dtype=float)
+    if log_x:
+        xs, x = np.log(xs), math.log(x)
+    return float(np.interp(x, xs, ys))
+
+
+def _scale_acceptance(acc: dict, factor: float) -> dict:
+    out = dict(acc)
+    if "iid" in out:
+        out["iid"] = out["iid"] * factor
+    if "per_position" in out:
+        out["per_position"] = [a * factor for a in out["per_position"]]
+    if "rank_probs" in out:
+        out["rank_probs"] = [a * factor for a in out["rank_probs"]]
+    return out
+
+
+def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
+    """The scenario mapping for one point (validated later by `parse_scenario`)."""
+    d = copy.deepcopy(spec.base)
+    spec_sec = dict(d.get("speculation") or {})
+    spec_sec.pop("tree", None)
+    gamma = int(p.get("gamma", 0))
+    kind = p.get("drafter")
+    if gamma == 0:
+        d["draft"] = {"kind": "none"}
+        spec_sec["draft_len"] = 0
+    else:
+        ds = spec.file.drafters.get(kind)
+        if ds is not None:
+            draft: dict[str, Any] = {"kind": kind}
+            if ds.name:
+                draft["name"] = ds.name
+            if ds.cost is not None:
+                draft["cost"] = ds.cost.model_dump()
+            if ds.profile is not None:
+                draft["profile"] = ds.profile
+            if ds.acceptance is not None:
+                acc = ds.acceptance.model_dump(exclude_none=True)
+            else:
+                acc = {"iid": _interp(ds.acceptance_by_layer, p["exit_layer"])}
+            if kind == "early_exit":
+                draft["exit_layer"] = int(p["exit_layer"])
+            if "vocab" in p:
+                k = int(p["vocab"])
+                draft["vocab"] = k
+                if ds.coverage is not None:
+                    acc = _scale_acceptance(acc, _interp(ds.coverage, k, log_x=True))
+                _trim_head_cost(d, draft, ds, k, kind)
+            if "trace" in acc and "drafter" in acc:
+                try:
+                    acc["drafter"] = acc["drafter"].format(**p)
+                except (KeyError, IndexError, ValueError) as exc:
+                    raise InputError(spec.where, f"drafters.{kind}.acceptance.drafter",
+                                     f"cannot fill the trace column template: {exc}") from None
+            d["draft"] = draft
+            d["acceptance"] = acc
+        spec_sec["draft_len"] = gamma
+        if p.get("tree", "chain") != "chain":
+            spec_sec["tree"] = parse_tree(p["tree"])
+    d["speculation"] = spec_sec
+    if "max_batch" in p:
+        d.setdefault("serving", {})["max_batch"] = int(p["max_batch"])
+    for knob in ("placement", "dtype"):
+        if knob in p:
+            patch = copy.deepcopy(spec.file.variants[knob][p[knob]])
+            if d["draft"].get("kind") != "model":
+                patch.pop("draft", None)
+            if knob == "placement" and "placement" in patch:
+                d["placement"] = patch.pop("placement")  # a placement is replaced whole
+            d = deep_merge(d, patch)
+    return d
+
+
+def _trim_head_cost(d: dict, draft: dict, ds, k: int, kind: str) -> None:
+    """Synthetic costs: the LM head's share scales with the rows kept (K / vocab_size)."""
+    if ds.head_ms <= 0 or ds.vocab_size is None:
+        return
+    keep = min(1.0, k / ds.vocab_size)
+    if kind == "model" and "cost" in draft:
+        c = dict(draft["cost"])
+        c["step_ms"] = max(0.0, c["step_ms"] - ds.head_ms * (1 - keep))
+        draft["cost"] = c
+    elif kind == "early_exit" and "cost" not in draft:
+        tgt = d.get("target") or {}
+        tc, layers = tgt.get("cost"), tgt.get("layers")
+        if tc is None or not layers:
+            return  # a profile prices the trimmed head itself (head_rows)
+        f = draft["exit_layer"] / layers
+        draft["cost"] = {
+            "step_ms": max(0.0, (tc["step_ms"] - ds.head_ms) * f + ds.head_ms * keep),
+            "per_seq_ms": tc.get("per_seq_ms", 0.0) * f,
+            "per_token_ms": tc.get("per_token_ms", 0.0) * f,
+            "per_kv_token_ms": tc.get("per_kv_token_ms", 0.0) * f,
+        }
+
+
+# -- checks and grids ----------------------------------------------------------------
+
+def _knob_values(knob) -> list[int]:
+    if isinstance(knob, IntRange):
+        return knob.values()
+    return sorted(set(int(v) for v in knob))
+
+
+def grid(spec: StudySpec) -> list[dict[str, Any]]:
+    """Every point of the space (for exhaustive comparisons; use list or small int knobs)."""
+    s = spec.file.search
+    tails = [[]]
+    for knob in ("max_batch", "placement", "dtype"):
+        v = getattr(s, knob)
+        if v is not None:
+            vals = _knob_values(v) if knob == "max_batch" else list(v)
+            tails = [t + [(knob, x)] for t in tails for x in vals]
+    points = []
+    for g in _knob_values(s.gamma):
+        heads: list[dict] = [{"gamma": g}]
+        if g > 0:
+            heads = []
+            for kind in drafter_choices(spec):
+                layers = _knob_values(s.exit_layer) if kind == "early_exit" else [None]
+                vocabs = _knob_values(s.vocab) if has_vocab(spec, kind) else [None]
+                shapes = ["chain"] + tree_shapes(spec, g) if tree_shapes(spec, g) else [None]
+                for l, k, t in itertools.product(layers, vocabs, shapes):
+                    h = {"gamma": g, "drafter": kind}
+                    if l is not None:
+                        h["exit_layer"] = l
+                    if k is not None:
+                        h["vocab"] = k
+                    if t is not None:
+                        h["tree"] = t
+                    heads.append(h)
+        points += [{**h, **dict(t)} for h in heads for t in tails]
+    return points
+
+
+def check(spec: StudySpec) -> None:
+    """Cross-checks that pydantic cannot do; each failure names the study file and key."""
+    f, s, where = spec.file, spec.file.search, spec.where
+    if "target" not in spec.base or "workload" not in spec.base:
+        raise InputError(where, "scenario", "the base scenario needs [target] and [workload]")
+    gmax = s.gamma.high if isinstance(s.gamma, IntRange) else max(s.gamma)
+    kinds = drafter_choices(spec)
+    if gmax > 0 and not kinds:
+        raise InputError(where, "search.drafter", "gamma > 0 needs a drafter: give [drafters.<kind>] or a [draft] in the scenario")
+    base_kind = (spec.base.get("draft") or {}).get("kind", "none")
+    for kind in kinds:
+        if kind not in f.drafters and kind != base_kind:
+            raise InputError(where, "search.drafter", f"drafter {kind!r} has no [drafters.{kind}] section")
+    if "early_exit" in kinds and s.exit_layer is None:
+        raise InputError(where, "search.exit_layer", "the early_exit drafter needs an `exit_layer` range")
+    ee = f.drafters.get("early_exit")
+    if ee is not None and ee.acceptance is None and ee.acceptance_by_layer is None:
+        raise InputError(where, "drafters.early_exit", "give `acceptance` or `acceptance_by_layer`")
+    for kind, ds in f.drafters.items():
+        if ds.acceptance_by_layer is not None and kind != "early_exit":
+            raise InputError(where, f"drafters.{kind}.acceptance_by_layer", "only applies to early_exit")
+    if s.vocab is not None and not any(has_vocab(spec, k) for k in kinds):
+        raise InputError(where, "search.vocab", "no drafter in the search gives `vocab_size`")
+    if s.tree:
+        for kind in kinds:
+            ds = f.drafters.get(kind)
+            acc = ds.acceptance if ds is not None else None
+            if acc is None or (acc.rank_probs is None and acc.trace is None):
+                raise InputError(where, f"drafters.{kind}.acceptance",
+                                 "tree shapes need `rank_probs` (or a trace) acceptance for every drafter")
+    for knob in ("placement", "dtype"):
+        names = getattr(s, knob) or []
+        for n in names:
+            if n not in f.variants.get(knob, {}):
+                raise InputError(where, f"search.{knob}", f"{n!r} has no [variants.{knob}.{n}] section")
+    if s.dtype:
+        from simspec.config import resolve_data_path
+
+        for n in s.dtype:
+            for sec, v in f.variants["dtype"][n].items():
+                prof = v.get("profile") if isinstance(v, dict) else None
+                if prof and not resolve_data_path(prof, where).exists():
+                    raise InputError(where, f"variants.dtype.{n}.{sec}.profile", f"profile not found: {prof}")
+    from simspec.study.objectives import check_metrics
+
+    check_metrics(spec)
+    for i, b in enumerate(f.baselines):
+        bad = [k for k in b if k not in PARAM_NAMES]
+        if bad:
+            raise InputError(where, f"baselines[{i}].{bad[0]}", f"unknown knob (knobs: {', '.join(PARAM_NAMES)})")
+    # Probe: one scenario per drafter (and the plain one) must validate.
+    probes = [{"gamma": 0}] + [_probe(spec, k, max(1, gmax)) for k in kinds]
+    for pr in probes:
+        try:
+            parse_scenario(build(spec, pr), where)
+        except InputError as exc:
+            where_key = f"drafters.{pr['drafter']}" if "drafter" in pr else "scenario"
+            raise InputError(where, where_key, f"gives an invalid scenario: {exc.key}: {exc.reason}") from None
+
+
+def _probe(spec: StudySpec, kind: str, gamma: int) -> dict[str, Any]:
+    s = spec.file.search
+    p: dict[str, Any] = {"gamma": gamma, "drafter": kind}
+    if kind == "early_exit":
+        p["exit_layer"] = _knob_values(s.exit_layer)[0] if not isinstance(s.exit_layer, IntRange) else s.exit_layer.low
+    if has_vocab(spec, kind):
+        p["vocab"] = s.vocab.high if isinstance(s.vocab, IntRange) else max(s.vocab)
+    return p
