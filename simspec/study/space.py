@@ -252,6 +252,11 @@ def check(spec: StudySpec) -> None:
             raise InputError(where, "search.drafter", f"drafter {kind!r} has no [drafters.{kind}] section")
     if "early_exit" in kinds and s.exit_layer is None:
         raise InputError(where, "search.exit_layer", "the early_exit drafter needs an `exit_layer` range")
+    layers = (spec.base.get("target") or {}).get("layers")
+    if "early_exit" in kinds and isinstance(layers, int):
+        top = max(_knob_values(s.exit_layer)) if not isinstance(s.exit_layer, IntRange) else s.exit_layer.high
+        if top > layers:
+            raise InputError(where, "search.exit_layer", f"reaches layer {top} but target.layers is {layers}")
     ee = f.drafters.get("early_exit")
     if ee is not None and ee.acceptance is None and ee.acceptance_by_layer is None:
         raise InputError(where, "drafters.early_exit", "give `acceptance` or `acceptance_by_layer`")

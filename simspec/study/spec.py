@@ -185,7 +185,10 @@ def load_study(path: str | Path) -> StudySpec:
     try:
         sf = StudyFile.model_validate(data)
     except ValidationError as exc:
-        raise _pydantic_error(str(p), exc) from None
+        err = _pydantic_error(str(p), exc)
+        if err.key and err.key.endswith(".[key]"):  # a bad table name inside a keyed section
+            err = InputError(err.file, err.key[: -len(".[key]")], "unknown section " + err.reason.replace("Input should be", "(should be"). rstrip() + ")" if "Input should be" in err.reason else err.reason)
+        raise err from None
     if isinstance(sf.scenario, str):
         ref = Path(sf.scenario)
         sp = ref if ref.is_absolute() else p.parent / ref
