@@ -1,0 +1,119 @@
+"""`simspec trace`: capture acceptance traces from real generations, or summarise one."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from simspec.errors import InputError
+
+HELP = """Record what candidate drafters would have had accepted on a target's greedy generations.
+
+Examples:
+
+  simspec trace --target qwen2.5-coder-1.5b --drafter qwen2.5-coder-0.5b --exit-layers 7,14,21,26
+      --vocab 4096,8192,16384,32768,full --dataset humaneval --prompts 100 --max-new-tokens 128
+      --out traces/qwen2.5-coder-1.5b__humaneval.parquet
+
+  simspec trace --summary traces/qwen2.5-coder-1.5b__humaneval.parquet
+"""
+
+
+def _ints(text: str, key: str, allow_full: bool = False) -> list:
+    out: list = []
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        if allow_full and part == "full":
+            out.append(None)
+            continue
+        try:
+            out.append(int(part.lower().replace("k", "")) * (1024 if part.lower().endswith("k") else 1))
+        except ValueError:
+            raise InputError(None, key, f"{part!r} is not an integer" + (" or 'full'" if allow_full else "")) from None
+    return out
+
+
+def _floats(text: str, key: str) -> list[float]:
+    try:
+        vals = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise InputError(None, key, f"{text!r} is not a comma-separated list of numbers") from None
+    if any(v <= 0 for v in vals):
+        raise InputError(None, key, "temperatures must be > 0")
+    return vals
+
+
+def print_summary(path: Path, gmax: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from simspec.trace.schema import load_trace
+    from simspec.trace.summary import coverage, summary_rows
+
+    trace = load_trace(path)
+    m = trace.meta
+    console = Console()
+    console.print(f"{path}: target {m.get('target', '?')} ({m.get('dtype', '?')}), dataset {m.get('dataset', '?')}, "
+                  f"{trace.n_seq} sequences, {int(trace.output_len.sum())} positions, "
+                  f"mean prompt {trace.prompt_len.mean():.0f} / output {trace.output_len.mean():.0f} tokens")
+    rows = summary_rows(trace, gmax)
+    betas = sorted({k for r in rows for k in r if k.startswith("beta@")})
+    table = Table("drafter", "top1", "top4", *[f"g={g}" for g in range(1, gmax + 1)], "accept j=1..4", *betas,
+                  title="mean tokens per round (greedy chain replay)")
+    for r in rows:
+        table.add_row(r["drafter"], f"{r['top1']:.3f}", f"{r['top4']:.3f}",
+                      *[f"{r[f'g{g}']:.3f}" for g in range(1, gmax + 1)],
+                      " ".join(f"{a:.2f}" for a in r["per_position"]), *[f"{r.get(b, float('nan')):.3f}" for b in betas])
+    console.print(table)
+    cov = coverage(trace)
+    if cov:
+        console.print("trimmed-set coverage of the target's tokens: "
+                      + ", ".join(f"K={k}: {v:.3f}" for k, v in cov.items()))
+    secs = m.get("capture_seconds")
+    if secs:
+        console.print(f"capture time: {secs}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(help=HELP)
+    def trace(
+        summary: Optional[Path] = typer.Option(None, "--summary", help="Summarise this trace file instead of capturing."),
+        gmax: int = typer.Option(8, "--g-max", help="Summary: chains g = 1..G."),
+        target: Optional[str] = typer.Option(None, "--target", help="Target model (known name, GGUF, HF dir or id)."),
+        drafter: List[str] = typer.Option([], "--drafter", help="A separate drafter model (repeatable)."),
+        exit_layers: str = typer.Option("", "--exit-layers", help="Early-exit drafters: layers, e.g. 7,14,21,26."),
+        vocab: str = typer.Option("full", "--vocab", help="Head sizes K, e.g. 4096,8192,full (applies to every drafter)."),
+        temperatures: str = typer.Option("1.0", "--temperatures", help="Temperatures for beta columns."),
+        dataset: str = typer.Option("humaneval", "--dataset", help="humaneval | sharegpt | FILE.jsonl ({\"prompt\": ...} lines)."),
+        prompts: int = typer.Option(100, "--prompts", min=1),
+        max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
+        batch: int = typer.Option(16, "--batch", min=1, help="Sequences decoded together."),
+        dtype: str = typer.Option("bf16", "--dtype"),
+        device: str = typer.Option("cpu", "--device"),
+        chat: bool = typer.Option(True, "--chat/--no-chat", help="Apply the target's chat template when it has one."),
+        seed: int = typer.Option(0, "--seed"),
+        out: Optional[Path] = typer.Option(None, "--out", help="Output Parquet (a .json sidecar is written beside it)."),
+    ) -> None:
+        if summary is not None:
+            print_summary(summary, gmax)
+            return
+        if target is None or out is None:
+            raise InputError(None, "--target" if target is None else "--out", "capturing needs --target and --out (or use --summary FILE)")
+        from simspec.trace.capture import CaptureSpec, capture
+
+        spec = CaptureSpec(
+            target=target, dataset=dataset, prompts=prompts, max_new_tokens=max_new_tokens,
+            drafters=list(drafter), exit_layers=_ints(exit_layers, "--exit-layers"),
+            vocabs=_ints(vocab, "--vocab", allow_full=True) or [None],
+            temperatures=_floats(temperatures, "--temperatures"), batch=batch, dtype=dtype,
+            device=device, seed=seed, chat=chat,
+        )
+        typer.echo(f"tracing {target} on {dataset} ({prompts} prompts, {max_new_tokens} new tokens) ...", err=True)
+        cmd = "simspec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        pq, side, meta = capture(spec, out, cmd, log=lambda s: typer.echo(s, err=True))
+        typer.echo(f"capture time {meta['capture_seconds']['total']:.0f} s "
+                   f"(generate {meta['capture_seconds']['generate']:.0f} s, score {meta['capture_seconds']['score']:.0f} s)")
+        typer.echo(f"wrote {pq} ({pq.stat().st_size / 1e6:.2f} MB) and {side}")

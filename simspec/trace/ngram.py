@@ -1,0 +1,48 @@
+"""Prompt-lookup (n-gram) drafting replayed on a traced token sequence, without a model.
+
+At generated position n the drafter sees context c = prompt + tokens[:n]. Like transformers'
+PromptLookupCandidateGenerator it tries the last m tokens for m = N..1, takes the EARLIEST
+earlier occurrence whose continuation is non-empty, and proposes up to `max_draft` tokens that
+followed it (never past the end of c). Under greedy verification the accepted count at n is the
+common prefix of that proposal with tokens[n:]; that is all the oracle needs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_DRAFT = 16
+
+
+def lookup_accepts(prompt: np.ndarray, tokens: np.ndarray, max_ngram: int = 2,
+                   max_draft: int = MAX_DRAFT) -> np.ndarray:
+    """int16[len(tokens)]: draft tokens a prompt-lookup drafter gets accepted at each position."""
+    ctx = np.concatenate([np.asarray(prompt), np.asarray(tokens)]).tolist()
+    p, t = len(prompt), len(tokens)
+    first: list[dict[tuple, int]] = [dict() for _ in range(max_ngram + 1)]
+    out = np.zeros(t, dtype=np.int16)
+    inserted_end = -1  # ngrams ending at indices <= inserted_end are indexed
+    for n in range(t):
+        length = p + n
+        # An occurrence ending at index j has its continuation at j+1, which must lie in c.
+        while inserted_end < length - 2:
+            inserted_end += 1
+            j = inserted_end
+            for m in range(1, max_ngram + 1):
+                if j - m + 1 < 0:
+                    break
+                first[m].setdefault(tuple(ctx[j - m + 1:j + 1]), j - m + 1)
+        start = -1
+        for m in range(min(max_ngram, length), 0, -1):
+            i = first[m].get(tuple(ctx[length - m:length]))
+            if i is not None:
+                start = i + m
+                break
+        if start < 0:
+            continue
+        k = 0
+        end = min(start + max_draft, length)
+        while start + k < end and n + k < t and ctx[start + k] == ctx[length + k]:
+            k += 1
+        out[n] = k
+    return out

@@ -1,0 +1,177 @@
+"""Exact acceptance replay from a trace, behind the simulator's AcceptanceOracle protocol.
+
+Numpy only (the simulator runs without torch). One `draw` per batch per iteration is a gather:
+for sequence handle h at position n (tokens already generated) the round looks at the window of
+positions n .. n+depth-1 of h's traced sequence.
+  ranks (greedy)   accept depth j+1 iff rank[n+j] < children[j]   (chain: children = 1)
+  beta@T (sampled) accept depth j+1 iff u_j < beta_T[n+j]            (Bernoulli(beta_t))
+  ngram[:N]        accept min(lookup_accepts[n], depth)              (prompt lookup, chain)
+counting only the leading run of successes. Positions past a sequence's traced end wrap around
+(only reached when the workload's output lengths are not the trace's own: use
+`[workload] dataset = "trace"` for exact replay).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from simspec.errors import InputError
+from simspec.trace.ngram import lookup_accepts
+from simspec.trace.schema import Trace, load_trace, parse_drafter
+
+_CACHE: dict[tuple, object] = {}
+
+
+def cached_trace(path: str | Path, file: str | None = None) -> Trace:
+    """load_trace memoised on (path, mtime, size): a study simulates the same trace many times."""
+    p = Path(path)
+    try:
+        st = os.stat(p)
+        key = ("trace", str(p.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        return load_trace(p, file)
+    if key not in _CACHE:
+        _CACHE[key] = load_trace(p, file)
+    return _CACHE[key]  # type: ignore[return-value]
+
+
+def lookup_column(trace: Trace, max_ngram: int) -> np.ndarray:
+    """Prompt-lookup accepted lengths for every traced position (memoised per trace)."""
+    key = ("ngram", id(trace), max_ngram)
+    if key not in _CACHE:
+        parts = [lookup_accepts(trace.seq_prompt(i), trace.seq_tokens(i), max_ngram)
+                 for i in range(trace.n_seq)]
+        _CACHE[key] = np.concatenate(parts).astype(np.int16)
+    return _CACHE[key]  # type: ignore[return-value]
+
+
+class TraceOracle:
+    """Replays one trace column. mode: 'rank' | 'beta' | 'lookup'."""
+
+    def __init__(self, trace: Trace, mode: str, values: np.ndarray, children: list[int],
+                 rng: np.random.Generator) -> None:
+        self.trace = trace
+        self.mode = mode
+        self.values = values
+        self.depth = len(children)
+        self.children = np.asarray(children, dtype=np.int64)
+        self._steps = np.arange(self.depth, dtype=np.int64)
+        self._rng = rng
+        self._perm_rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
+        self._perms: list[np.ndarray] = []
+        self._start = trace.offsets[:-1]
+        self._len = trace.output_len
+
+    # -- which sequence a request replays ---------------------------------------------
+    def sequence_of(self, request_ids: np.ndarray) -> np.ndarray:
+        """Requests cycle through the traced sequences, each cycle in a fresh seeded shuffle."""
+        rid = np.asarray(request_ids, dtype=np.int64)
+        s = self.trace.n_seq
+        cycles = int(rid.max()) // s + 1 if len(rid) else 0
+        while len(self._perms) < cycles:
+            self._perms.append(self._perm_rng.permutation(s))
+        perms = np.stack(self._perms) if self._perms else np.empty((0, s), dtype=np.int64)
+        return perms[rid // s, rid % s] if len(rid) else rid
+
+    def bind(self, request_id: int) -> int:
+        return int(self.sequence_of(np.array([request_id]))[0])
+
+    def request_lengths(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(prompt_len, output_len) of requests 0..n-1: those of the sequences they replay."""
+        seq = self.sequence_of(np.arange(n))
+        return self.trace.prompt_len[seq].copy(), self.trace.output_len[seq].copy()
+
+    # -- acceptance -------------------------------------------------------------------
+    def _index(self, handles: np.ndarray, positions: np.ndarray, width: int) -> np.ndarray:
+        h = np.asarray(handles, dtype=np.int64)
+        n = np.asarray(positions, dtype=np.int64)
+        length = self._len[h][:, None]
+        return self._start[h][:, None] + (n[:, None] + self._steps[:width]) % length
+
+    def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        if len(handles) == 0:
+            return np.zeros(0, dtype=np.int64)
+        if self.mode == "lookup":
+            idx = self._index(handles, positions, 1)[:, 0]
+            return np.minimum(self.values[idx].astype(np.int64), self.depth)
+        v = self.values[self._index(handles, positions, self.depth)]
+        if self.mode == "rank":
+            ok = v < self.children
+        else:
+            ok = self._rng.random(v.shape) < v
+        # Leading run of successes: index of the first failure (depth if none).
+        fail = ~ok
+        return np.where(fail.any(axis=1), fail.argmax(axis=1), self.depth).astype(np.int64)
+
+
+def _check_drafter_matches(sc, name, file: str | None, trace: Trace) -> None:
+    """The scenario's [draft] must describe the drafter whose column it replays."""
+    d = sc.draft
+    key = "acceptance.drafter"
+    col = str(name)
+    if d.kind == "ngram":
+        raise InputError(file, key, f"[draft] kind = 'ngram' replays drafter 'ngram' or 'ngram:N', not {col!r}")
+    if d.kind == "early_exit":
+        if name.exit_layer is None:
+            raise InputError(file, key, f"[draft] kind = 'early_exit' needs an exit<l> column, not {col!r}")
+        if name.exit_layer != d.exit_layer:
+            raise InputError(file, key, f"column {col!r} exits at layer {name.exit_layer} but draft.exit_layer = {d.exit_layer}")
+    elif d.kind == "model" and name.kind != "model":
+        raise InputError(file, key, f"[draft] kind = 'model' replays a model drafter column, not {col!r}")
+    full = trace.meta.get("vocab")
+    if d.vocab is not None:
+        if name.k is None and d.vocab != full:
+            raise InputError(file, "draft.vocab", f"draft.vocab = {d.vocab} but column {col!r} uses the full vocabulary"
+                             + (f" ({full})" if full else "") + f"; trimmed columns are named {name.base}/k<K>")
+        if name.k is not None and name.k != d.vocab:
+            raise InputError(file, "draft.vocab", f"draft.vocab = {d.vocab} but column {col!r} is trimmed to {name.k}")
+    elif name.k is not None:
+        raise InputError(file, "draft.vocab", f"column {col!r} is trimmed to {name.k} tokens: set draft.vocab = {name.k}")
+
+
+def load_trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
+                      file: str | None = None) -> TraceOracle:
+    """Build the oracle a scenario's [acceptance] trace + drafter asks for, checking it fits."""
+    trace = cached_trace(path, file)
+    spec: str = sc.acceptance.drafter
+    key = "acceptance.drafter"
+    tree = list(sc.speculation.tree) if sc.speculation.tree is not None else None
+    children = tree if tree is not None else [1] * sc.gamma
+    children += [1] * (depth - len(children))
+    children = children[:depth]
+    if spec == "ngram" or spec.startswith("ngram:"):
+        if sc.draft.kind != "ngram":
+            raise InputError(file, key, f"drafter {spec!r} needs [draft] kind = 'ngram'")
+        try:
+            n = int(spec.split(":")[1]) if ":" in spec else 2
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise InputError(file, key, f"{spec!r}: write ngram or ngram:N with N >= 1") from None
+        if tree is not None:
+            raise InputError(file, "speculation.tree", "prompt lookup proposes one chain, not a tree")
+        return TraceOracle(trace, "lookup", lookup_column(trace, n), children, rng)
+    base, at, temp = spec.partition("@")
+    try:
+        name = parse_drafter(base)
+    except ValueError as exc:
+        raise InputError(file, key, str(exc)) from None
+    _check_drafter_matches(sc, name, file, trace)
+    if not at:
+        if str(name) not in trace.ranks:
+            have = ", ".join(trace.drafters) or "none"
+            raise InputError(file, key, f"trace {Path(path).name} has no column for drafter {str(name)!r} (has: {have})")
+        return TraceOracle(trace, "rank", trace.ranks[str(name)], children, rng)
+    try:
+        t = float(temp)
+    except ValueError:
+        raise InputError(file, key, f"{spec!r}: write <drafter>@<temperature>, e.g. {base}@0.7") from None
+    if tree is not None:
+        raise InputError(file, "speculation.tree", "sampled (beta) replay is modelled for chains, not trees")
+    if (str(name), t) not in trace.betas:
+        have = ", ".join(f"{d}@{tt:g}" for d, tt in trace.betas) or "none"
+        raise InputError(file, key, f"trace {Path(path).name} has no beta column for {str(name)}@{t:g} (has: {have})")
+    return TraceOracle(trace, "beta", trace.betas[(str(name), t)], children, rng)

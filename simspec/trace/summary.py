@@ -1,0 +1,86 @@
+"""What a trace says, per drafter: mean tokens per round for chains g = 1..G, per-position
+acceptance, trimmed-set coverage. Numpy only.
+
+Mean tokens per round is the exact greedy replay of each sequence: start at position 1 (the
+first token comes from prefill), each round emits min(run of rank-0, g) + 1 tokens (never past
+the sequence's end); the figure is total emitted tokens / total rounds. This is what a batch-1
+simulation of the same trace must reproduce.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simspec.trace.schema import RANK_CAP, Trace, parse_drafter
+
+
+def zero_runs(ranks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """run[i] = number of consecutive rank-0 positions starting at i, within i's sequence."""
+    ok = (ranks == 0).astype(np.int64)
+    run = np.zeros(len(ranks), dtype=np.int64)
+    for s in range(len(offsets) - 1):
+        a, b = int(offsets[s]), int(offsets[s + 1])
+        seg = ok[a:b]
+        # Reverse cumulative count that resets at every rejection.
+        r = np.zeros(b - a + 1, dtype=np.int64)
+        for i in range(b - a - 1, -1, -1):
+            r[i] = r[i + 1] + 1 if seg[i] else 0
+        run[a:b] = r[:-1]
+    return run
+
+
+def replay_chain(run: np.ndarray, offsets: np.ndarray, g: int) -> tuple[int, int]:
+    """(tokens emitted after prefill, rounds) of chain-g greedy speculative decoding."""
+    tokens = rounds = 0
+    for s in range(len(offsets) - 1):
+        a, b = int(offsets[s]), int(offsets[s + 1])
+        n, length = 1, b - a
+        while n < length:
+            emit = min(min(int(run[a + n]), g) + 1, length - n)
+            n += emit
+            tokens += emit
+            rounds += 1
+    return tokens, rounds
+
+
+def tokens_per_round(trace: Trace, drafter: str, gs=range(1, 9)) -> dict[int, float]:
+    run = zero_runs(trace.ranks[drafter], trace.offsets)
+    out = {}
+    for g in gs:
+        t, r = replay_chain(run, trace.offsets, g)
+        out[g] = t / r if r else float("nan")
+    return out
+
+
+def per_position(trace: Trace, drafter: str, depth: int = 8) -> list[float]:
+    """P(draft token j accepted | tokens 1..j-1 accepted), j = 1..depth, over all positions."""
+    run = zero_runs(trace.ranks[drafter], trace.offsets)
+    out = []
+    for j in range(1, depth + 1):
+        reach = (run >= j - 1).sum()
+        out.append(float((run >= j).sum() / reach) if reach else float("nan"))
+    return out
+
+
+def coverage(trace: Trace) -> dict[int, float]:
+    """Share of the target's generated tokens inside each trimmed set (from the target/kK columns)."""
+    out = {}
+    for d, r in trace.ranks.items():
+        name = parse_drafter(d)
+        if name.base == "target" and name.k:
+            out[name.k] = float((r < RANK_CAP).mean())
+    return dict(sorted(out.items()))
+
+
+def summary_rows(trace: Trace, gmax: int = 8) -> list[dict]:
+    rows = []
+    for d, r in trace.ranks.items():
+        tpr = tokens_per_round(trace, d, range(1, gmax + 1))
+        row = {"drafter": d, "top1": float((r == 0).mean()), "top4": float((r < 4).mean())}
+        row.update({f"g{g}": v for g, v in tpr.items()})
+        row["per_position"] = per_position(trace, d, min(gmax, 4))
+        for (bd, t), b in trace.betas.items():
+            if bd == d:
+                row[f"beta@{t:g}"] = float(b.mean())
+        rows.append(row)
+    return rows
