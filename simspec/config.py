@@ -149,7 +149,7 @@ class WorkloadSpec(Strict):
     rate: Annotated[float, Field(gt=0)] | None = None
     prompt_len: LengthSpec | None = None
     output_len: LengthSpec | None = None
-    dataset: Literal["sharegpt", "humaneval"] | None = None
+    dataset: Literal["sharegpt", "humaneval", "trace"] | None = None  # trace: lengths of the replayed sequences
     max_output_len: PosInt | None = None
 
     @model_validator(mode="after")

@@ -34,6 +34,13 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     """Run one scenario to completion (every request served)."""
     t0 = time.perf_counter()
     seed = sc.serving.seed
+    rng = np.random.default_rng([seed, 0xACC])
+    oracle = build_oracle(sc, scenario_file, rng)
+    if workload is None and sc.workload.dataset == "trace":
+        if not hasattr(oracle, "request_lengths"):
+            raise InputError(scenario_file, "workload.dataset",
+                             '"trace" takes its lengths from [acceptance] trace, which is not set')
+        workload = build_workload(sc.workload, seed, oracle.request_lengths(sc.workload.requests))
     wl = workload if workload is not None else build_workload(sc.workload, seed)
     cost = build_round_cost(sc, scenario_file)
     kv_cap = kv_capacity(sc, cost, scenario_file)
@@ -43,8 +50,6 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         if worst > kv_cap:
             raise InputError(scenario_file, "serving.kv_capacity_tokens",
                              f"a request needs {worst} KV tokens but a replica holds {kv_cap}")
-    rng = np.random.default_rng([seed, 0xACC])
-    oracle = build_oracle(sc, scenario_file, rng)
 
     env = simpy.Environment()
     rec = Records(wl.prompt_len, wl.output_len, wl.arrival)

@@ -39,14 +39,24 @@ def _lengths(spec, n: int, rng: np.random.Generator) -> np.ndarray:
     raise TypeError(f"unknown length spec {spec!r}")
 
 
-def build_workload(spec: WorkloadSpec, seed: int) -> Workload:
-    """Draw lengths and arrival times for `spec.requests` requests."""
+def build_workload(spec: WorkloadSpec, seed: int,
+                   trace_lengths: tuple[np.ndarray, np.ndarray] | None = None) -> Workload:
+    """Draw lengths and arrival times for `spec.requests` requests.
+
+    trace_lengths: (prompt, output) of the traced sequences requests 0..N-1 replay, needed
+    (and only used) when `spec.dataset == "trace"`.
+    """
     rng = np.random.default_rng([seed, 0x5EED])
     n = spec.requests
     if spec.dataset is not None:
-        pairs = length_pairs(spec.dataset)
-        rows = pairs[rng.integers(0, len(pairs), size=n)]
-        prompt, output = rows[:, 0].copy(), rows[:, 1].copy()
+        if spec.dataset == "trace":
+            if trace_lengths is None:
+                raise ValueError('dataset = "trace" needs the lengths of the replayed trace')
+            prompt, output = (np.asarray(a, dtype=np.int64).copy() for a in trace_lengths)
+        else:
+            pairs = length_pairs(spec.dataset)
+            rows = pairs[rng.integers(0, len(pairs), size=n)]
+            prompt, output = rows[:, 0].copy(), rows[:, 1].copy()
         # Explicit lengths override the dataset's (e.g. fixed output length over real prompts).
         if spec.prompt_len is not None:
             prompt = _lengths(spec.prompt_len, n, rng)
