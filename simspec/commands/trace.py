@@ -46,35 +46,39 @@ def _floats(text: str, key: str) -> list[float]:
     return vals
 
 
-def print_summary(path: Path, gmax: int) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    """A plain aligned text table (readable at any terminal width, and in a log)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in rows)])
 
+
+def print_summary(path: Path, gmax: int) -> None:
     from simspec.trace.schema import load_trace
     from simspec.trace.summary import coverage, summary_rows
 
     trace = load_trace(path)
     m = trace.meta
-    console = Console()
-    console.print(f"{path}: target {m.get('target', '?')} ({m.get('dtype', '?')}), dataset {m.get('dataset', '?')}, "
-                  f"{trace.n_seq} sequences, {int(trace.output_len.sum())} positions, "
-                  f"mean prompt {trace.prompt_len.mean():.0f} / output {trace.output_len.mean():.0f} tokens")
+    typer.echo(f"{path}: target {m.get('target', '?')} ({m.get('dtype', '?')}), dataset {m.get('dataset', '?')}, "
+               f"{trace.n_seq} sequences, {int(trace.output_len.sum())} positions, "
+               f"mean prompt {trace.prompt_len.mean():.0f} / output {trace.output_len.mean():.0f} tokens")
     rows = summary_rows(trace, gmax)
+    typer.echo("\nmean tokens per round, greedy chain of g draft tokens (exact replay, bonus token included)")
+    typer.echo(_table(["drafter", *[f"g={g}" for g in range(1, gmax + 1)]],
+                      [[r["drafter"], *[f"{r[f'g{g}']:.3f}" for g in range(1, gmax + 1)]] for r in rows]))
     betas = sorted({k for r in rows for k in r if k.startswith("beta@")})
-    table = Table("drafter", "top1", "top4", *[f"g={g}" for g in range(1, gmax + 1)], "accept j=1..4", *betas,
-                  title="mean tokens per round (greedy chain replay)")
-    for r in rows:
-        table.add_row(r["drafter"], f"{r['top1']:.3f}", f"{r['top4']:.3f}",
-                      *[f"{r[f'g{g}']:.3f}" for g in range(1, gmax + 1)],
-                      " ".join(f"{a:.2f}" for a in r["per_position"]), *[f"{r.get(b, float('nan')):.3f}" for b in betas])
-    console.print(table)
+    depth = len(rows[0]["per_position"]) if rows else 0
+    typer.echo("\nper-position acceptance P(j-th draft accepted | earlier ones were), top-k agreement, mean beta")
+    typer.echo(_table(["drafter", *[f"j={j}" for j in range(1, depth + 1)], "top1", "top4", *betas],
+                      [[r["drafter"], *[f"{a:.3f}" for a in r["per_position"]], f"{r['top1']:.3f}", f"{r['top4']:.3f}",
+                        *[f"{r.get(b, float('nan')):.3f}" for b in betas]] for r in rows]))
     cov = coverage(trace)
     if cov:
-        console.print("trimmed-set coverage of the target's tokens: "
-                      + ", ".join(f"K={k}: {v:.3f}" for k, v in cov.items()))
+        typer.echo("\ntrimmed-set coverage of the target's generated tokens: "
+                   + ", ".join(f"K={k}: {v:.3f}" for k, v in cov.items()))
     secs = m.get("capture_seconds")
     if secs:
-        console.print(f"capture time: {secs}")
+        typer.echo(f"capture time (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()))
 
 
 def register(app: typer.Typer) -> None:
