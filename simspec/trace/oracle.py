@@ -61,7 +61,7 @@ class TraceOracle:
         self._steps = np.arange(self.depth, dtype=np.int64)
         self._rng = rng
         self._perm_rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
-        self._perms: list[np.ndarray] = []
+        self._order = np.empty(0, dtype=np.int64)  # request id -> sequence, grown by cycles
         self._start = trace.offsets[:-1]
         self._len = trace.output_len
 
@@ -69,12 +69,12 @@ class TraceOracle:
     def sequence_of(self, request_ids: np.ndarray) -> np.ndarray:
         """Requests cycle through the traced sequences, each cycle in a fresh seeded shuffle."""
         rid = np.asarray(request_ids, dtype=np.int64)
-        s = self.trace.n_seq
-        cycles = int(rid.max()) // s + 1 if len(rid) else 0
-        while len(self._perms) < cycles:
-            self._perms.append(self._perm_rng.permutation(s))
-        perms = np.stack(self._perms) if self._perms else np.empty((0, s), dtype=np.int64)
-        return perms[rid // s, rid % s] if len(rid) else rid
+        if len(rid) == 0:
+            return rid
+        need = int(rid.max()) + 1
+        while len(self._order) < need:
+            self._order = np.concatenate([self._order, self._perm_rng.permutation(self.trace.n_seq)])
+        return self._order[rid]
 
     def bind(self, request_id: int) -> int:
         return int(self.sequence_of(np.array([request_id]))[0])
