@@ -17,17 +17,18 @@ models_app = typer.Typer(help="Real models from PyPI weight packages: list, prep
 def list_cmd() -> None:
     """Known models: installed or not, prepared (converted) or not, size, layers, vocab."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from simspec.models.registry import KNOWN
     from simspec.models.store import converted_dir, missing_packages
 
-    table = Table("name", "model", "installed", "prepared", "download", "layers", "vocab")
+    table = Table(Column("name", no_wrap=True), "installed", "prepared", "download", "layers",
+                  "vocab", "model")
     for m in KNOWN.values():
         installed = "yes" if not missing_packages(m) else "no"
         prepared = "yes" if (converted_dir(m.sha256) / "simspec.json").exists() else "no"
-        table.add_row(m.name, m.title, installed, prepared, f"{m.download_mb} MB",
-                      str(m.layers), f"{m.vocab:,}")
+        table.add_row(m.name, installed, prepared, f"{m.download_mb} MB", str(m.layers),
+                      f"{m.vocab:,}", m.title)
     Console().print(table)
     typer.echo("prepare one with: simspec models prepare NAME")
 

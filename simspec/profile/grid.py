@@ -19,8 +19,9 @@ class Grid:
     prefill_len: tuple[int, ...]
     head_tokens: tuple[int, ...]
     head_rows: tuple[int, ...]  # the full vocabulary is appended per model
-    warmup: int
-    repeats: int
+    runs: int  # runs per point, the first doubling as warm-up (timer.measure)
+    long_s: float  # a point whose first run takes longer than this ...
+    long_runs: int  # ... gets this many runs in all
 
     def with_vocab(self, vocab: int) -> "Grid":
         rows = tuple(r for r in self.head_rows if r < vocab) or (vocab // 2,)
@@ -45,13 +46,14 @@ class Grid:
 FULL = Grid(
     batch=(1, 2, 4, 8, 16),
     q=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
-    context=(128, 512, 1024, 2048, 4096),
-    prefill_batch=(1, 2, 4),
+    context=(128, 512, 2048, 4096),
+    prefill_batch=(1, 4),
     prefill_len=(16, 64, 256, 1024),
     head_tokens=(1, 4, 16, 64, 256, 512),
     head_rows=(1024, 4096, 16384, 65536),
-    warmup=1,
-    repeats=3,
+    runs=3,
+    long_s=1.0,
+    long_runs=2,
 )
 
 QUICK = Grid(
@@ -62,6 +64,7 @@ QUICK = Grid(
     prefill_len=(16, 128),
     head_tokens=(1, 16),
     head_rows=(4096,),
-    warmup=1,
-    repeats=2,
+    runs=2,
+    long_s=1.0,
+    long_runs=2,
 )

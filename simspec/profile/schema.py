@@ -6,11 +6,12 @@ Torch-free. One row per measured point:
   q         query tokens per sequence (prefill: prompt length; head: 1)
   context   cached tokens per sequence (prefill and head: 0)
   rows      LM-head rows computed (full vocabulary except for kind "head")
-  total_s, total_min_s, total_max_s   median, min and max of the whole forward
-  layer_s   median time of one decoder layer (mean over the layers of a run)
-  head_s    median time of the LM head inside the forward
-  rest_s    median of total - layers - head: embedding, rotary, masks, final norm, Python
-  repeats   timed runs per point (after warm-up)
+  total_s   the whole forward: fastest of the runs (see profile.timer.measure for why)
+  total_median_s, total_max_s   median and max of the runs (spread)
+  layer_s   one decoder layer in the fastest run (mean over its layers)
+  head_s    the LM head inside the fastest run
+  rest_s    total - layers - head of that run: embedding, rotary, masks, final norm, Python
+  repeats   timed runs of the point (the first doubles as warm-up)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ COLUMNS = {
     "context": "int",
     "rows": "int",
     "total_s": "float",
-    "total_min_s": "float",
+    "total_median_s": "float",
     "total_max_s": "float",
     "layer_s": "float",
     "head_s": "float",

