@@ -1,0 +1,188 @@
+"""Drafters: who proposes the tokens of a round's tree.
+
+    ModelDrafter(draft_model)            a separate (smaller) model with its own KV cache;
+    ModelDrafter(target, layers=l, ...)  early-exit self-speculation: the first l layers of the
+                                         target + its final norm and head, drafting straight
+                                         into the TARGET's KV cache (shared=True);
+    ... head=TrimmedHead(model, rows)    trimmed-vocabulary drafting (head restricted to K rows);
+    NgramDrafter(n)                      prompt lookup: copy what followed the last earlier
+                                         occurrence of the trailing n-gram (n, n-1, ..., 1).
+
+Early exit and the target's KV cache: entries of layers < l for committed tokens are exactly
+what the first l layers compute, so the drafter reads them from the target's cache and keeps
+no cache of its own (no prefill, no catch-up). Its own appends (root and draft tokens, layers
+< l only) are cut off again after drafting; verification recomputes those tokens through all
+layers (LayerSkip's reuse of the draft's hidden states in verification is not done).
+
+A drafter returns a `Draft`: tokens [B][N] of the tree's nodes (node 0 = the pending token),
+which nodes were really drafted (n-gram lookup may find fewer than N-1), and in sampling mode
+q [B, N, V]: the distribution node k's children were drawn from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections import Counter
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from simspec.live.kv import CTX, KV, PAD, lm_logits
+from simspec.live.sampling import probs
+from simspec.live.tree import Tree
+from simspec.models.views import TrimmedHead, first_layers
+
+
+@dataclass
+class Mode:
+    """How tokens are chosen: greedy (temperature 0) or sampled with `gen`."""
+
+    vocab: int  # the target's vocabulary size: every distribution is over these ids
+    temperature: float = 0.0
+    gen: torch.Generator | None = None
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+
+@dataclass
+class Draft:
+    tokens: list[list[int]]
+    drafted: list[list[bool]]
+    q: torch.Tensor | None = None
+
+
+class Drafter:
+    name = "none"
+
+    def prefill(self, ids: torch.Tensor, kind: torch.Tensor) -> None:
+        """See the prompts (ids [B, P] left-padded with PAD kinds)."""
+
+    def draft(self, seqs: list[list[int]], pending: list[int], tree: Tree, mode: Mode) -> Draft:
+        """No drafter: the round is the pending token alone (plain decoding)."""
+        return Draft([[t] for t in pending], [[True] for _ in pending])
+
+    def commit(self, paths: list[list[int]]) -> None:
+        """The target accepted these node paths (root first)."""
+
+
+class ModelDrafter(Drafter):
+    def __init__(
+        self, model: nn.Module, layers: int | None = None, head: TrimmedHead | None = None,
+        shared: KV | None = None, name: str = "model",
+    ) -> None:
+        self.model, self.layers, self.head, self.shared, self.name = model, layers, head, shared, name
+        self.kv: KV | None = shared
+
+    def prefill(self, ids: torch.Tensor, kind: torch.Tensor) -> None:
+        if self.shared is None:
+            self.kv = KV(self.model, ids.shape[0])
+            self.kv.forward(self.model, ids, kind, keep=[ids.shape[1] - 1])
+
+    def _logits(self, hidden: torch.Tensor, vocab: int) -> torch.Tensor:
+        """Logits over the target's vocabulary ids (-inf where this head has no row)."""
+        if self.head is not None:
+            full = hidden.new_full((*hidden.shape[:-1], vocab), float("-inf"))
+            full[..., self.head.rows] = self.head(hidden).to(full.dtype)
+            return full
+        logits = lm_logits(self.model, hidden)[..., :vocab]
+        if logits.shape[-1] < vocab:
+            pad = logits.new_full((*logits.shape[:-1], vocab - logits.shape[-1]), float("-inf"))
+            logits = torch.cat([logits, pad], -1)
+        return logits
+
+    @torch.inference_mode()
+    def draft(self, seqs: list[list[int]], pending: list[int], tree: Tree, mode: Mode) -> Draft:
+        kv, B, N = self.kv, len(seqs), tree.size
+        dev = kv.device
+        tokens = torch.zeros(B, N, dtype=torch.long)
+        tokens[:, 0] = torch.tensor(pending)
+        q = torch.zeros(B, N, mode.vocab) if not mode.greedy else None
+        anc, depth = tree.ancestors(), torch.tensor(tree.depth)
+        head = lambda h: self._logits(h, mode.vocab)  # noqa: E731
+
+        def grow(level: list[int], logits: torch.Tensor) -> None:
+            for j, node in enumerate(level):
+                kids = tree.children(node)
+                if not kids:
+                    continue
+                if mode.greedy:
+                    tokens[:, kids] = logits[:, j].topk(len(kids), dim=-1).indices.cpu()
+                else:  # chains only: one child drawn from q
+                    p = probs(logits[:, j], mode.temperature).cpu()
+                    tokens[:, kids[0]] = torch.multinomial(p, 1, generator=mode.gen)[:, 0]
+                    q[:, node] = p
+
+        slots = kv.slots
+        # depth 0: this cache's missing context tokens (catch-up), then the root
+        length = kv.length.tolist()
+        missing = [s[n:] for s, n in zip(seqs, length)]
+        m = max(len(x) for x in missing)
+        ids = torch.zeros(B, m + 1, dtype=torch.long)
+        kind = torch.full((B, m + 1), PAD, dtype=torch.long)
+        for b, x in enumerate(missing):
+            if x:
+                ids[b, m - len(x):m] = torch.tensor(x)
+                kind[b, m - len(x):m] = CTX
+        ids[:, m], kind[:, m] = tokens[:, 0], 0
+        scope = first_layers(self.model, self.layers) if self.layers else contextlib.nullcontext()
+        with scope:
+            logits = kv.forward(self.model, ids.to(dev), kind.to(dev), anc, depth, keep=[m], head=head)
+            grow([0], logits)
+            for d in range(1, tree.max_depth):
+                level = tree.level(d)
+                ids = tokens[:, level].to(dev)
+                kind = torch.tensor(level, device=dev)[None].expand(B, -1)
+                grow(level, kv.forward(self.model, ids, kind, anc, depth, head=head))
+        if self.shared is not None:
+            kv.truncate(slots)
+        return Draft(tokens.tolist(), [[True] * N for _ in range(B)], q)
+
+    def commit(self, paths: list[list[int]]) -> None:
+        if self.shared is None:
+            self.kv.commit(paths)
+
+
+class NgramDrafter(Drafter):
+    """Prompt lookup (chains only): the continuation of the latest earlier match of the last n tokens."""
+
+    def __init__(self, n: int = 3) -> None:
+        self.n, self.name = n, f"ngram:{n}"
+
+    def lookup(self, seq: list[int], gamma: int) -> list[int]:
+        for n in range(min(self.n, len(seq) - 1), 0, -1):
+            tail = seq[-n:]
+            for i in range(len(seq) - n - 1, -1, -1):
+                if seq[i:i + n] == tail:
+                    return seq[i + n:i + n + gamma]
+        return []
+
+    def draft(self, seqs: list[list[int]], pending: list[int], tree: Tree, mode: Mode) -> Draft:
+        gamma = tree.max_depth
+        tokens, drafted = [], []
+        for s, t in zip(seqs, pending):
+            found = self.lookup(s + [t], gamma)
+            tokens.append([t] + found + [t] * (gamma - len(found)))
+            drafted.append([True] * (1 + len(found)) + [False] * (gamma - len(found)))
+        q = None
+        if not mode.greedy:  # a deterministic drafter: q is one-hot on its proposal
+            q = torch.zeros(len(seqs), gamma + 1, mode.vocab)
+            for b, row in enumerate(tokens):
+                for k in range(gamma):
+                    q[b, k, row[k + 1]] = 1.0
+        return Draft(tokens, drafted, q)
+
+
+def top_tokens(token_lists: Sequence[Sequence[int]], k: int, vocab: int) -> list[int]:
+    """The K rows of a trimmed head: the most frequent ids in a calibration set, then the
+    lowest ids not yet chosen (BPE ids are roughly ordered by merge frequency)."""
+    if not 1 <= k <= vocab:
+        raise ValueError(f"vocab K={k} outside 1..{vocab}")
+    counts = Counter(t for toks in token_lists for t in toks if 0 <= t < vocab)
+    rows = [t for t, _ in counts.most_common(k)]
+    chosen = set(rows)
+    rows += [t for t in range(vocab) if t not in chosen][: k - len(rows)]
+    return sorted(rows)

@@ -1,0 +1,186 @@
+"""A batched KV cache whose rows may hold different numbers of tokens (ragged acceptance).
+
+Choice: one HF DynamicCache for the whole batch, with bookkeeping per slot instead of one
+cache per sequence, so that a batch of B sequences still verifies in ONE forward (the point of
+batching on a memory-bound device). Every slot has
+
+    ctx   committed context of its row: visible to every later token of that row;
+    node  the tree node it holds in the current round (uncommitted draft), else -1;
+    pos   its position (RoPE is applied to keys when written, so slot order is irrelevant).
+
+A forward appends q slots to every row. Tokens are of three kinds: a tree node of this round
+(id >= 0, attends to the row's context and its own ancestors, at position length + depth),
+a context token (CTX, committed at once: catch-up of a drafter's cache and prompts), or a
+placeholder (PAD, for rows that have fewer tokens to feed; it sees only itself and nobody sees
+it). The additive 4D mask is built from these; when a forward is a plain causal continuation
+of a hole-free cache, no mask is passed and HF takes its own causal path.
+
+`commit(paths)` turns each row's accepted tree nodes into context and then compacts: rejected
+draft slots and placeholders are dropped, each row's context is gathered to the right (left
+padding). In the common batch-1 chain case that is a crop, which costs nothing, as with
+gpt-fast's position-indexed cache.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+CTX = -1
+PAD = -2
+
+
+def lm_logits(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The model's own LM head (+ final-logit softcapping where the config has it)."""
+    logits = model.get_output_embeddings()(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
+class KV:
+    def __init__(self, model: nn.Module, batch: int) -> None:
+        from transformers import DynamicCache
+
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        cfg = model.config
+        types = getattr(cfg, "layer_types", None) or []
+        self.window = getattr(cfg, "sliding_window", None) if "sliding_attention" in types else None
+        # No config: every layer a plain DynamicLayer that keeps all entries (sliding windows
+        # are applied by our mask instead, so entries can be dropped out of order).
+        self.cache = DynamicCache()
+        self.batch = batch
+        self.ctx = torch.zeros(batch, 0, dtype=torch.bool, device=self.device)
+        self.node = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        self.pos = torch.zeros(batch, 0, dtype=torch.long, device=self.device)
+        self.length = torch.zeros(batch, dtype=torch.long, device=self.device)  # committed tokens
+
+    @property
+    def slots(self) -> int:
+        return self.ctx.shape[1]
+
+    # -- forward ------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def forward(
+        self,
+        model: nn.Module,
+        ids: torch.Tensor,
+        kind: torch.Tensor,
+        anc: torch.Tensor | None = None,
+        depth: torch.Tensor | None = None,
+        keep: Sequence[int] | None = None,
+        head: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Feed ids [B, q] of kinds [B, q]; return logits [B, len(keep) or q, vocab].
+
+        anc [N, N] and depth [N] describe the round's tree (needed when any kind >= 0).
+        In each row, context tokens must come before node tokens.
+        """
+        B, q = ids.shape
+        dev = self.device
+        is_ctx, is_node = kind == CTX, kind >= 0
+        nodes = kind.clamp(min=0)
+        n_ctx = is_ctx.sum(1)
+        after = self.length + n_ctx  # row length once its context tokens are in
+        pos = torch.where(is_ctx, self.length[:, None] + is_ctx.cumsum(1) - 1, after[:, None])
+        if is_node.any():
+            pos = torch.where(is_node, after[:, None] + depth.to(dev)[nodes], pos)
+
+        # visibility of the old slots [B, q, S] and of the new ones [B, q, q]
+        old = self.ctx[:, None, :] & ~(kind == PAD)[:, :, None]
+        old_node = self.node >= 0
+        if old_node.any():
+            hit = anc.to(dev)[nodes[:, :, None], self.node.clamp(min=0)[:, None, :]]
+            old |= is_node[:, :, None] & old_node[:, None, :] & hit
+        tril = torch.ones(q, q, dtype=torch.bool, device=dev).tril()
+        new = is_ctx[:, :, None] & is_ctx[:, None, :] & tril  # context sees earlier context
+        if is_node.any():
+            a = anc.to(dev)[nodes[:, :, None], nodes[:, None, :]]
+            new |= is_node[:, :, None] & (is_ctx[:, None, :] | (is_node[:, None, :] & a))
+        new |= torch.eye(q, dtype=torch.bool, device=dev)
+        allow = torch.cat([old, new], dim=2)
+
+        plain = (
+            bool(self.ctx.all()) and not bool(old_node.any()) and bool((kind != PAD).all())
+            and bool((pos == self.slots + torch.arange(q, device=dev)).all())
+            and bool((new == tril).all())
+        )
+        kwargs: dict = {}
+        if not plain:
+            kwargs["position_ids"] = pos
+            kwargs["attention_mask"] = self._additive(allow)
+            if self.window:
+                key_pos = torch.cat([self.pos[:, None, :].expand(B, q, self.slots), pos[:, None, :].expand(B, q, q)], 2)
+                near = (pos[:, :, None] - key_pos) < self.window
+                kwargs["attention_mask"] = {
+                    "full_attention": kwargs["attention_mask"],
+                    "sliding_attention": self._additive(allow & near),
+                }
+        out = model.get_decoder()(
+            input_ids=ids, past_key_values=self.cache, use_cache=True, **kwargs
+        )
+        hidden = out.last_hidden_state
+        if keep is not None:
+            hidden = hidden[:, list(keep)]
+        logits = head(hidden) if head is not None else lm_logits(model, hidden)
+
+        self.ctx = torch.cat([self.ctx, is_ctx], 1)
+        self.node = torch.cat([self.node, torch.where(is_node, kind, -1)], 1)
+        self.pos = torch.cat([self.pos, pos], 1)
+        self.length = after
+        return logits
+
+    def _additive(self, allow: torch.Tensor) -> torch.Tensor:
+        mask = torch.zeros(allow.shape, dtype=self.dtype, device=self.device)
+        mask.masked_fill_(~allow, torch.finfo(self.dtype).min)
+        return mask[:, None]
+
+    # -- commit / rollback --------------------------------------------------------------------
+    def commit(self, paths: Sequence[Sequence[int]]) -> None:
+        """Make each row's accepted nodes (those present here) context; drop everything else."""
+        width = max([int(self.node.max()) if self.slots else 0] + [max(p) for p in paths]) + 1
+        mark = torch.zeros(self.batch, width, dtype=torch.bool, device=self.device)
+        for b, path in enumerate(paths):
+            mark[b, list(path)] = True
+        held = (self.node >= 0) & mark.gather(1, self.node.clamp(min=0))
+        self.ctx |= held
+        self.length = self.length + held.sum(1)
+        self.node = torch.full_like(self.node, -1)
+        self._compact()
+
+    def truncate(self, slots: int) -> None:
+        """Forget every slot from `slots` on (early-exit drafting rolls back its appends)."""
+        for layer in self.cache.layers:
+            if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.shape[-2] > slots:
+                layer.keys = layer.keys[..., :slots, :]
+                layer.values = layer.values[..., :slots, :]
+        self.length = self.length - (self.ctx[:, slots:]).sum(1)
+        self.ctx, self.node, self.pos = self.ctx[:, :slots], self.node[:, :slots], self.pos[:, :slots]
+
+    def _compact(self) -> None:
+        count = self.ctx.sum(1)
+        width = int(count.max().item()) if self.batch else 0
+        if bool(self.ctx[:, :width].all()):  # every row a hole-free prefix: a crop
+            self.truncate(width)
+            return
+        # left-pad: row b's context slots, in order, at the right end
+        order = torch.sort((~self.ctx).to(torch.int8), dim=1, stable=True).indices  # ctx first
+        idx = torch.zeros(self.batch, width, dtype=torch.long, device=self.device)
+        valid = torch.zeros(self.batch, width, dtype=torch.bool, device=self.device)
+        for b in range(self.batch):
+            c = int(count[b])
+            idx[b, width - c:] = order[b, :c]
+            valid[b, width - c:] = True
+        for layer in self.cache.layers:
+            if not getattr(layer, "is_initialized", False) or layer.keys is None:
+                continue
+            g = idx[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
+            layer.keys = layer.keys.gather(2, g)
+            layer.values = layer.values.gather(2, g)
+        self.ctx = valid
+        self.node = torch.full_like(idx, -1)
+        self.pos = self.pos.gather(1, idx)
