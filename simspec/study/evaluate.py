@@ -33,8 +33,30 @@ class Evaluator:
         key = f"{sc.serving.seed}:{sc.workload.model_dump_json()}"
         wl = self._workloads.get(key)
         if wl is None:
-            wl = self._workloads[key] = build_workload(sc.workload, sc.serving.seed)
+            lengths = self._trace_lengths(sc) if sc.workload.dataset == "trace" else None
+            wl = self._workloads[key] = build_workload(sc.workload, sc.serving.seed, lengths)
         return wl
+
+    def _trace_lengths(self, sc: Scenario):
+        """dataset = "trace": the lengths of the traced sequences the requests replay. Every
+        column of a trace maps requests to sequences alike (the seed decides), so any traced
+        drafter of the study gives them, plain-decoding points included."""
+        import numpy as np
+
+        from simspec.sim.build import build_oracle
+
+        probe = sc
+        if not (sc.gamma > 0 and sc.acceptance is not None and sc.acceptance.trace is not None):
+            probe = None
+            for kind in space.drafter_choices(self.spec):
+                ds = self.spec.file.drafters.get(kind)
+                if ds is not None and ds.acceptance is not None and ds.acceptance.trace is not None:
+                    probe = self.scenario(space._probe(self.spec, kind, 1), {"workload": sc.workload.model_dump()})
+                    break
+        if probe is None:
+            return None  # build_workload says what is missing
+        oracle = build_oracle(probe, self.spec.where, np.random.default_rng([sc.serving.seed, 0xACC]))
+        return oracle.request_lengths(sc.workload.requests)
 
     def run(self, sc: Scenario) -> dict[str, Any]:
         summary = simulate(sc, self.spec.where, workload=self.workload(sc)).summary

@@ -144,18 +144,16 @@ def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
                 acc = {"iid": _interp(ds.acceptance_by_layer, p["exit_layer"])}
             if kind == "early_exit":
                 draft["exit_layer"] = int(p["exit_layer"])
+            trimmed = None
             if "vocab" in p:
                 k = int(p["vocab"])
-                draft["vocab"] = k
-                if ds.coverage is not None:
+                if ds.vocab_size is None or k < ds.vocab_size:
+                    trimmed = draft["vocab"] = k
+                if ds.coverage is not None and "trace" not in acc:
                     acc = _scale_acceptance(acc, _interp(ds.coverage, k, log_x=True))
                 _trim_head_cost(d, draft, ds, k, kind)
-            if "trace" in acc and "drafter" in acc:
-                try:
-                    acc["drafter"] = acc["drafter"].format(**p)
-                except (KeyError, IndexError, ValueError) as exc:
-                    raise InputError(spec.where, f"drafters.{kind}.acceptance.drafter",
-                                     f"cannot fill the trace column template: {exc}") from None
+            if "trace" in acc:
+                acc["drafter"] = _trace_column(spec, kind, acc.get("drafter"), p, trimmed)
             d["draft"] = draft
             d["acceptance"] = acc
         spec_sec["draft_len"] = gamma
@@ -173,6 +171,22 @@ def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
                 d["placement"] = patch.pop("placement")  # a placement is replaced whole
             d = deep_merge(d, patch)
     return d
+
+
+def _trace_column(spec: StudySpec, kind: str, given: str | None, p: dict[str, Any], trimmed: int | None) -> str:
+    """The trace column a point replays: `exit<l>` for early exit, the given model name,
+    `/k<K>` appended when the head is trimmed (the trace's naming); or a {knob} template."""
+    if given and "{" in given:
+        try:
+            col = given.format(**p)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise InputError(spec.where, f"drafters.{kind}.acceptance.drafter",
+                             f"cannot fill the trace column template: {exc}") from None
+    else:
+        col = f"exit{p['exit_layer']}" if kind == "early_exit" else (given or kind)
+    if trimmed is not None and "/k" not in col:
+        col += f"/k{trimmed}"
+    return col
 
 
 def _trim_head_cost(d: dict, draft: dict, ds, k: int, kind: str) -> None:

@@ -102,6 +102,8 @@ class DrafterSpec(Strict):
             raise ValueError("give at most one of `cost` or `profile`")
         if self.acceptance is None and self.acceptance_by_layer is None:
             raise ValueError("give `acceptance` (or `acceptance_by_layer` for early exit)")
+        if self.acceptance is not None and self.acceptance.trace is not None and self.coverage is not None:
+            raise ValueError("`coverage` is for synthetic acceptance: a trace has the trimmed columns (<drafter>/k<K>)")
         for pts, what in ((self.acceptance_by_layer, "acceptance_by_layer"), (self.coverage, "coverage")):
             if pts is not None:
                 xs = [p[0] for p in pts]
