@@ -260,3 +260,14 @@ def test_zero_runs_and_walk_agree():
     assert zero_runs(ranks, offsets).tolist() == [2, 1, 0, 1, 2, 1, 0, 2, 1]
     for g in range(1, 5):
         assert replay_chain(zero_runs(ranks, offsets), offsets, g) == walk(ranks, np.array([4, 5]), g)
+
+
+def test_chain_gather_equals_window(trace_file):
+    tr = load_trace(trace_file)
+    fast = TraceOracle(tr, "rank", tr.ranks["m"], [1] * 5, np.random.default_rng(0))
+    slow = TraceOracle(tr, "rank", tr.ranks["m"], [1] * 5, np.random.default_rng(0))
+    slow._runs = None  # force the windowed path
+    rng = np.random.default_rng(1)
+    h = rng.integers(0, tr.n_seq, size=5000)
+    pos = rng.integers(0, 400, size=5000)
+    assert np.array_equal(fast.draw(h, pos), slow.draw(h, pos))

@@ -6,9 +6,10 @@ positions n .. n+depth-1 of h's traced sequence.
   ranks (greedy)   accept depth j+1 iff rank[n+j] < children[j]   (chain: children = 1)
   beta@T (sampled) accept depth j+1 iff u_j < beta_T[n+j]            (Bernoulli(beta_t))
   ngram[:N]        accept min(lookup_accepts[n], depth)              (prompt lookup, chain)
-counting only the leading run of successes. Positions past a sequence's traced end wrap around
-(only reached when the workload's output lengths are not the trace's own: use
-`[workload] dataset = "trace"` for exact replay).
+counting only the leading run of successes; a window never runs past its sequence's end. A
+chain (and prompt lookup) is one gather from a precomputed accepted-run array. A request whose
+output is longer than its traced sequence starts over at position n mod length (only happens
+when the workload's lengths are not the trace's own: `[workload] dataset = "trace"` replays exactly).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 from simspec.errors import InputError
 from simspec.trace.ngram import lookup_accepts
 from simspec.trace.schema import Trace, load_trace, parse_drafter
+from simspec.trace.summary import zero_runs
 
 _CACHE: dict[tuple, object] = {}
 
@@ -64,6 +66,11 @@ class TraceOracle:
         self._order = np.empty(0, dtype=np.int64)  # request id -> sequence, grown by cycles
         self._start = trace.offsets[:-1]
         self._len = trace.output_len
+        self._runs: np.ndarray | None = None  # accepted length per position when it is one gather
+        if mode == "lookup":
+            self._runs = values.astype(np.int64)
+        elif mode == "rank" and (self.children == 1).all():
+            self._runs = zero_runs(values, trace.offsets)
 
     # -- which sequence a request replays ---------------------------------------------
     def sequence_of(self, request_ids: np.ndarray) -> np.ndarray:
@@ -85,25 +92,24 @@ class TraceOracle:
         return self.trace.prompt_len[seq].copy(), self.trace.output_len[seq].copy()
 
     # -- acceptance -------------------------------------------------------------------
-    def _index(self, handles: np.ndarray, positions: np.ndarray, width: int) -> np.ndarray:
-        h = np.asarray(handles, dtype=np.int64)
-        n = np.asarray(positions, dtype=np.int64)
-        length = self._len[h][:, None]
-        return self._start[h][:, None] + (n[:, None] + self._steps[:width]) % length
-
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
         if len(handles) == 0:
             return np.zeros(0, dtype=np.int64)
-        if self.mode == "lookup":
-            idx = self._index(handles, positions, 1)[:, 0]
-            return np.minimum(self.values[idx].astype(np.int64), self.depth)
-        v = self.values[self._index(handles, positions, self.depth)]
+        h = np.asarray(handles, dtype=np.int64)
+        length = self._len[h]
+        at = np.asarray(positions, dtype=np.int64) % length
+        base = self._start[h] + at
+        if self._runs is not None:  # chain greedy / prompt lookup: one gather
+            return np.minimum(self._runs[base], self.depth)
+        # Window of the next `depth` positions; it never runs past the sequence's end.
+        valid = (at[:, None] + self._steps) < length[:, None]
+        v = self.values[np.where(valid, base[:, None] + self._steps, base[:, None])]
         if self.mode == "rank":
             ok = v < self.children
         else:
             ok = self._rng.random(v.shape) < v
+        fail = ~(ok & valid)
         # Leading run of successes: index of the first failure (depth if none).
-        fail = ~ok
         return np.where(fail.any(axis=1), fail.argmax(axis=1), self.depth).astype(np.int64)
 
 

@@ -16,17 +16,12 @@ from simspec.trace.schema import RANK_CAP, Trace, parse_drafter
 
 def zero_runs(ranks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """run[i] = number of consecutive rank-0 positions starting at i, within i's sequence."""
-    ok = (ranks == 0).astype(np.int64)
-    run = np.zeros(len(ranks), dtype=np.int64)
-    for s in range(len(offsets) - 1):
-        a, b = int(offsets[s]), int(offsets[s + 1])
-        seg = ok[a:b]
-        # Reverse cumulative count that resets at every rejection.
-        r = np.zeros(b - a + 1, dtype=np.int64)
-        for i in range(b - a - 1, -1, -1):
-            r[i] = r[i + 1] + 1 if seg[i] else 0
-        run[a:b] = r[:-1]
-    return run
+    n = len(ranks)
+    idx = np.arange(n, dtype=np.int64)
+    fail = np.where(np.asarray(ranks) != 0, idx, n)
+    next_fail = np.minimum.accumulate(fail[::-1])[::-1]
+    seq_end = np.repeat(np.asarray(offsets[1:], dtype=np.int64), np.diff(offsets))
+    return np.minimum(next_fail, seq_end) - idx
 
 
 def replay_chain(run: np.ndarray, offsets: np.ndarray, g: int) -> tuple[int, int]:
