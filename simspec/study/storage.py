@@ -27,10 +27,28 @@ def open_storage(url: str):
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
     except Exception as exc:  # bad URL, missing driver, server down: one line, not a traceback
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(None, "--storage", f"cannot open storage {redact(url)}: {reason}") from None
+    if url.startswith("sqlite"):
+        _sqlite_wal(storage.engine)
+    return storage
+
+
+def _sqlite_wal(engine) -> None:
+    """WAL journal + synchronous=NORMAL: a trial's dozen commits cost no fsync each (they
+    were ~10% of a study's time), and a committed trial still survives a killed process."""
+    from sqlalchemy import event
+
+    def on_connect(dbapi_conn, _record) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", on_connect)
+    engine.dispose()  # connections opened while creating the tables reconnect with the pragmas
 
 
 def redact(url: str) -> str:
