@@ -79,3 +79,43 @@ def test_grid_enumerates_the_conditional_space(spec):
     ev = Evaluator(spec)
     for p in pts[::37]:
         ev.scenario(p)  # every point is a valid scenario
+
+
+def test_placement_and_dtype_variants(tmp_path):
+    p = small_study(tmp_path)
+    text = p.read_text().replace("[search]", '[search]\nplacement = ["one", "split"]\ndtype = ["bf16", "fp32"]')
+    text += """
+[variants.placement.one]
+placement = { devices = { dev0 = { price_per_hour = 1.0 } }, target = "dev0" }
+[variants.placement.split]
+placement = { devices = { dev0 = { price_per_hour = 1.0 }, dev1 = { price_per_hour = 0.5 } }, target = "dev0", draft = "dev1", overlap = true }
+[variants.dtype.bf16]
+target = { cost = { step_ms = 20.0, per_token_ms = 0.05 } }
+[variants.dtype.fp32]
+target = { cost = { step_ms = 28.0, per_token_ms = 0.4 } }
+draft = { cost = { step_ms = 6.0 } }
+"""
+    p.write_text(text)
+    spec = load_study(p)
+    q = _suggest(spec, {"gamma": 3, "drafter": "model", "vocab": 131072, "max_batch": 2,
+                        "placement": "split", "dtype": "fp32"})
+    sc = parse_scenario(space.build(spec, q), "x")
+    assert sc.placement.draft == "dev1" and sc.placement.overlap
+    assert sc.target.cost.step_ms == 28.0 and sc.draft.cost.step_ms == 6.0
+    # an n-gram drafter takes no draft patch; early exit stays on the target's device -> invalid, said so
+    ng = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "ngram", "placement": "one", "dtype": "fp32"}), "x")
+    assert ng.draft.cost is None
+    with pytest.raises(Exception, match="early-exit drafter"):
+        Evaluator(spec).scenario({"gamma": 2, "drafter": "early_exit", "exit_layer": 8, "placement": "split"})
+
+
+def test_dtype_variant_profiles_must_exist(tmp_path):
+    from simspec.errors import InputError
+
+    p = small_study(tmp_path)
+    text = p.read_text().replace("[search]", '[search]\ndtype = ["bf16", "fp32"]')
+    text += '\n[variants.dtype.bf16]\ntarget = { profile = "p_bf16.parquet" }\n[variants.dtype.fp32]\ntarget = { profile = "p_fp32.parquet" }\n'
+    p.write_text(text)
+    with pytest.raises(InputError) as ei:
+        load_study(p)
+    assert ei.value.key == "variants.dtype.bf16.target.profile" and "profile not found" in ei.value.reason

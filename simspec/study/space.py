@@ -169,6 +169,11 @@ def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
                 patch.pop("draft", None)
             if knob == "placement" and "placement" in patch:
                 d["placement"] = patch.pop("placement")  # a placement is replaced whole
+            for sec in ("target", "draft"):  # a variant's profile replaces a cost, and back
+                given = patch.get(sec) or {}
+                for a, b in (("profile", "cost"), ("cost", "profile")):
+                    if a in given and isinstance(d.get(sec), dict):
+                        d[sec].pop(b, None)
             d = deep_merge(d, patch)
     return d
 
