@@ -56,19 +56,24 @@ def history(study, label: str, path: Path) -> None:
 
 
 def importances(study, path: Path) -> dict[str, float]:
-    """Optuna's fANOVA importances for the first objective; when it cannot run, the share
+    """Optuna's PED-ANOVA importances for the first objective; when it cannot run, the share
     of variance explained by each knob (eta^2; a knob absent from a trial counts as a value)."""
     import numpy as np
 
     trials = [t for t in results.complete(study) if t.values and not math.isnan(t.values[0])]
     imp: dict[str, float] = {}
-    how = "fANOVA (Optuna)"
+    how = "PED-ANOVA, Optuna"
     try:
         import optuna
 
+        # PED-ANOVA (no scikit-learn needed) takes lower target = better.
+        # An SLO-violating trial ranks with the worst feasible one (never among the top).
+        sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+        feas = [sign * t.values[0] for t in trials if results.is_feasible(t)]
+        worst = max(feas) if feas else 0.0
         imp = dict(optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=0),
-            target=lambda t: t.values[0]))
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+            target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
         imp = {results.knobs_name(k): float(v) for k, v in imp.items()}
     except Exception:  # too few trials, or a degenerate space: fall back to eta^2
         imp = {}
@@ -138,6 +143,10 @@ def gamma_vs_batch(points, path: Path) -> None:
         for b in bs:
             a1.annotate(best[b].drafter, (b, best[b].gamma), fontsize=7, xytext=(3, 3), textcoords="offset points")
         a1.set_xscale("log", base=2)
+        a1.set_xticks(bs, [str(b) for b in bs])
+    top = max([p.gamma for p in points] + [1])
+    a1.set_yticks(range(0, top + 1))
+    a1.set_ylim(-0.3, top + 0.3)
     a1.set_xlabel("batch size (running sequences)")
     a1.set_ylabel("best gamma")
     a1.set_title("Best gamma against batch size")
@@ -149,8 +158,10 @@ def gamma_vs_batch(points, path: Path) -> None:
         a2.plot(xs, [per[b].throughput_tok_s / plain[b] for b in xs], "o-", label=kind)
     a2.axhline(1.0, color="0.5", lw=0.8)
     a2.set_xscale("log", base=2)
+    if plain:
+        a2.set_xticks(sorted(plain), [str(b) for b in sorted(plain)])
     a2.set_xlabel("batch size")
-    a2.set_ylabel("throughput / plain decoding (best gamma)")
+    a2.set_ylabel("throughput / plain decoding (drafter's best gamma >= 1)")
     a2.set_title("Speed-up by drafter")
     if kinds:
         a2.legend(fontsize=8)

@@ -147,7 +147,10 @@ def summary_md(spec, study, url, capacity, best, best_k, pts, vcfg, sgl, notes, 
                 row += f" {_fmt(psum.get(m, float('nan')))} |"
             L.append(row)
         if plain and psum.get("throughput_tok_s"):
-            L += ["", f"Throughput {summ['throughput_tok_s'] / psum['throughput_tok_s']:.2f}x plain decoding."]
+            L += ["", f"Throughput {summ['throughput_tok_s'] / psum['throughput_tok_s']:.2f}x "
+                      f"the best plain-decoding trial (#{plain.number})."]
+        elif not capacity and spec.file.constraints:
+            L += ["", "No plain-decoding trial (gamma = 0) met the SLOs."]
         L.append("")
     if len(study.directions) > 1 and front:
         L += [f"## Pareto front ({len(front)} trials)", "",
