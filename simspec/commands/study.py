@@ -59,7 +59,12 @@ def register(app: typer.Typer) -> None:
             raise InputError(str(out), None, "exists and is not a folder")
         out.mkdir(parents=True, exist_ok=True)
         url = storage or default_url(out)
-        info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress)
+        try:
+            info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress)
+        except KeyboardInterrupt:
+            typer.echo(f"interrupted: the finished trials are kept in {redact(url)}; run the same command to resume",
+                       err=True)
+            raise typer.Exit(130)
         if info.resumed:
             typer.echo(f"resumed study {info.study_name!r}: {info.resumed} trials were already done, ran {info.ran} more"
                        + (f" ({info.stale_failed} left running by a killed run marked failed)" if info.stale_failed else ""))
