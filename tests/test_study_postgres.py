@@ -96,9 +96,8 @@ def test_two_workers_on_postgres_lose_and_duplicate_nothing(pg_url, tmp_path):
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in trials)
     assert trials[0].params == {"gamma": 0, "max_batch": 4}  # the baseline, enqueued once, ran once
     assert sum(bool(t.system_attrs.get("fixed_params")) for t in trials) == 1
-    # both processes did work: their trials overlap in time
-    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
-    assert any(b[0] < a[1] for a, b in zip(spans, spans[1:])), "no two trials ran at the same time"
+    # both processes did work (each trial records the process that ran it)
+    assert len({t.user_attrs["summary"]["worker_pid"] for t in trials}) == 2
     # and a rerun with more trials resumes on the same server
     r = simspec("study", str(p), "--storage", pg_url, "--workers", "2", "--trials", "20", "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,7 @@ def study_objective(spec: StudySpec, ev: Evaluator) -> Callable:
             summary = ev.evaluate(p)
         except InputError as exc:
             _invalid(trial, exc.line())
-        trial.set_user_attr("summary", summary)
+        trial.set_user_attr("summary", {**summary, "worker_pid": os.getpid()})
         for k, v in objectives.constraint_values(spec, summary).items():
             trial.set_constraint(k, v)
         vals = objectives.values(spec, summary)
@@ -91,7 +92,7 @@ def capacity_objective(spec: StudySpec, ev: Evaluator) -> Callable:
             res = fewest_replicas(spec, ev, p)
         except InputError as exc:
             _invalid(trial, exc.line())
-        trial.set_user_attr("summary", res.summary)
+        trial.set_user_attr("summary", {**res.summary, "worker_pid": os.getpid()})
         trial.set_user_attr("replicas", res.replicas)
         trial.set_user_attr("probes", res.probes)
         trial.set_constraint("replicas", 0.0 if res.feasible else 1.0)
