@@ -13,10 +13,40 @@ import typer
 from simspec.errors import InputError
 
 
+class _LineProgress:
+    """Progress for a non-terminal (log file, CI): one line every ~10% of the points."""
+
+    def __init__(self, total: int, label: str) -> None:
+        import time
+
+        self.total, self.label, self.done, self.t0 = total, label, 0, time.perf_counter()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def add_task(self, _desc: str, total: int) -> int:
+        return 0
+
+    def update(self, _task: int, advance: int = 1, description: str = "") -> None:
+        import time
+
+        self.done += advance
+        if self.done == self.total or self.done % max(self.total // 10, 1) == 0:
+            el = time.perf_counter() - self.t0
+            print(f"{self.label}: {self.done}/{self.total} points, {el:.0f} s ({description})",
+                  flush=True)
+
+
 def _progress(total: int, label: str):
+    from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
                                TimeElapsedColumn, TimeRemainingColumn)
 
+    if not Console().is_terminal:
+        return _LineProgress(total, label)
     return Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.description}"), transient=False)
 
@@ -41,10 +71,11 @@ def profile_cmd(
     points: int = typer.Option(30, help="--check: random off-grid points"),
     repeats: int = typer.Option(5, help="--check: timed runs per point"),
     seed: int = typer.Option(0, help="--check: random seed of the points"),
+    greedy_tokens: int = typer.Option(64, help="--check: tokens of the live greedy decode"),
 ) -> None:
     """Profile a model (Parquet + JSON sidecar), or --check FILE: live holdout error."""
     if check is not None:
-        return _check(check, device, points, repeats, seed)
+        return _check(check, device, points, repeats, seed, greedy_tokens)
     if model is None:
         raise InputError(None, "--model", "required (or use --check FILE)")
     from simspec.models import load_model
@@ -74,7 +105,8 @@ def profile_cmd(
         typer.echo(f"wrote {kpath}")
 
 
-def _check(path: Path, device: str, points: int, repeats: int, seed: int) -> None:
+def _check(path: Path, device: str, points: int, repeats: int, seed: int,
+           greedy_tokens: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -108,13 +140,23 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int) -> Non
                f"max {h['max_rel_error']:.1%}")
     typer.echo(f"rest + l x layer + head(K) vs direct ({p['points']} points): median error "
                f"{p['median_rel_error']:.1%}, max {p['max_rel_error']:.1%}")
+    from simspec.profile.greedy import greedy_check
+
+    typer.echo("live plain greedy decode, batch 1 ...")
+    g = greedy_check(lm, cm, new_tokens=greedy_tokens) if lm.tokenizer is not None else None
+    if g is not None:
+        typer.echo(f"greedy decode (prompt {g.prompt_tokens} tokens, {g.new_tokens} new): live "
+                   f"{g.live_tok_s:.2f} tok/s (fastest of {len(g.runs_tok_s)} runs; median "
+                   f"{g.live_median_tok_s:.2f}), predicted {g.predicted_tok_s:.2f} tok/s, "
+                   f"error {g.rel_error:.1%}")
     out = path.with_name(path.stem + ".check.json")
     import datetime as dt
 
     out.write_text(json.dumps({
         "profile": str(path), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "simspec " + " ".join(sys.argv[1:]), "repeats": repeats, "seed": seed,
-        "summary": s, "points": [r.to_dict() for r in results],
+        "summary": s, "greedy": None if g is None else g.to_dict(),
+        "points": [r.to_dict() for r in results],
     }, indent=1) + "\n")
     typer.echo(f"wrote {out}")
 

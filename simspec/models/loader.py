@@ -103,7 +103,9 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
     """Load a causal LM for inference (eval mode, no grad needed by callers' views)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # our commands show their own progress
     tdtype = torch_dtype(dtype)
     device = check_device(device)
     if spec.startswith("tiny:"):  # tiny:<arch>[:<layers>] -- a random test model

@@ -16,7 +16,7 @@ from simspec.models.loader import LoadedModel
 from simspec.profile.grid import Grid
 from simspec.profile.schema import SCHEMA_VERSION, sidecar_path
 from simspec.profile.timer import PhaseTimer, measure
-from simspec.profile.workloads import FilledCache, decode_fn, head_fn, prefill_fn
+from simspec.profile.workloads import CacheFlusher, FilledCache, decode_fn, head_fn, prefill_fn
 
 
 def device_name(device: str) -> str:
@@ -73,9 +73,11 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
                 m = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s, grid.long_runs)
                 rows.append(_row("prefill", b, n, 0, vocab, m))
                 step(f"prefill b={b} len={n}")
+        flush = CacheFlusher(lm.device)
         for t in grid.head_tokens:
             for r in grid.head_rows:
-                m = measure(timer, head_fn(model, t, r), grid.runs + 2, grid.long_s, grid.long_runs)
+                m = measure(timer, head_fn(model, t, r), grid.runs + 2, grid.long_s,
+                            grid.long_runs, reset=flush)
                 # the head alone: its whole time is head time
                 m = type(m)(m.total, m.total_median, m.total_max, 0.0, m.total, 0.0, m.repeats)
                 rows.append(_row("head", t, 1, 0, r, m))
@@ -111,6 +113,7 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
         "kv_bytes_per_token": lm.dims.kv_bytes_per_token(lm.dtype_bytes),
         "prefill_logits": "last token only (logits_to_keep=1)",
         "kv_cache": "HF DynamicCache filled with random keys/values",
+        "head_alone": "cold caches: a buffer of twice the last-level cache written before each run",
         "platform": platform.platform(),
         "argv": sys.argv,
     }

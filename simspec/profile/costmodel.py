@@ -6,7 +6,9 @@ power laws). Outside it, the value at the nearest grid point is scaled by a fitt
 (non-negative least squares on batch, tokens, and tokens x context), and a warning names the
 axis that left the grid, once per axis. Partial models (early-exit drafting with l layers,
 a trimmed head of K rows) are priced as rest + l x layer + head(K), from the per-layer and
-LM-head times measured inside every forward and the head measured alone at several K.
+LM-head times measured inside every forward; head(K) is the in-forward full head scaled by
+head_alone(K) / head_alone(V), the head timed alone at several K (a ratio, so the cache state
+of a real forward is kept).
 """
 
 from __future__ import annotations
@@ -203,6 +205,9 @@ class ProfileCostModel:
         if layers is None and head_rows is None:
             return max(self._eval(total, names, *x), 1e-6)
         n = self.num_layers if layers is None else layers
-        h = self._eval(head, names, *x) if head_rows is None else self.head_s(head_tokens, head_rows)
+        h = self._eval(head, names, *x)  # the full head as timed inside this forward
+        if head_rows is not None and head_rows != self.vocab_size:
+            # K rows: scale by the head-alone ratio, so the in-forward cache state is kept
+            h *= self.head_s(head_tokens, head_rows) / self.head_s(head_tokens, self.vocab_size)
         t = max(self._eval(rest, names, *x), 0.0) + n * self._eval(layer, names, *x) + h
         return max(t, 1e-6)
