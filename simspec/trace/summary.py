@@ -38,8 +38,16 @@ def replay_chain(run: np.ndarray, offsets: np.ndarray, g: int) -> tuple[int, int
     return tokens, rounds
 
 
+def _runs(trace: Trace, drafter: str) -> np.ndarray:
+    if drafter.startswith("ngram"):
+        from simspec.trace.oracle import lookup_column
+
+        return lookup_column(trace, int(drafter.split(":")[1]) if ":" in drafter else 2).astype(np.int64)
+    return zero_runs(trace.ranks[drafter], trace.offsets)
+
+
 def tokens_per_round(trace: Trace, drafter: str, gs=range(1, 9)) -> dict[int, float]:
-    run = zero_runs(trace.ranks[drafter], trace.offsets)
+    run = _runs(trace, drafter)
     out = {}
     for g in gs:
         t, r = replay_chain(run, trace.offsets, g)
@@ -49,7 +57,7 @@ def tokens_per_round(trace: Trace, drafter: str, gs=range(1, 9)) -> dict[int, fl
 
 def per_position(trace: Trace, drafter: str, depth: int = 8) -> list[float]:
     """P(draft token j accepted | tokens 1..j-1 accepted), j = 1..depth, over all positions."""
-    run = zero_runs(trace.ranks[drafter], trace.offsets)
+    run = _runs(trace, drafter)
     out = []
     for j in range(1, depth + 1):
         reach = (run >= j - 1).sum()
@@ -67,11 +75,17 @@ def coverage(trace: Trace) -> dict[int, float]:
     return dict(sorted(out.items()))
 
 
-def summary_rows(trace: Trace, gmax: int = 8) -> list[dict]:
+def summary_rows(trace: Trace, gmax: int = 8, lookup: tuple[int, ...] = (2, 3)) -> list[dict]:
+    """One row per rank column, plus prompt-lookup drafters (ngram:N) computed from the tokens."""
     rows = []
-    for d, r in trace.ranks.items():
+    for d in [*trace.ranks, *(f"ngram:{n}" for n in lookup)]:
+        run = _runs(trace, d)
         tpr = tokens_per_round(trace, d, range(1, gmax + 1))
-        row = {"drafter": d, "top1": float((r == 0).mean()), "top4": float((r < 4).mean())}
+        if d in trace.ranks:
+            r = trace.ranks[d]
+            row = {"drafter": d, "top1": float((r == 0).mean()), "top4": float((r < 4).mean())}
+        else:
+            row = {"drafter": d, "top1": float((run >= 1).mean()), "top4": float("nan")}
         row.update({f"g{g}": v for g, v in tpr.items()})
         row["per_position"] = per_position(trace, d, min(gmax, 4))
         for (bd, t), b in trace.betas.items():
