@@ -24,7 +24,8 @@ def _trace(path):
                      "rank:m/k64": np.where(rng.random(t) < 0.9, r, 127), "beta:m/k64@1": rng.uniform(0, 1, size=t),
                      "rank:exit2": rng.geometric(0.5, size=t) - 1, "beta:exit2@1": rng.uniform(0, 1, size=t),
                      "rank:exit4": rng.geometric(0.8, size=t) - 1, "beta:exit4@1": rng.uniform(0, 1, size=t)})
-    write_trace(path, rows, ["m", "m/k64", "exit2", "exit4"], [1.0], {"vocab": 1000, "target": "synthetic"})
+    write_trace(path, rows, ["m", "m/k64", "exit2", "exit4"], [1.0],
+                {"vocab": 1000, "target": "synthetic", "exit_layers": [2, 4], "vocabs": [64, "full"]})
 
 
 STUDY = """
@@ -81,3 +82,15 @@ def test_trace_columns_follow_the_knobs_and_the_study_runs(tmp_path):
     assert (out / "best.toml").exists()
     r = simspec("simulate", str(out / "best.toml"), "--json")
     assert r.returncode == 0, r.stderr
+
+
+def test_knob_values_from_the_trace(tmp_path):
+    _trace(tmp_path / "t.parquet")
+    p = tmp_path / "tr.toml"
+    text = STUDY.format(trace="t.parquet").replace("exit_layer = [2, 4]", 'exit_layer = "trace"')
+    text = text.replace("vocab = [64, 1000]", 'vocab = "trace"').replace("vocab_size = 1000\n", "")
+    p.write_text(text)
+    spec = load_study(p)
+    assert spec.file.search.exit_layer == [2, 4] and spec.file.search.vocab == [64, 1000]
+    assert spec.file.drafters["model"].vocab_size == 1000
+    assert len(space.grid(spec)) == 2 + 4 * (2 + 2 * 2 + 1) * 2  # exit layers are trimmed too

@@ -51,8 +51,8 @@ IntKnob = Union[IntRange, Annotated[list[int], Field(min_length=1)]]
 class SearchSpec(Strict):
     gamma: IntKnob = IntRange(low=0, high=0)
     drafter: list[Literal["model", "early_exit", "ngram"]] | None = Field(default=None, min_length=1)
-    exit_layer: IntKnob | None = None
-    vocab: IntKnob | None = None
+    exit_layer: IntKnob | Literal["trace"] | None = None   # "trace": the layers the trace recorded
+    vocab: IntKnob | Literal["trace"] | None = None        # "trace": the trimmed sizes it recorded
     tree: list[str] | None = Field(default=None, min_length=1)
     max_batch: IntKnob | None = None
     placement: list[str] | None = Field(default=None, min_length=1)
@@ -203,6 +203,7 @@ def load_study(path: str | Path) -> StudySpec:
     base = deep_merge(base, sf.patch)
     if sf.workload is not None:
         base["workload"] = dict(sf.workload)
+    sf = _from_trace(sf, p)
     spec = StudySpec(sf, p, base)
     from simspec.study.space import check
 
@@ -225,3 +226,45 @@ def _rebase_paths(sc: dict, scenario_dir: Path, study_dir: Path) -> dict:
             if cand.exists():
                 out[sec][key] = os.path.relpath(cand, study_dir)
     return out
+
+
+def _from_trace(sf: StudyFile, path: Path) -> StudyFile:
+    """`exit_layer = "trace"` / `vocab = "trace"`: the values a trace's sidecar says it recorded
+    (the first drafter whose acceptance is a trace); `vocab_size` defaults to its full vocabulary."""
+    s = sf.search
+    wanted = [k for k in ("exit_layer", "vocab") if getattr(s, k) == "trace"]
+    if not wanted:
+        return sf
+    import json
+
+    from simspec.config import resolve_data_path
+    from simspec.trace.schema import sidecar_path
+
+    kinds = list(s.drafter or sf.drafters)
+    traced = [k for k in kinds if k in sf.drafters and sf.drafters[k].acceptance is not None
+              and sf.drafters[k].acceptance.trace is not None]
+    if not traced:
+        raise InputError(str(path), f"search.{wanted[0]}", '"trace" needs a drafter whose acceptance is a trace')
+    ref = sf.drafters[traced[0]].acceptance.trace
+    side = sidecar_path(resolve_data_path(ref, path))
+    try:
+        meta = json.loads(side.read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(str(path), f"search.{wanted[0]}", f"cannot read the trace sidecar {side}: {exc}") from None
+    update: dict[str, Any] = {}
+    drafters = dict(sf.drafters)
+    if "exit_layer" in wanted:
+        layers = sorted({int(x) for x in meta.get("exit_layers") or []})
+        if not layers:
+            raise InputError(str(path), "search.exit_layer", f"the trace {ref} recorded no exit layers")
+        update["exit_layer"] = layers
+    if "vocab" in wanted:
+        full = meta.get("vocab")
+        ks = sorted({int(full) if k == "full" else int(k) for k in meta.get("vocabs") or [] if k != "full" or full})
+        if len(ks) < 1:
+            raise InputError(str(path), "search.vocab", f"the trace {ref} recorded no vocabulary sizes")
+        update["vocab"] = ks
+        for k in traced:
+            if drafters[k].vocab_size is None and full and k != "ngram":
+                drafters[k] = drafters[k].model_copy(update={"vocab_size": int(full)})
+    return sf.model_copy(update={"search": s.model_copy(update=update), "drafters": drafters})
