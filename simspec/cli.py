@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "simspec.commands.simulate",
     "simspec.commands.models",
     "simspec.commands.profile",
+    "simspec.commands.run",
     "simspec.commands.trace",
     "simspec.commands.study",
 ]

@@ -105,12 +105,15 @@ def generate(
                 paths, nxt = greedy_accept(children, d.tokens, d.drafted, logits.argmax(-1).tolist())
             else:
                 p = probs(logits, temperature).cpu()
-                paths, nxt = sample_accept(d.tokens, [r[:n] for r in d.drafted], p, d.q[:, :n], gen)
+                q = d.q[:, :n] if d.q is not None else None
+                paths, nxt = sample_accept([r[:n] for r in d.tokens], [r[:n] for r in d.drafted], p, q, gen)
             kv.commit(paths)
         with stats.phase("draft"):
             drafter.commit(paths)
         with stats.phase("other"):
             stats.rounds += 1
+            got = {len(path) for b, path in enumerate(paths) if not done[b]}
+            stats.ragged_rounds += len(got) > 1
             for b, path in enumerate(paths):
                 new = [d.tokens[b][i] for i in path[1:]] + [nxt[b]]
                 seqs[b] += [pending[b]] + new[:-1]

@@ -167,14 +167,9 @@ class KV:
         if bool(self.ctx[:, :width].all()):  # every row a hole-free prefix: a crop
             self.truncate(width)
             return
-        # left-pad: row b's context slots, in order, at the right end
-        order = torch.sort((~self.ctx).to(torch.int8), dim=1, stable=True).indices  # ctx first
-        idx = torch.zeros(self.batch, width, dtype=torch.long, device=self.device)
-        valid = torch.zeros(self.batch, width, dtype=torch.bool, device=self.device)
-        for b in range(self.batch):
-            c = int(count[b])
-            idx[b, width - c:] = order[b, :c]
-            valid[b, width - c:] = True
+        # left-pad: each row's context slots, in order, at the right end (holes first)
+        idx = torch.sort(self.ctx.to(torch.int8), dim=1, stable=True).indices[:, self.slots - width:]
+        valid = self.ctx.gather(1, idx)
         for layer in self.cache.layers:
             if not getattr(layer, "is_initialized", False) or layer.keys is None:
                 continue

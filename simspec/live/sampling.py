@@ -20,15 +20,11 @@ def probs(logits: torch.Tensor, temperature: float) -> torch.Tensor:
     return torch.softmax(logits.float() / temperature, dim=-1)
 
 
-def draw(p: torch.Tensor, gen: torch.Generator | None) -> int:
-    return int(torch.multinomial(p, 1, generator=gen).item())
-
-
 def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """The distribution to resample from after a rejection: norm(max(0, p - q))."""
+    """The distribution to resample from after a rejection: norm(max(0, p - q)) (last dim)."""
     r = (p - q).clamp(min=0)
-    total = r.sum()
-    return r / total if total > 0 else p  # p == q up to rounding: nothing to correct
+    total = r.sum(-1, keepdim=True)
+    return torch.where(total > 0, r / total.clamp(min=1e-30), p)  # p == q: nothing to correct
 
 
 def greedy_accept(
@@ -51,32 +47,32 @@ def greedy_accept(
 
 
 def sample_accept(
-    tokens: list[list[int]], drafted: list[list[bool]], p: torch.Tensor, q: torch.Tensor,
+    tokens: list[list[int]], drafted: list[list[bool]], p: torch.Tensor, q: torch.Tensor | None,
     gen: torch.Generator | None,
 ) -> tuple[list[list[int]], list[int]]:
-    """Rejection sampling along a chain (node k's parent is k-1).
+    """Rejection sampling along a chain (node k's parent is k-1), all rows at once.
 
     p [B, N, V]: target probabilities at each node; q [B, N, V]: the drafter's distribution at
-    each node, i.e. the one node k+1's token was drawn from.
+    each node, i.e. the one node k+1's token was drawn from (None when nothing was drafted).
     """
-    paths, nxt = [], []
-    n = p.shape[1]
-    u = torch.rand(p.shape[0], n, generator=gen, device=p.device).tolist()
-    for b, (toks, ok) in enumerate(zip(tokens, drafted)):
-        cur, path, new = 0, [0], None
-        for k in range(1, n):
-            if not ok[k]:
-                break
-            x = toks[k]
-            px, qx = float(p[b, cur, x]), float(q[b, cur, x])
-            if qx > 0 and u[b][k] * qx < px:  # u < min(1, p/q)
-                path.append(k)
-                cur = k
-                continue
-            new = draw(residual(p[b, cur], q[b, cur]), gen)
-            break
-        if new is None:
-            new = draw(p[b, cur], gen)  # bonus token from the target
-        paths.append(path)
-        nxt.append(new)
-    return paths, nxt
+    B, n, _ = p.shape
+    rows = torch.arange(B)
+    if n > 1:
+        x = torch.tensor(tokens)[:, 1:n]  # [B, n-1] drafted tokens
+        ok = torch.tensor(drafted)[:, 1:n]
+        px = p[:, :-1].gather(2, x[..., None])[..., 0]
+        qx = q[:, :-1].gather(2, x[..., None])[..., 0]
+        u = torch.rand(B, n - 1, generator=gen)
+        accept = ok & (qx > 0) & (u * qx < px)  # u < min(1, p/q)
+        acc = accept.to(torch.int64).cumprod(1).sum(1)  # leading accepts
+        rejected = ok.gather(1, acc.clamp(max=n - 2)[:, None])[:, 0] & (acc < n - 1)
+    else:
+        acc = torch.zeros(B, dtype=torch.int64)
+        rejected = torch.zeros(B, dtype=torch.bool)
+    p_last = p[rows, acc]
+    dist = p_last.clone()
+    if rejected.any():
+        dist[rejected] = residual(p_last[rejected], q[rows, acc][rejected])
+    nxt = torch.multinomial(dist, 1, generator=gen)[:, 0]
+    paths = [list(range(int(a) + 1)) for a in acc]
+    return paths, nxt.tolist()

@@ -25,6 +25,7 @@ class Stats:
     new_tokens: int = 0  # tokens kept in the outputs, all sequences
     prefill_tokens: int = 0  # of which the prefill chose (one per sequence)
     per_round: list[int] = field(default_factory=list)  # tokens each live sequence got per round
+    ragged_rounds: int = 0  # rounds in which live sequences of the batch got different counts
 
     @contextmanager
     def phase(self, name: str):
@@ -67,11 +68,12 @@ class Stats:
         self.new_tokens += other.new_tokens
         self.prefill_tokens += other.prefill_tokens
         self.per_round += other.per_round
+        self.ragged_rounds += other.ragged_rounds
 
     def as_dict(self) -> dict:
         return {
             "new_tokens": self.new_tokens, "rounds": self.rounds,
-            "tokens_per_round": round(self.tokens_per_round, 4),
+            "tokens_per_round": round(self.tokens_per_round, 4), "ragged_rounds": self.ragged_rounds,
             "tok_s": round(self.tok_s, 3), "decode_tok_s": round(self.decode_tok_s, 3),
             "seconds": {k: round(v, 4) for k, v in self.seconds.items()},
             "seconds_total": round(self.total, 4),

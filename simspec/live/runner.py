@@ -1,0 +1,125 @@
+"""One live configuration over a list of prompts: the part `simspec run` and `validate` share.
+
+    spec = DraftSpec.parse("early_exit:20")         # none | model:NAME | early_exit:L | ngram[:N]
+    report = run_config(target, spec, tree, prompts, max_new_tokens=64, batch=4)
+
+Prompts are split into static batches of `batch` sequences, each decoded to the end before the
+next starts. One short warm-up generation runs first (allocator, thread pool), untimed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from simspec.errors import InputError
+from simspec.live.drafters import Drafter, ModelDrafter, NgramDrafter, top_tokens
+from simspec.live.engine import generate, plain_greedy
+from simspec.live.kv import KV
+from simspec.live.stats import Stats
+from simspec.live.tree import Tree
+
+
+@dataclass(frozen=True)
+class DraftSpec:
+    kind: str  # none | model | early_exit | ngram
+    model: str = ""  # model:NAME
+    layers: int = 0  # early_exit:L
+    n: int = 3  # ngram:N
+
+    @classmethod
+    def parse(cls, text: str) -> "DraftSpec":
+        kind, _, arg = text.partition(":")
+        if kind == "none" and not arg:
+            return cls("none")
+        if kind == "model" and arg:
+            return cls("model", model=arg)
+        if kind == "early_exit" and arg.isdigit():
+            return cls("early_exit", layers=int(arg))
+        if kind == "ngram" and (not arg or arg.isdigit()):
+            return cls("ngram", n=int(arg) if arg else 3)
+        raise InputError(None, "--draft", f"{text!r} is not none, model:NAME, early_exit:L or ngram[:N]")
+
+    def __str__(self) -> str:
+        return {"none": "none", "model": f"model:{self.model}", "early_exit": f"early_exit:{self.layers}",
+                "ngram": f"ngram:{self.n}"}[self.kind]
+
+
+@dataclass
+class Report:
+    stats: Stats
+    outputs: list[list[int]]
+    greedy_equal: list[bool] | None = None  # per prompt, when checked
+    extra: dict = field(default_factory=dict)
+
+
+def same_tokenizer(a, b) -> bool:
+    try:
+        return a.get_vocab() == b.get_vocab()
+    except AttributeError:
+        return True
+
+
+def check_config(target, spec: DraftSpec, tree: Tree, vocab_k: int | None, temperature: float, draft=None) -> None:
+    """Refuse combinations the engine does not support, naming the flag."""
+    layers = target.dims.layers
+    if spec.kind == "early_exit" and not 1 <= spec.layers < layers:
+        raise InputError(None, "--draft", f"early_exit:{spec.layers} needs 1 <= L < {layers} (target layers)")
+    if spec.kind == "ngram" and not tree.is_chain:
+        raise InputError(None, "--tree", "n-gram lookup drafts chains only")
+    if temperature > 0 and not tree.is_chain:
+        raise InputError(None, "--tree", "sampling (--temperature > 0) verifies chains only; trees are greedy")
+    if vocab_k is not None:
+        if spec.kind not in ("model", "early_exit"):
+            raise InputError(None, "--vocab", "a trimmed head needs a model or early_exit drafter")
+        if not 1 <= vocab_k <= target.dims.vocab:
+            raise InputError(None, "--vocab", f"{vocab_k} outside 1..{target.dims.vocab}")
+    if draft is not None and not same_tokenizer(target.tokenizer, draft.tokenizer):
+        raise InputError(None, "--draft", f"{draft.name} does not share the target's tokenizer")
+
+
+def make_drafter(target, spec: DraftSpec, kv: KV, draft=None, rows: list[int] | None = None) -> Drafter:
+    from simspec.models import trimmed_head
+
+    if spec.kind == "none":
+        return Drafter()
+    if spec.kind == "ngram":
+        return NgramDrafter(spec.n)
+    model = draft.model if spec.kind == "model" else target.model
+    head = trimmed_head(model, rows) if rows is not None else None
+    if spec.kind == "model":
+        return ModelDrafter(model, head=head, name=str(spec))
+    return ModelDrafter(model, layers=spec.layers, head=head, shared=kv, name=str(spec))
+
+
+def vocab_rows(calibration: list[list[int]], k: int, vocab: int) -> list[int]:
+    return top_tokens(calibration, k, vocab)
+
+
+def run_config(
+    target, spec: DraftSpec, tree: Tree, prompts: list[list[int]], max_new_tokens: int,
+    batch: int = 1, draft=None, rows: list[int] | None = None, temperature: float = 0.0,
+    seed: int = 0, eos: int | None = None, check_greedy: bool = False, warmup: bool = True,
+    progress=None,
+) -> Report:
+    """Decode all prompts in static batches; stats summed over batches."""
+    if batch < 1:
+        raise InputError(None, "--batch", f"{batch} must be >= 1")
+    if warmup:
+        kv = KV(target.model, 1)
+        generate(target.model, prompts[:1], min(4, max_new_tokens), make_drafter(target, spec, kv, draft, rows),
+                 tree, temperature, seed, None, kv)
+    total, outputs = Stats(device=target.device), []
+    for i in range(0, len(prompts), batch):
+        group = prompts[i:i + batch]
+        kv = KV(target.model, len(group))
+        res = generate(target.model, group, max_new_tokens, make_drafter(target, spec, kv, draft, rows),
+                       tree, temperature, seed + i, eos, kv)
+        total.merge(res.stats)
+        outputs += res.outputs
+        if progress:
+            progress(len(outputs))
+    report = Report(total, outputs)
+    if check_greedy:
+        ref = [plain_greedy(target.model, p, max_new_tokens, eos) for p in prompts]
+        report.greedy_equal = [a == b for a, b in zip(outputs, ref)]
+    return report
