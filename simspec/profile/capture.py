@@ -62,6 +62,11 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
         for b in grid.batch:
             for ctx in grid.context:
                 cache = FilledCache(model, b, ctx)
+                # two untimed runs at the largest q: the allocator then holds every size needed
+                warm = decode_fn(model, cache, b, max(grid.q))
+                for _ in range(2):
+                    cache.reset()
+                    warm()
                 for q in grid.q:
                     m = measure(timer, decode_fn(model, cache, b, q), grid.runs,
                                 grid.long_s, grid.long_runs, reset=cache.reset)

@@ -97,10 +97,10 @@ def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: 
     for kind, b, q, ctx in sample_points(cm, points - n_prefill, n_prefill, seed):
         if kind == "decode":
             cache = FilledCache(model, b, ctx, seed=seed)
-            times = time_plain(decode_fn(model, cache, b, q), lm.device, 1, repeats, cache.reset)
+            times = time_plain(decode_fn(model, cache, b, q), lm.device, 2, repeats, cache.reset)
             del cache
         else:
-            times = time_plain(prefill_fn(model, b, q), lm.device, 1, repeats)
+            times = time_plain(prefill_fn(model, b, q), lm.device, 2, repeats)
         pred = cm.latency_s(kind, b, q, ctx)
         results.append(CheckPoint(kind, b, q, ctx, None, None, min(times), pred))
         step(f"{kind} b={b} q={q} ctx={ctx}")
@@ -111,7 +111,7 @@ def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: 
             cache = FilledCache(model, b, ctx, seed=seed)
             with first_layers(model, l), (swapped_head(model, head) if head is not None
                                           else contextlib.nullcontext()):
-                times = time_plain(decode_fn(model, cache, b, q), lm.device, 1, repeats, cache.reset)
+                times = time_plain(decode_fn(model, cache, b, q), lm.device, 2, repeats, cache.reset)
             del cache
             pred = cm.latency_s("decode", b, q, ctx, layers=l, head_rows=k)
             results.append(CheckPoint("partial", b, q, ctx, l, k, min(times), pred))

@@ -23,7 +23,9 @@ PROMPT = (
     "the merged list sorted by start. Explain the algorithm in a docstring, handle the empty "
     "list, and add three doctest examples, one of them with intervals that only touch at an end "
     "point. Then write a second function `total_covered(intervals)` that returns the total "
-    "length covered by the union of the intervals, reusing the first function."
+    "length covered by the union of the intervals, reusing the first function. Keep both "
+    "functions free of imports beyond the standard library, name every variable clearly, and "
+    "state the time complexity of each function in its docstring."
 )
 
 
