@@ -22,7 +22,7 @@ import numpy as np
 
 from simspec.config import parse_scenario
 from simspec.errors import InputError
-from simspec.study.spec import IntRange, StudySpec, deep_merge, parse_tree
+from simspec.study.spec import IntRange, StudySpec, merge_scenario, parse_tree
 
 PARAM_NAMES = ("gamma", "drafter", "exit_layer", "vocab", "tree", "max_batch", "placement", "dtype")
 
@@ -169,12 +169,7 @@ def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
                 patch.pop("draft", None)
             if knob == "placement" and "placement" in patch:
                 d["placement"] = patch.pop("placement")  # a placement is replaced whole
-            for sec in ("target", "draft"):  # a variant's profile replaces a cost, and back
-                given = patch.get(sec) or {}
-                for a, b in (("profile", "cost"), ("cost", "profile")):
-                    if a in given and isinstance(d.get(sec), dict):
-                        d[sec].pop(b, None)
-            d = deep_merge(d, patch)
+            d = merge_scenario(d, patch)  # a variant's profile replaces a cost, and back
     return d
 
 

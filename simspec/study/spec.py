@@ -166,6 +166,18 @@ def deep_merge(base: dict, patch: dict) -> dict:
     return out
 
 
+def merge_scenario(base: dict, patch: dict) -> dict:
+    """deep_merge for scenario mappings: a patched `profile` replaces a `cost` (and back) in
+    [target] and [draft], since a scenario takes exactly one of them."""
+    out = copy.deepcopy(base)
+    for sec in ("target", "draft"):
+        given = patch.get(sec) if isinstance(patch.get(sec), dict) else {}
+        for a, b in (("profile", "cost"), ("cost", "profile")):
+            if a in given and isinstance(out.get(sec), dict):
+                out[sec].pop(b, None)
+    return deep_merge(out, patch)
+
+
 class StudySpec:
     """A loaded study: the validated file plus the base scenario mapping it starts from."""
 
@@ -200,7 +212,7 @@ def load_study(path: str | Path) -> StudySpec:
         base = _rebase_paths(base, sp.parent, p.parent)
     else:
         base = dict(sf.scenario)
-    base = deep_merge(base, sf.patch)
+    base = merge_scenario(base, sf.patch)
     if sf.workload is not None:
         base["workload"] = dict(sf.workload)
     sf = _from_trace(sf, p)
