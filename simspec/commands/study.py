@@ -71,6 +71,12 @@ def register(app: typer.Typer) -> None:
         import optuna
 
         st = optuna.load_study(study_name=info.study_name, storage=runner.open_storage(url))
-        res = report.write(spec, st, out, url, capacity)
+        if no_progress:
+            res = report.write(spec, st, out, url, capacity)
+        else:
+            from rich.console import Console
+
+            with Console(stderr=True).status("per-batch-size schedule, exports, plots ..."):
+                res = report.write(spec, st, out, url, capacity)
         typer.echo(res["summary"])
         typer.echo(f"results written to: {out}/ (trials in {redact(url)})")
