@@ -33,7 +33,7 @@ def test_sigkill_then_rerun_keeps_completed_trials(tmp_path):
     db = out / "study.db"
     proc = subprocess.Popen([sys.executable, "-m", "simspec.cli", "study", str(p), "--out", str(out), "--no-progress"],
                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
+    deadline = time.time() + 300
     while _count(db) < 8 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)
