@@ -71,9 +71,13 @@ def importances(study, path: Path) -> dict[str, float]:
         sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
         feas = [sign * t.values[0] for t in trials if results.is_feasible(t)]
         worst = max(feas) if feas else 0.0
-        imp = dict(optuna.importance.get_param_importances(
-            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-            target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
+        import warnings
+
+        with warnings.catch_warnings():  # "lower target is better": the sign above sees to it
+            warnings.simplefilter("ignore")
+            imp = dict(optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
         imp = {results.knobs_name(k): float(v) for k, v in imp.items()}
     except Exception:  # too few trials, or a degenerate space: fall back to eta^2
         imp = {}
