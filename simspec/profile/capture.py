@@ -61,21 +61,19 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
     try:
         for b in grid.batch:
             for ctx in grid.context:
-                cache = FilledCache(model, b, ctx)
-                # two untimed runs at the largest q: the allocator then holds every size needed
-                warm = decode_fn(model, cache, b, max(grid.q))
-                for _ in range(2):
-                    cache.reset()
-                    warm()
                 for q in grid.q:
+                    # a fresh cache per point, as in --check: allocator state then does not
+                    # depend on the points timed before (see profile.memory)
+                    cache = FilledCache(model, b, ctx)
                     m = measure(timer, decode_fn(model, cache, b, q), grid.runs,
-                                grid.long_s, grid.long_runs, reset=cache.reset)
+                                grid.long_s, grid.long_runs, reset=cache.reset, warmup=1)
                     rows.append(_row("decode", b, q, ctx, vocab, m))
                     step(f"decode b={b} q={q} ctx={ctx}")
-                del cache
+                    del cache
         for b in grid.prefill_batch:
             for n in grid.prefill_len:
-                m = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s, grid.long_runs)
+                m = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s, grid.long_runs,
+                            warmup=1)
                 rows.append(_row("prefill", b, n, 0, vocab, m))
                 step(f"prefill b={b} len={n}")
         flush = CacheFlusher(lm.device)

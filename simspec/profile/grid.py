@@ -19,9 +19,9 @@ class Grid:
     prefill_len: tuple[int, ...]
     head_tokens: tuple[int, ...]
     head_rows: tuple[int, ...]  # the full vocabulary is appended per model
-    runs: int  # runs per point, the first doubling as warm-up (timer.measure)
-    long_s: float  # a point whose first run takes longer than this ...
-    long_runs: int  # ... gets this many runs in all
+    runs: int  # timed runs per point, after one untimed warm-up (timer.measure)
+    long_s: float  # a point whose warm-up takes longer than this ...
+    long_runs: int  # ... gets this many timed runs
 
     def with_vocab(self, vocab: int) -> "Grid":
         rows = tuple(r for r in self.head_rows if r < vocab) or (vocab // 2,)
@@ -51,9 +51,9 @@ FULL = Grid(
     prefill_len=(16, 64, 256, 1024),
     head_tokens=(1, 4, 16, 64, 256, 512),
     head_rows=(1024, 4096, 16384, 65536),
-    runs=3,
+    runs=2,
     long_s=1.0,
-    long_runs=2,
+    long_runs=1,
 )
 
 QUICK = Grid(
@@ -66,5 +66,5 @@ QUICK = Grid(
     head_rows=(4096,),
     runs=2,
     long_s=1.0,
-    long_runs=2,
+    long_runs=1,
 )

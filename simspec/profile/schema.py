@@ -11,7 +11,7 @@ Torch-free. One row per measured point:
   layer_s   one decoder layer in the fastest run (mean over its layers)
   head_s    the LM head inside the fastest run
   rest_s    total - layers - head of that run: embedding, rotary, masks, final norm, Python
-  repeats   timed runs of the point (the first doubles as warm-up)
+  repeats   timed runs of the point (after one untimed warm-up)
 """
 
 from __future__ import annotations

@@ -115,22 +115,28 @@ class Measured:
 
 
 def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: float = 1.0,
-            long_runs: int = 2, reset: Callable[[], None] | None = None) -> Measured:
-    """Time `runs` runs (`long_runs` if the first takes over `long_s`); keep the fastest.
+            long_runs: int = 1, reset: Callable[[], None] | None = None,
+            warmup: int = 1) -> Measured:
+    """`warmup` untimed runs, then `runs` timed ones (`long_runs` if the warm-up took over
+    `long_s`); keep the fastest.
 
     On a shared CPU the noise is one-sided (other processes only slow a run down, and a
     descheduled OpenMP thread can stall a run several-fold), so the fastest run is the best
-    estimate of the device's own cost. The first run doubles as the warm-up: being the
-    slowest, it is only kept if it was fastest anyway.
+    estimate of the device's own cost.
     """
-    splits: list[Split] = []
     n = runs
-    while len(splits) < n:
+    for i in range(warmup):
+        if reset:
+            reset()
+        t0 = time.perf_counter()
+        fn()
+        if i == 0 and time.perf_counter() - t0 > long_s:
+            n = min(runs, long_runs)
+    splits: list[Split] = []
+    for _ in range(n):
         if reset:
             reset()
         splits.append(timer.time_once(fn))
-        if len(splits) == 1 and splits[0].total > long_s:
-            n = min(runs, long_runs)
     best = min(splits, key=lambda s: s.total)
     totals = [s.total for s in splits]
     return Measured(
