@@ -71,11 +71,16 @@ def main() -> None:
         # Warm the ShareGPT length cache first: it is built once per machine, not per study.
         subprocess.run([sys.executable, "-c", "from simspec.sim.datasets import length_pairs; length_pairs('sharegpt')"],
                        check=True)
+        import resource
+
+        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "simspec.cli", "study", str(study), "--trials", str(args.trials),
                             "--workers", str(args.workers), "--no-progress", "--out", str(Path(d) / "run")],
                            capture_output=True, text=True)
         wall = time.perf_counter() - t0
+        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         if r.returncode != 0:
             sys.exit(f"study failed ({r.returncode}):\n{r.stderr[-2000:]}")
         import pandas as pd
@@ -85,6 +90,8 @@ def main() -> None:
         sim = done["wall_s"].sum()
         print(f"trials: {len(done)} done ({(df.state == 'COMPLETE').sum()} complete), workers: {args.workers}")
         print(f"requests per trial: 1000 (ShareGPT lengths), output tokens per trial (mean): {done['output_tokens'].mean():,.0f}")
+        print(f"CPU time of the command (user+sys, all its processes): {cpu:.1f} s "
+              f"(on an idle machine with --workers 1 the wall time is about this)")
         print(f"wall: {wall:.1f} s for the whole command; simulation inside trials: {sim:.1f} s "
               f"(mean {sim / max(1, len(done)) * 1000:.0f} ms/trial)")
         best = df[df.feasible].sort_values("throughput_tok_s", ascending=False).head(1)
