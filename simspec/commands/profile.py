@@ -72,7 +72,8 @@ def profile_cmd(
     kernels: bool = typer.Option(False, "--kernels", help="also save a per-operator table"),
     check: Optional[Path] = typer.Option(None, "--check", help="check this profile live"),
     points: int = typer.Option(30, help="--check: random off-grid points"),
-    repeats: int = typer.Option(5, help="--check: timed runs per point"),
+    repeats: Optional[int] = typer.Option(
+        None, help="--check: timed runs per point (default: the profile's own protocol)"),
     seed: int = typer.Option(0, help="--check: random seed of the points"),
     greedy_tokens: int = typer.Option(64, help="--check: tokens of the live greedy decode"),
 ) -> None:

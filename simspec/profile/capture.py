@@ -16,7 +16,8 @@ from simspec.models.loader import LoadedModel
 from simspec.profile.grid import Grid
 from simspec.profile.schema import SCHEMA_VERSION, sidecar_path
 from simspec.profile.timer import PhaseTimer, measure
-from simspec.profile.workloads import CacheFlusher, FilledCache, decode_fn, head_fn, prefill_fn
+from simspec.profile.workloads import (CacheFlusher, FilledCache, decode_fn, head_fn, prefill_fn,
+                                       settle)
 
 
 def device_name(device: str) -> str:
@@ -61,15 +62,14 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
     try:
         for b in grid.batch:
             for ctx in grid.context:
+                cache = FilledCache(model, b, ctx)
+                settle(model, cache, b, max(grid.q))
                 for q in grid.q:
-                    # a fresh cache per point, as in --check: allocator state then does not
-                    # depend on the points timed before (see profile.memory)
-                    cache = FilledCache(model, b, ctx)
                     m = measure(timer, decode_fn(model, cache, b, q), grid.runs,
                                 grid.long_s, grid.long_runs, reset=cache.reset, warmup=1)
                     rows.append(_row("decode", b, q, ctx, vocab, m))
                     step(f"decode b={b} q={q} ctx={ctx}")
-                    del cache
+                del cache
         for b in grid.prefill_batch:
             for n in grid.prefill_len:
                 m = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s, grid.long_runs,

@@ -42,6 +42,19 @@ class FilledCache:
                 layer.cumulative_length = n
 
 
+def settle(model: nn.Module, cache: FilledCache, batch: int, q_max: int, runs: int = 2) -> None:
+    """Untimed runs at the largest q on a new cache, so the allocator holds every size needed.
+
+    On this VM the first forwards after a new cache shape fault their memory in page by page
+    (hundreds of thousands of minor faults, up to 2-3x slower); a serving process that has
+    been decoding for a while is past that. Capture and check both settle before timing.
+    """
+    run = decode_fn(model, cache, batch, q_max)
+    for _ in range(runs):
+        cache.reset()
+        run()
+
+
 def _ids(model: nn.Module, batch: int, q: int, seed: int) -> torch.Tensor:
     p = next(model.parameters())
     gen = torch.Generator(device="cpu").manual_seed(seed)
