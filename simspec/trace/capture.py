@@ -25,7 +25,7 @@ import torch
 from simspec.errors import InputError
 from simspec.models import LoadedModel, early_exit_logits, load_model, new_cache
 from simspec.trace.prompts import calibration_order, load_split
-from simspec.trace.ranks import RowIndex, score_full
+from simspec.trace.ranks import TrimSets, score_full
 from simspec.trace.schema import beta_column, rank_column, write_trace
 
 
@@ -163,19 +163,20 @@ def _fit_vocab(logits: torch.Tensor, vocab: int) -> torch.Tensor:
 
 
 def score(target: LoadedModel, g: Generated, draft_logits: dict[str, torch.Tensor],
-          rowsets: dict[int, RowIndex], temperatures: list[float]) -> dict[str, np.ndarray]:
+          trims: TrimSets, temperatures: list[float]) -> dict[str, np.ndarray]:
     """All rank/beta columns of one sequence."""
     vocab = g.logits.shape[-1]
     tok = torch.tensor(g.tokens, dtype=torch.long)
     p_logits = g.logits.float()
     p_probs = {t: torch.softmax(p_logits / t, dim=-1) for t in temperatures}
+    p_sub = {t: trims.gather(p) for t, p in p_probs.items()}
     cols: dict[str, np.ndarray] = {}
 
     def add(name: str, logits: torch.Tensor, full: bool) -> None:
         logits = _fit_vocab(logits.float(), vocab)
         results = {name: score_full(logits, tok, p_probs)} if full else {}
-        for k, ri in rowsets.items():
-            results[f"{name}/k{k}"] = ri.score(logits, tok, p_probs)
+        for k, res in trims.score(logits, tok, p_sub).items():
+            results[f"{name}/k{k}"] = res
         for d, (r, b) in results.items():
             cols[rank_column(d)] = r.numpy()
             for t, v in b.items():
@@ -211,6 +212,7 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
             log: Callable[[str], None] = print) -> tuple[Path, Path, dict]:
     """Run the whole capture and write the trace; returns (parquet, sidecar, meta)."""
     t_start = time.perf_counter()
+    cpu_start = time.process_time()
     split = load_split(spec.dataset, spec.prompts, spec.seed)
     t0 = time.perf_counter()
     target = load_model(spec.target, spec.dtype, spec.device)
@@ -228,7 +230,7 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
         if k >= vocab:
             raise InputError(None, "--vocab", f"K={k} is not smaller than the vocabulary ({vocab})")
     order = calibration_order(target.tokenizer, split.calibration, vocab, max(ks) if ks else 0)
-    rowsets = {k: RowIndex(torch.as_tensor(order[:k]), vocab) for k in ks}
+    trims = TrimSets(torch.as_tensor(order), vocab, ks)
     encoded = [encode(target, p, spec.chat) for p in split.prompts]
     by_len = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
     rows: list[dict] = [{} for _ in encoded]
@@ -242,7 +244,7 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
         gen_s += t2 - t1
         for i, g in zip(idx, gens):
             dl = {d.name: drafter_logits(d, g) for d in drafters}
-            cols = score(target, g, dl, rowsets, spec.temperatures)
+            cols = score(target, g, dl, trims, spec.temperatures)
             rows[i] = {"seq": i, "prompt_len": len(g.prompt), "output_len": len(g.tokens),
                        "prompt_ids": np.asarray(g.prompt), "tokens": np.asarray(g.tokens), **cols}
         score_s += time.perf_counter() - t2
@@ -266,7 +268,9 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
         "calibration": {"texts": len(split.calibration), "chars": sum(map(len, split.calibration)),
                         "rule": "K most frequent target-tokenizer ids over held-out texts; ties by lower id",
                         "order": order.tolist()},
-        "capture_seconds": {"total": round(time.perf_counter() - t_start, 1), "load": round(load_s, 1),
+        "capture_seconds": {"total": round(time.perf_counter() - t_start, 1),
+                            "cpu_all_threads": round(time.process_time() - cpu_start, 1),
+                            "load": round(load_s, 1),
                             "generate": round(gen_s, 1), "score": round(score_s, 1)},
         "versions": {"simspec": simspec.__version__ if hasattr(simspec, "__version__") else "",
                      "torch": torch.__version__, "transformers": transformers.__version__,
