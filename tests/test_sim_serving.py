@@ -127,3 +127,21 @@ def test_larger_batch_raises_throughput_with_per_seq_cost():
     small = run(batch_scenario(batch=1, requests=16)).summary["throughput_tok_s"]
     large = run(batch_scenario(batch=16, requests=16)).summary["throughput_tok_s"]
     assert large > 5 * small
+
+
+def test_plain_decoding_replays_trace_lengths(tmp_path):
+    """gamma = 0 on a trace workload: no oracle, yet the same requests at the same lengths
+    as a speculative run with the same seed (so the two compare like for like)."""
+    from simspec.config import parse_scenario
+    from simspec.sim.run import simulate
+    from tests.test_trace_oracle import make_trace, scenario
+
+    path = make_trace(tmp_path / "syn.parquet")
+    spec = simulate(parse_scenario(scenario(path, gamma=3, requests=45), "s.toml"))
+    d = scenario(path, gamma=3, requests=45)
+    d["speculation"]["draft_len"] = 0
+    d["draft"] = {"kind": "none"}
+    plain = simulate(parse_scenario(d, "s.toml"))
+    assert np.array_equal(plain.records.output_len, spec.records.output_len)
+    assert np.array_equal(plain.records.prompt_len, spec.records.prompt_len)
+    assert plain.summary["mean_tokens_per_round"] == 1.0

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import simpy
 
-from simspec.config import Scenario
+from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
 from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
@@ -30,6 +30,19 @@ class SimResult:
         return pd.DataFrame(self.records.columns())
 
 
+def _lengths_only_trace(sc: Scenario, file: str | None, seed: int):
+    """Plain decoding (no oracle) still replays the traced sequences' lengths, mapped to
+    requests exactly as a speculative run with the same seed maps them."""
+    if sc.acceptance is None or sc.acceptance.trace is None:
+        raise InputError(file, "workload.dataset",
+                         '"trace" takes its lengths from [acceptance] trace, which is not set')
+    from simspec.trace.oracle import TraceOracle, cached_trace
+
+    trace = cached_trace(resolve_data_path(sc.acceptance.trace, file), file)
+    no_accept = np.zeros(int(trace.offsets[-1]), dtype=np.int64)
+    return TraceOracle(trace, "lookup", no_accept, [1], np.random.default_rng([seed, 0xACC]))
+
+
 def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload | None = None) -> SimResult:
     """Run one scenario to completion (every request served)."""
     t0 = time.perf_counter()
@@ -37,10 +50,8 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     rng = np.random.default_rng([seed, 0xACC])
     oracle = build_oracle(sc, scenario_file, rng)
     if workload is None and sc.workload.dataset == "trace":
-        if not hasattr(oracle, "request_lengths"):
-            raise InputError(scenario_file, "workload.dataset",
-                             '"trace" takes its lengths from [acceptance] trace, which is not set')
-        workload = build_workload(sc.workload, seed, oracle.request_lengths(sc.workload.requests))
+        source = oracle if hasattr(oracle, "request_lengths") else _lengths_only_trace(sc, scenario_file, seed)
+        workload = build_workload(sc.workload, seed, source.request_lengths(sc.workload.requests))
     wl = workload if workload is not None else build_workload(sc.workload, seed)
     cost = build_round_cost(sc, scenario_file)
     kv_cap = kv_capacity(sc, cost, scenario_file)
