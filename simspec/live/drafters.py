@@ -128,13 +128,15 @@ class ModelDrafter(Drafter):
                 ids[b, m - len(x):m] = torch.tensor(x)
                 kind[b, m - len(x):m] = CTX
         ids[:, m], kind[:, m] = tokens[:, 0], 0
+        top = self.model.config.vocab_size - 1  # a drafter with a smaller embedding: ids past it are no text
+        ids = ids.clamp(max=top)
         scope = first_layers(self.model, self.layers) if self.layers else contextlib.nullcontext()
         with scope:
             logits = kv.forward(self.model, ids.to(dev), kind.to(dev), anc, depth, keep=[m], head=head)
             grow([0], logits)
             for d in range(1, tree.max_depth):
                 level = tree.level(d)
-                ids = tokens[:, level].to(dev)
+                ids = tokens[:, level].clamp(max=top).to(dev)
                 kind = torch.tensor(level, device=dev)[None].expand(B, -1)
                 grow(level, kv.forward(self.model, ids, kind, anc, depth, head=head))
         if self.shared is not None:

@@ -13,7 +13,7 @@ A forward appends q slots to every row. Tokens are of three kinds: a tree node o
 a context token (CTX, committed at once: catch-up of a drafter's cache and prompts), or a
 placeholder (PAD, for rows that have fewer tokens to feed; it sees only itself and nobody sees
 it). The additive 4D mask is built from these; when a forward is a plain causal continuation
-of a hole-free cache, no mask is passed and HF takes its own causal path.
+of a cache whose every slot is visible, no mask is passed and HF takes its own causal path.
 
 `commit(paths)` turns each row's accepted tree nodes into context and then compacts: rejected
 draft slots and placeholders are dropped, each row's context is gathered to the right (left
@@ -104,10 +104,10 @@ class KV:
         new |= torch.eye(q, dtype=torch.bool, device=dev)
         allow = torch.cat([old, new], dim=2)
 
+        # a causal continuation of a hole-free cache (batch-1 chains): let HF build its own mask
         plain = (
-            bool(self.ctx.all()) and not bool(old_node.any()) and bool((kind != PAD).all())
+            bool(old.all()) and bool((new == tril).all())
             and bool((pos == self.slots + torch.arange(q, device=dev)).all())
-            and bool((new == tril).all())
         )
         kwargs: dict = {}
         if not plain:
