@@ -233,9 +233,40 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
     trims = TrimSets(torch.as_tensor(order), vocab, ks)
     encoded = [encode(target, p, spec.chat) for p in split.prompts]
     by_len = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
+    columns = drafter_names(spec, [d.name for d in drafters])
+
+    def make_meta(complete: bool) -> dict:
+        import transformers
+
+        import simspec
+
+        return {
+            "kind": "simspec-trace", "complete": complete,
+            "command": command,
+            "target": target.name, "target_sha256": target.sha256, "layers": n_layers, "vocab": vocab,
+            "dtype": spec.dtype, "device": spec.device, "threads": torch.get_num_threads(),
+            "drafter_models": {d.name: d.sha256 for d in drafters},
+            "exit_layers": spec.exit_layers, "vocabs": [k if k else "full" for k in spec.vocabs],
+            "dataset": spec.dataset, "dataset_source": split.source, "prompts": spec.prompts,
+            "max_new_tokens": spec.max_new_tokens, "batch": spec.batch, "chat_template": spec.chat,
+            "seed": spec.seed, "stop_ids": sorted(stop_ids(target)),
+            "calibration": {"texts": len(split.calibration), "chars": sum(map(len, split.calibration)),
+                            "rule": "K most frequent target-tokenizer ids over held-out texts; ties by lower id",
+                            "order": order.tolist()},
+            "capture_seconds": {"total": round(time.perf_counter() - t_start, 1),
+                                "cpu_all_threads": round(time.process_time() - cpu_start, 1),
+                                "load": round(load_s, 1),
+                                "generate": round(gen_s, 1), "score": round(score_s, 1)},
+            "versions": {"simspec": simspec.__version__ if hasattr(simspec, "__version__") else "",
+                         "torch": torch.__version__, "transformers": transformers.__version__,
+                         "python": sys.version.split()[0], "platform": platform.platform()},
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "note": "ranks are conditioned on the target's greedy prefix; beta is evaluated on that same "
+                    "greedy path (an approximation for sampled decoding)",
+        }
+
     rows: list[dict] = [{} for _ in encoded]
     gen_s = score_s = 0.0
-    names = [d.name for d in drafters]
     for bi in range(0, len(by_len), spec.batch):
         idx = by_len[bi:bi + spec.batch]
         t1 = time.perf_counter()
@@ -250,34 +281,8 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
         score_s += time.perf_counter() - t2
         done = min(bi + spec.batch, len(by_len))
         log(f"  {done}/{len(by_len)} sequences  generate {gen_s:.0f}s  score {score_s:.0f}s")
-    columns = drafter_names(spec, names)
-    import transformers
-
-    import simspec
-
-    meta = {
-        "kind": "simspec-trace",
-        "command": command,
-        "target": target.name, "target_sha256": target.sha256, "layers": n_layers, "vocab": vocab,
-        "dtype": spec.dtype, "device": spec.device, "threads": torch.get_num_threads(),
-        "drafter_models": {d.name: d.sha256 for d in drafters},
-        "exit_layers": spec.exit_layers, "vocabs": [k if k else "full" for k in spec.vocabs],
-        "dataset": spec.dataset, "dataset_source": split.source, "prompts": spec.prompts,
-        "max_new_tokens": spec.max_new_tokens, "batch": spec.batch, "chat_template": spec.chat,
-        "seed": spec.seed, "stop_ids": sorted(stop_ids(target)),
-        "calibration": {"texts": len(split.calibration), "chars": sum(map(len, split.calibration)),
-                        "rule": "K most frequent target-tokenizer ids over held-out texts; ties by lower id",
-                        "order": order.tolist()},
-        "capture_seconds": {"total": round(time.perf_counter() - t_start, 1),
-                            "cpu_all_threads": round(time.process_time() - cpu_start, 1),
-                            "load": round(load_s, 1),
-                            "generate": round(gen_s, 1), "score": round(score_s, 1)},
-        "versions": {"simspec": simspec.__version__ if hasattr(simspec, "__version__") else "",
-                     "torch": torch.__version__, "transformers": transformers.__version__,
-                     "python": sys.version.split()[0], "platform": platform.platform()},
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "note": "ranks are conditioned on the target's greedy prefix; beta is evaluated on that same "
-                "greedy path (an approximation for sampled decoding)",
-    }
+        if done < len(by_len):  # checkpoint: a stopped capture still leaves a valid partial trace
+            write_trace(out, [r for r in rows if r], columns, spec.temperatures, make_meta(False))
+    meta = make_meta(True)
     pq_path, side = write_trace(out, rows, columns, spec.temperatures, meta)
     return pq_path, side, meta
