@@ -9,9 +9,10 @@ writes the table as JSON.
     python benchmarks/vs_transformers.py --target smollm2-135m --draft smollm2-135m \
         --dtype bf16 --prompts 4 --max-new-tokens 64
 
-Timing: one untimed warm-up per config, then every prompt once (batch 1), wall clock of the
-whole generation (prefill included) on both sides. Shared CPUs are noisy: repeat a run
-before trusting a difference under ~20%.
+Timing: one untimed warm-up per config, then every prompt once (batch 1), the whole generation
+(prefill included) on both sides, as wall-clock tok/s and as tokens per CPU-second of this
+process (robust to the process being paused or starved on a shared machine). Shared CPUs are
+noisy: repeat a run before trusting a difference under ~20%.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ def hf_generate(model, ids, new, eos, **kw):
 
 
 def timed(fn):
-    t = time.perf_counter()
+    """Result, wall seconds and CPU seconds of this process (all threads). CPU seconds survive
+    the process being paused or starved by others on a shared machine; wall seconds do not."""
+    t, c = time.perf_counter(), time.process_time()
     out = fn()
-    return out, time.perf_counter() - t
+    return out, time.perf_counter() - t, time.process_time() - c
 
 
 def main() -> None:
@@ -102,17 +105,19 @@ def main() -> None:
                 lambda ids, new=args.max_new_tokens: (hf_generate(target.model, ids, new, eos, **kw), None))
             try:
                 run(prompts[0], 8)  # warm-up
-                outs, tokens, seconds, rounds_tokens = [], 0, 0.0, []
+                outs, tokens, seconds, cpu, rounds_tokens = [], 0, 0.0, 0.0, []
                 for ids in prompts:
-                    (out, stats), dt = timed(lambda: run(ids))
+                    (out, stats), dt, dc = timed(lambda: run(ids))
                     outs.append(out)
                     tokens += len(out)
                     seconds += dt
+                    cpu += dc
                     if stats is not None:
                         rounds_tokens.append(stats.tokens_per_round)
                 if plain_ref is None:
                     plain_ref = outs  # simspec's plain greedy first: the reference
                 row[f"{side}_tok_s"] = round(tokens / seconds, 3)
+                row[f"{side}_tok_per_cpu_s"] = round(tokens / cpu, 3)
                 row[f"{side}_equal_greedy"] = f"{sum(a == b for a, b in zip(outs, plain_ref))}/{len(outs)}"
                 if rounds_tokens:
                     row["simspec_tokens_per_round"] = round(sum(rounds_tokens) / len(rounds_tokens), 3)
@@ -124,9 +129,11 @@ def main() -> None:
 
     print(f"\n{args.target} {args.dtype}, {len(prompts)} {args.dataset} prompts x {args.max_new_tokens} tokens, "
           f"{torch.get_num_threads()} threads")
-    print(f"{'config':32s} {'simspec tok/s':>14s} {'hf tok/s':>10s} {'simspec=greedy':>15s} {'hf=greedy':>10s} {'tok/round':>10s}")
+    print(f"{'config':32s} {'simspec tok/s':>14s} {'hf tok/s':>10s} {'simspec tok/cpu-s':>18s} {'hf tok/cpu-s':>13s} "
+          f"{'simspec=greedy':>15s} {'hf=greedy':>10s} {'tok/round':>10s}")
     for r in rows:
         print(f"{r['config']:32s} {r.get('simspec_tok_s') or '-':>14} {r.get('transformers_tok_s') or '-':>10} "
+              f"{r.get('simspec_tok_per_cpu_s') or '-':>18} {r.get('transformers_tok_per_cpu_s') or '-':>13} "
               f"{r.get('simspec_equal_greedy', '-'):>15} {r.get('transformers_equal_greedy', '-'):>10} "
               f"{r.get('simspec_tokens_per_round', '-'):>10}")
     out = args.out or Path("benchmarks/results") / f"vs_transformers-{target.name}-{args.dtype}.json"

@@ -97,6 +97,8 @@ def run_cmd(
         "threads": torch.get_num_threads(), **s.as_dict(),
         # gpt-fast's roofline figure: target weights streamed per second of decoding
         "target_weight_gb_s": round(weights * s.rounds / s.decode_seconds / 1e9, 3) if s.decode_seconds else None,
+        "cpu_seconds": round(report.extra["cpu_seconds"], 3),
+        "tok_per_cpu_s": round(s.new_tokens / report.extra["cpu_seconds"], 3) if report.extra["cpu_seconds"] else None,
         "greedy_equal": None if report.greedy_equal is None else sum(report.greedy_equal),
     }
     if out is not None:
@@ -118,6 +120,8 @@ def _print(r: dict, report) -> None:
     typer.echo(f"target {r['target']} {r['dtype']} | draft {r['draft']}{vocab} | {shape} | batch {r['batch']} | {mode}")
     typer.echo(f"  new tokens      {r['new_tokens']} ({r['prompts']} prompts, {r['rounds']} rounds)")
     typer.echo(f"  tok/s           {r['tok_s']:.2f}  (decode only {r['decode_tok_s']:.2f})")
+    if r["tok_per_cpu_s"]:
+        typer.echo(f"  tok/cpu-s       {r['tok_per_cpu_s']:.2f}  ({r['cpu_seconds']:.1f} CPU s over {r['threads']} threads)")
     typer.echo(f"  tokens/round    {r['tokens_per_round']:.3f}  (ragged rounds: {r['ragged_rounds']})")
     sec, total = r["seconds"], r["seconds_total"] or 1.0
     typer.echo("  time            " + " | ".join(

@@ -108,7 +108,10 @@ def run_config(
         kv = KV(target.model, 1)
         generate(target.model, prompts[:1], min(4, max_new_tokens), make_drafter(target, spec, kv, draft, rows),
                  tree, temperature, seed, None, kv)
+    import time
+
     total, outputs = Stats(device=target.device), []
+    cpu = time.process_time()
     for i in range(0, len(prompts), batch):
         group = prompts[i:i + batch]
         kv = KV(target.model, len(group))
@@ -118,7 +121,9 @@ def run_config(
         outputs += res.outputs
         if progress:
             progress(len(outputs))
-    report = Report(total, outputs)
+    # CPU seconds of this process (all threads): unlike wall time, not inflated when the
+    # process is paused or starved by others on a shared machine
+    report = Report(total, outputs, extra={"cpu_seconds": time.process_time() - cpu})
     if check_greedy:
         ref = [plain_greedy(target.model, p, max_new_tokens, eos) for p in prompts]
         report.greedy_equal = [a == b for a, b in zip(outputs, ref)]
