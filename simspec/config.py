@@ -310,10 +310,10 @@ def load_scenario(path: str | Path) -> Scenario:
 
 
 def resolve_data_path(ref: str, scenario_file: str | Path | None) -> Path:
-    """A profile/trace path as written in a scenario: relative to the CWD if it exists there,
-    else relative to the scenario file's folder."""
+    """A profile/trace path as written in a scenario: relative to the scenario file's folder
+    when it exists there (a file's references belong to the file), else to the CWD."""
     p = Path(ref)
-    if p.is_absolute() or p.exists() or scenario_file is None:
+    if p.is_absolute() or scenario_file is None:
         return p
     alt = Path(scenario_file).parent / p
     return alt if alt.exists() else p

@@ -136,3 +136,15 @@ def test_same_seed_identical_json_different_seed_differs(tmp_path):
     c = json.loads(cli("simulate", str(write(tmp_path, GOOD.replace("seed = 0", "seed = 1"), "t.toml")), "--json").stdout)
     c.pop("wall_s")
     assert c != a
+
+
+def test_data_paths_resolve_against_the_scenario_folder_first(tmp_path, monkeypatch):
+    from simspec.config import resolve_data_path
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "x.parquet").write_text("scenario's")
+    (tmp_path / "x.parquet").write_text("cwd's")
+    monkeypatch.chdir(tmp_path)
+    assert resolve_data_path("x.parquet", tmp_path / "a" / "s.toml") == tmp_path / "a" / "x.parquet"
+    # falls back to the CWD when the scenario's folder has no such file
+    assert resolve_data_path("x.parquet", tmp_path / "b" / "s.toml") == Path("x.parquet")
