@@ -86,7 +86,7 @@ def predict(sc: Any, cost: Any) -> dict[str, float] | None:
     e = expected_tokens_from_survival(survival(sc, g)) if g > 0 else 1.0
     out = {"mean_tokens_per_round": e}
     single = sc.serving.max_batch == 1 and sc.placement.replicas == 1 and not sc.placement.overlap
-    if single and not cost.target.depends_on_context and (cost.draft is None or not cost.draft.depends_on_context):
+    if single and not cost.context_dependent:
         t_round = cost.draft_s(1, 0) + cost.verify_s(1, 0)
         out["throughput_tok_s"] = e / t_round if t_round > 0 else float("inf")
         t_plain = cost.target.latency_s("decode", 1, 1, 0)

@@ -93,7 +93,6 @@ class Replica:
 
     def _loop(self):
         env = self.env
-        rec = self.rec
         while True:
             new = self._admit() if self.queue else []
             if new:
@@ -136,8 +135,7 @@ class Replica:
     def _round(self):
         cost = self.cost
         b = len(self.rid)
-        ctx = cost.bucket(float(self.prompt.sum() + self.gen.sum()) / b) if (
-            cost.target.depends_on_context or (cost.draft is not None and cost.draft.depends_on_context)) else 0
+        ctx = cost.bucket(float(self.prompt.sum() + self.gen.sum()) / b) if cost.context_dependent else 0
         t_v = cost.verify_s(b, ctx)
         if self.oracle is None:
             k = None

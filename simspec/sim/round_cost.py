@@ -25,11 +25,15 @@ class RoundCost:
     level_queries: Sequence[int] = ()  # query tokens per sequence at each draft step
     verify_queries: int = 1            # query tokens per sequence in the verify pass
     _cache: dict = field(default_factory=dict, repr=False)
+    context_dependent: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Decided once: the serving loop skips summing contexts when no cost reads them.
+        self.context_dependent = self.target.depends_on_context or (
+            self.draft is not None and self.draft.depends_on_context)
 
     def bucket(self, context: float) -> int:
-        ctx_dependent = self.target.depends_on_context or (
-            self.draft is not None and self.draft.depends_on_context)
-        if not ctx_dependent:
+        if not self.context_dependent:
             return 0
         return max(1, int(round(context / CONTEXT_BUCKET))) * CONTEXT_BUCKET
 
