@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from simspec.errors import InputError
+from simspec.models.allocator import retain_freed_memory
 from simspec.models.dims import Dims
 from simspec.models.registry import KNOWN
 from simspec.models.store import assembled_gguf, check_gguf_magic, convert_gguf, sha256_file
@@ -106,6 +107,7 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # our commands show their own progress
+    retain_freed_memory()  # steady forward costs for the profiler, tracer and live engine
     tdtype = torch_dtype(dtype)
     device = check_device(device)
     if spec.startswith("tiny:"):  # tiny:<arch>[:<layers>] -- a random test model

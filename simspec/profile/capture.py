@@ -116,6 +116,7 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
         "kv_bytes_per_token": lm.dims.kv_bytes_per_token(lm.dtype_bytes),
         "prefill_logits": "last token only (logits_to_keep=1)",
         "kv_cache": "HF DynamicCache filled with random keys/values",
+        "allocator": "glibc mmap off, trim off (simspec.models.allocator): freed blocks reused",
         "head_alone": "cold caches: a buffer of twice the last-level cache written before each run",
         "platform": platform.platform(),
         "argv": sys.argv,
