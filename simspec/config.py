@@ -88,6 +88,9 @@ class AcceptanceSpec(Strict):
     rank_probs: list[Prob] | None = Field(default=None, min_length=1)
     trace: str | None = None
     drafter: str | None = None
+    # replay these traced sequences in this order (request i -> sequences[i % n]) instead of a
+    # seeded shuffle: what `simspec validate` uses to simulate exactly the prompts it runs live
+    sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one(self) -> "AcceptanceSpec":
@@ -98,6 +101,8 @@ class AcceptanceSpec(Strict):
                 "give exactly one of `iid`, `per_position`, `rank_probs` or `trace`"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+        if self.sequences is not None and self.trace is None:
+            raise ValueError("`sequences` picks traced sequences: it needs `trace`")
         if self.rank_probs is not None and sum(self.rank_probs) > 1 + 1e-9:
             raise ValueError("`rank_probs` must sum to at most 1")
         if self.trace is not None and self.drafter is None:

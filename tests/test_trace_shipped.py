@@ -70,3 +70,30 @@ def test_batch1_simulation_matches_qwen_humaneval_trace(drafter, gamma):
     want = expected_tokens_per_round(trace.ranks[drafter], trace.output_len, gamma)
     assert sim == pytest.approx(want, rel=0.02)
     assert tokens_per_round(trace, drafter, [gamma])[gamma] == pytest.approx(want, rel=1e-12)
+
+
+@needs_trace
+def test_sequences_replay_in_order_and_bad_index_is_an_input_error():
+    trace = load_trace(QWEN_HE)
+    seqs = [7, 3, 42]
+    sc = parse_scenario({
+        "target": {"cost": {"step_ms": 240.0}, "layers": 28},
+        "draft": {"kind": "model", "cost": {"step_ms": 100.0}},
+        "acceptance": {"trace": str(QWEN_HE), "drafter": "qwen2.5-coder-0.5b", "sequences": seqs},
+        "speculation": {"draft_len": 3},
+        "workload": {"requests": 6, "concurrency": 1, "dataset": "trace"},
+        "serving": {"max_batch": 1, "seed": 0},
+    }, "qwen.toml")
+    res = simulate(sc)
+    frame = res.requests_frame()  # one row per request id, in order
+    want_out = trace.output_len[seqs + seqs]
+    assert frame["output_len"].to_numpy().tolist() == want_out.tolist()
+    assert res.summary["mean_tokens_per_round"] == pytest.approx(
+        expected_tokens_per_round(
+            np.concatenate([trace.ranks["qwen2.5-coder-0.5b"][trace.offsets[s]:trace.offsets[s + 1]] for s in seqs]),
+            trace.output_len[seqs], 3), rel=1e-9)
+
+    from simspec.errors import InputError
+    bad = sc.model_copy(update={"acceptance": sc.acceptance.model_copy(update={"sequences": [0, trace.n_seq]})})
+    with pytest.raises(InputError, match="acceptance.sequences"):
+        simulate(bad, "qwen.toml")

@@ -40,7 +40,10 @@ def _lengths_only_trace(sc: Scenario, file: str | None, seed: int):
 
     trace = cached_trace(resolve_data_path(sc.acceptance.trace, file), file)
     no_accept = np.zeros(int(trace.offsets[-1]), dtype=np.int64)
-    return TraceOracle(trace, "lookup", no_accept, [1], np.random.default_rng([seed, 0xACC]))
+    oracle = TraceOracle(trace, "lookup", no_accept, [1], np.random.default_rng([seed, 0xACC]))
+    if sc.acceptance.sequences is not None:
+        oracle.replay_in_order(sc.acceptance.sequences, file)
+    return oracle
 
 
 def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload | None = None) -> SimResult:

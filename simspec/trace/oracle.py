@@ -64,6 +64,7 @@ class TraceOracle:
         self._rng = rng
         self._perm_rng = np.random.default_rng(int(rng.integers(0, 2**63 - 1)))
         self._order = np.empty(0, dtype=np.int64)  # request id -> sequence, grown by cycles
+        self._fixed: np.ndarray | None = None  # set by replay_in_order
         self._start = trace.offsets[:-1]
         self._len = trace.output_len
         self._runs: np.ndarray | None = None  # accepted length per position when it is one gather
@@ -78,10 +79,20 @@ class TraceOracle:
         rid = np.asarray(request_ids, dtype=np.int64)
         if len(rid) == 0:
             return rid
+        if self._fixed is not None:
+            return self._fixed[rid % len(self._fixed)]
         need = int(rid.max()) + 1
         while len(self._order) < need:
             self._order = np.concatenate([self._order, self._perm_rng.permutation(self.trace.n_seq)])
         return self._order[rid]
+
+    def replay_in_order(self, sequences: list[int], file: str | None = None) -> None:
+        """Request i replays sequences[i % n] (validation: the prompts a live run decodes)."""
+        bad = [s for s in sequences if not 0 <= s < self.trace.n_seq]
+        if bad:
+            raise InputError(file, "acceptance.sequences",
+                             f"sequence {bad[0]} outside 0..{self.trace.n_seq - 1} (the trace has {self.trace.n_seq})")
+        self._fixed = np.asarray(sequences, dtype=np.int64)
 
     def bind(self, request_id: int) -> int:
         return int(self.sequence_of(np.array([request_id]))[0])
@@ -141,6 +152,14 @@ def _check_drafter_matches(sc, name, file: str | None, trace: Trace) -> None:
 def load_trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
                       file: str | None = None) -> TraceOracle:
     """Build the oracle a scenario's [acceptance] trace + drafter asks for, checking it fits."""
+    oracle = _trace_oracle(sc, path, depth, rng, file)
+    if sc.acceptance.sequences is not None:
+        oracle.replay_in_order(sc.acceptance.sequences, file)
+    return oracle
+
+
+def _trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
+                  file: str | None = None) -> TraceOracle:
     trace = cached_trace(path, file)
     spec: str = sc.acceptance.drafter
     key = "acceptance.drafter"
