@@ -78,8 +78,11 @@ def test_greedy_equals_plain(setup, kind, batch):
     res = run(target, draft_model, kind, batch)
     assert res.outputs == ref[:batch]
     assert res.stats.new_tokens == batch * NEW
+    # per-round counts are the tokens kept: they add up to every token after the prefill's
+    assert sum(res.stats.per_round) == res.stats.new_tokens - res.stats.prefill_tokens
     if kind == "copy":  # the target drafting for itself: every draft accepted
-        assert res.stats.tokens_per_round > 4.5
+        full = res.stats.per_round[: len(res.stats.per_round) - batch]  # each row's last round is cut
+        assert set(full) == {5} and res.stats.tokens_per_round > 4.4
 
 
 def test_plain_engine_equals_reference(setup):

@@ -149,7 +149,9 @@ class ModelDrafter(Drafter):
 
 
 class NgramDrafter(Drafter):
-    """Prompt lookup (chains only): the continuation of the latest earlier match of the last n tokens."""
+    """Prompt lookup (chains only), as transformers' PromptLookupCandidateGenerator: for the
+    last m tokens, m = n..1, the EARLIEST earlier match with a continuation proposes what
+    followed it. simspec.trace.ngram replays exactly this rule."""
 
     def __init__(self, n: int = 3) -> None:
         self.n, self.name = n, f"ngram:{n}"
@@ -157,7 +159,7 @@ class NgramDrafter(Drafter):
     def lookup(self, seq: list[int], gamma: int) -> list[int]:
         for n in range(min(self.n, len(seq) - 1), 0, -1):
             tail = seq[-n:]
-            for i in range(len(seq) - n - 1, -1, -1):
+            for i in range(0, len(seq) - n):
                 if seq[i:i + n] == tail:
                     return seq[i + n:i + n + gamma]
         return []

@@ -14,6 +14,7 @@ the HF model's own causal forward, one token at a time, one sequence at a time.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import torch
@@ -43,6 +44,12 @@ def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, kind
 
 
+def stop_set(eos: int | Collection[int] | None) -> frozenset[int]:
+    if eos is None:
+        return frozenset()
+    return frozenset([eos]) if isinstance(eos, int) else frozenset(int(t) for t in eos)
+
+
 def choose(logits: torch.Tensor, mode: Mode) -> list[int]:
     """Next token per row from logits [B, V]."""
     logits = logits[:, : mode.vocab]
@@ -60,13 +67,15 @@ def generate(
     tree: Tree | None = None,
     temperature: float = 0.0,
     seed: int = 0,
-    eos: int | None = None,
+    eos: int | Collection[int] | None = None,
     target_kv: KV | None = None,
 ) -> Result:
     """Generate for a static batch of prompts (token ids). Greedy when temperature == 0.
 
+    `eos`: the stop token(s); a sequence ends on the first one (kept in its output).
     `target_kv` lets an early-exit drafter share the target's cache (make both with the same KV).
     """
+    stops = stop_set(eos)
     drafter = drafter or Drafter()
     tree = tree or Tree.chain(0)
     B = len(prompts)
@@ -89,7 +98,7 @@ def generate(
         drafter.prefill(ids.to(dev), kind.to(dev))
     seqs = [list(p) for p in prompts]
     outs = [[t] for t in pending]
-    done = [len(o) >= max_new_tokens or o[-1] == eos for o in outs]
+    done = [len(o) >= max_new_tokens or o[-1] in stops for o in outs]
 
     while not all(done):
         with stats.phase("draft"):
@@ -121,24 +130,28 @@ def generate(
                 if done[b]:
                     continue
                 stats.row_rounds += 1
-                stats.per_round.append(len(new))
+                before = len(outs[b])
                 outs[b] += new
-                if eos is not None and eos in outs[b]:
-                    outs[b] = outs[b][: outs[b].index(eos) + 1]
+                cut = next((i for i, t in enumerate(outs[b]) if t in stops), None)
+                if cut is not None:
+                    outs[b] = outs[b][: cut + 1]
                     done[b] = True
                 if len(outs[b]) >= max_new_tokens:
                     outs[b] = outs[b][:max_new_tokens]
                     done[b] = True
+                stats.per_round.append(len(outs[b]) - before)  # kept: a stop or the limit cuts the last round
     stats.new_tokens = sum(len(o) for o in outs)
     stats.prefill_tokens = B
     return Result(outs, stats)
 
 
 @torch.inference_mode()
-def plain_greedy(model: nn.Module, prompt: list[int], max_new_tokens: int, eos: int | None = None) -> list[int]:
+def plain_greedy(model: nn.Module, prompt: list[int], max_new_tokens: int,
+                 eos: int | Collection[int] | None = None) -> list[int]:
     """Reference greedy decoding: HF's own causal path, one sequence, one token per forward."""
     from transformers import DynamicCache
 
+    stops = stop_set(eos)
     dev = next(model.parameters()).device
     cache = DynamicCache(config=model.config)
     ids = torch.tensor([prompt], device=dev)
@@ -147,7 +160,7 @@ def plain_greedy(model: nn.Module, prompt: list[int], max_new_tokens: int, eos: 
         logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
         tok = int(logits[0, -1, : model.config.vocab_size].argmax())
         out.append(tok)
-        if tok == eos:
+        if tok in stops:
             break
         ids = torch.tensor([[tok]], device=dev)
     return out

@@ -98,7 +98,7 @@ def vocab_rows(calibration: list[list[int]], k: int, vocab: int) -> list[int]:
 def run_config(
     target, spec: DraftSpec, tree: Tree, prompts: list[list[int]], max_new_tokens: int,
     batch: int = 1, draft=None, rows: list[int] | None = None, temperature: float = 0.0,
-    seed: int = 0, eos: int | None = None, check_greedy: bool = False, warmup: bool = True,
+    seed: int = 0, eos=None, check_greedy: bool = False, warmup: bool = True,
     progress=None,
 ) -> Report:
     """Decode all prompts in static batches; stats summed over batches."""
