@@ -29,6 +29,7 @@ COMMAND_MODULES = [
     "simspec.commands.run",
     "simspec.commands.trace",
     "simspec.commands.study",
+    "simspec.commands.validate",
 ]
 
 

@@ -1,0 +1,100 @@
+"""The measured half of a validation: each plan config decoded live on this device.
+
+The prompts are the trace's own token ids (chat template included) and the stop tokens are
+the trace's, so the live run decodes what the simulator replays. Models load once per
+(name, dtype) and stay loaded across configs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from simspec.config import resolve_data_path
+from simspec.errors import InputError
+from simspec.validation.plan import LiveConfig, Plan
+
+
+class Models:
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self._held: dict = {}
+
+    def get(self, name: str, dtype: str):
+        from simspec.models import load_model
+
+        if (name, dtype) not in self._held:
+            self._held[(name, dtype)] = load_model(name, dtype=dtype, device=self.device)
+        return self._held[(name, dtype)]
+
+
+def load_prompts(plan: Plan, file: str):
+    """(trace, prompt ids, traced outputs) of the plan's sequences."""
+    from simspec.trace.schema import load_trace
+
+    trace = load_trace(resolve_data_path(plan.trace, file))
+    seqs = plan.seqs()
+    bad = [s for s in seqs if s >= trace.n_seq]
+    if bad:
+        raise InputError(file, "sequences" if plan.sequences else "prompts",
+                         f"sequence {bad[0]} is past the trace's {trace.n_seq}")
+    prompts = [trace.seq_prompt(i).tolist() for i in seqs]
+    traced = [trace.seq_tokens(i).tolist()[: plan.max_new_tokens] for i in seqs]
+    return trace, prompts, traced
+
+
+def check_target(trace, lm, file: str) -> None:
+    want = trace.meta.get("target_sha256")
+    if want and lm.sha256 and want != lm.sha256:
+        raise InputError(file, "target", f"{lm.name} (sha256 {lm.sha256[:12]}) is not the model the trace "
+                         f"was captured with ({trace.meta.get('target')}, sha256 {want[:12]})")
+    if trace.meta.get("vocab") not in (None, lm.dims.vocab):
+        raise InputError(file, "target", f"vocabulary {lm.dims.vocab} != the trace's {trace.meta['vocab']}")
+
+
+def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
+            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> dict:
+    """Decode the plan's prompts with one config; measured figures as a flat dict."""
+    from simspec.live.runner import DraftSpec, check_config, run_config
+    from simspec.live.tree import Tree
+
+    tgt = models.get(plan.target, cfg.dtype)
+    check_target(trace, tgt, file)
+    spec = DraftSpec.parse(cfg.draft if cfg.draft != "ngram" else "ngram:3")
+    tree = Tree.parse(",".join(map(str, cfg.tree))) if cfg.tree else Tree.chain(cfg.gamma)
+    dm = models.get(spec.model, cfg.dtype) if spec.kind == "model" else None
+    rows = None
+    if cfg.vocab:
+        order = trace.meta.get("calibration", {}).get("order") or []
+        if len(order) < cfg.vocab:
+            raise InputError(file, f"config[{cfg.label()}].vocab",
+                             f"the trace keeps a token order of {len(order)} ids, fewer than K={cfg.vocab}")
+        rows = sorted(int(t) for t in order[: cfg.vocab])  # the same kept set the trace scored
+    check_config(tgt, spec, tree, cfg.vocab, 0.0, dm)
+    t0 = time.perf_counter()
+    report = run_config(tgt, spec, tree, prompts, plan.max_new_tokens, batch=1, draft=dm, rows=rows,
+                        eos=trace.meta.get("stop_ids") or None, progress=progress)
+    s = report.stats
+    return {
+        "measured_tok_s": s.tok_s,
+        "measured_tokens_per_round": s.tokens_per_round,
+        "measured_new_tokens": s.new_tokens,
+        "measured_seconds": {k: round(v, 4) for k, v in s.seconds.items()},
+        "measured_wall_s": round(time.perf_counter() - t0, 2),
+        "measured_cpu_s": round(report.extra["cpu_seconds"], 2),
+        "outputs_equal_trace": sum(a == b for a, b in zip(report.outputs, traced)),
+    }
+
+
+def environment(models: Models) -> dict:
+    import platform
+
+    import torch
+    import transformers
+
+    from simspec import __version__
+
+    return {"device": models.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "simspec": __version__,
+            "platform": platform.platform(), "cwd": str(Path.cwd())}

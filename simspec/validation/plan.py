@@ -1,0 +1,183 @@
+"""A validation plan: which live configurations to run, and the scenario that predicts each.
+
+    name = "qwen1.5b-humaneval"
+    target = "qwen2.5-coder-1.5b"
+    trace = "traces/qwen2.5-coder-1.5b__humaneval.parquet"   # prompts + acceptance
+    prompts = 4                     # the first N traced sequences (or sequences = [..])
+    max_new_tokens = 128
+    [profiles]                      # model -> dtype -> profile the simulator prices it with
+    "qwen2.5-coder-1.5b" = { bf16 = "profiles/cpu/qwen2.5-coder-1.5b-bf16.parquet" }
+    [[config]]
+    dtype = "bf16"
+    draft = "model:qwen2.5-coder-0.5b"   # none | model:NAME | early_exit:L | ngram[:N]
+    gamma = 4                             # or tree = [2, 2, 1]; vocab = K trims the head
+    # name = "..." labels it; column = "..." names its trace column when not derivable
+
+Live and simulated runs see the same prompts (the trace's own token ids), in the same order,
+at batch 1, with the same stop tokens; the simulator replays those sequences' acceptance.
+Torch-free: the live half is in simspec.validation.live.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from simspec.config import Scenario, _pydantic_error, parse_scenario, read_toml, resolve_data_path
+from simspec.errors import InputError
+
+PosInt = Annotated[int, Field(gt=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LiveConfig(_Strict):
+    dtype: Literal["bf16", "fp32"] = "bf16"
+    draft: str = "none"
+    gamma: Annotated[int, Field(ge=0)] = 0
+    tree: list[PosInt] | None = Field(default=None, min_length=1)
+    vocab: PosInt | None = None
+    name: str | None = None
+    column: str | None = None  # trace column, when the drafter's name there differs from its spec
+
+    @model_validator(mode="after")
+    def _check(self) -> "LiveConfig":
+        kind, _, arg = self.draft.partition(":")
+        ok = (kind == "none" and not arg) or (kind == "model" and arg) or (
+            kind == "early_exit" and arg.isdigit()) or (kind == "ngram" and (not arg or arg.isdigit()))
+        if not ok:
+            raise ValueError(f"draft {self.draft!r} is not none, model:NAME, early_exit:L or ngram[:N]")
+        if kind == "none" and (self.gamma or self.tree):
+            raise ValueError("draft = 'none' takes no gamma or tree")
+        if kind != "none" and not self.gamma and not self.tree:
+            raise ValueError(f"draft {self.draft!r} needs gamma >= 1 or a tree")
+        if self.gamma and self.tree:
+            raise ValueError("give gamma or tree, not both")
+        if self.vocab is not None and kind not in ("model", "early_exit"):
+            raise ValueError("vocab (a trimmed head) needs a model or early_exit drafter")
+        if self.tree and kind == "ngram":
+            raise ValueError("n-gram lookup drafts chains only")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return self.draft.partition(":")[0]
+
+    @property
+    def arg(self) -> str:
+        return self.draft.partition(":")[2]
+
+    @property
+    def depth(self) -> int:
+        return len(self.tree) if self.tree else self.gamma
+
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        shape = "" if self.kind == "none" else (
+            f" tree{'-'.join(map(str, self.tree))}" if self.tree else f" g{self.gamma}")
+        draft = {"model": "draft", "early_exit": "exit", "ngram": "ngram", "none": "plain"}[self.kind]
+        arg = "" if self.kind in ("none",) else (self.arg.split("-")[-1] if self.kind == "model" else self.arg)
+        head = f" K{self.vocab}" if self.vocab else ""
+        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}".strip()
+
+
+class Plan(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    target: str
+    trace: str
+    prompts: PosInt | None = None
+    sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    max_new_tokens: PosInt = 128
+    threads: PosInt | None = None
+    profiles: dict[str, dict[Literal["bf16", "fp32"], str]]
+    config: list[LiveConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "Plan":
+        if (self.prompts is None) == (self.sequences is None):
+            raise ValueError("give exactly one of `prompts` (the first N) or `sequences`")
+        labels = [c.label() for c in self.config]
+        dup = {x for x in labels if labels.count(x) > 1}
+        if dup:
+            raise ValueError(f"two configs are both {sorted(dup)[0]!r}: give one a `name`")
+        return self
+
+    def seqs(self) -> list[int]:
+        return list(self.sequences) if self.sequences is not None else list(range(self.prompts or 0))
+
+
+def load_plan(path: str | Path) -> Plan:
+    data = read_toml(path)
+    try:
+        return Plan.model_validate(data)
+    except ValidationError as err:
+        raise _pydantic_error(str(path), err) from None
+
+
+def select(plan: Plan, wanted: str | None, file: str) -> list[LiveConfig]:
+    """--configs: comma-separated labels or 1-based indices; all when None."""
+    if not wanted:
+        return list(plan.config)
+    labels = [c.label() for c in plan.config]
+    out = []
+    for w in (x.strip() for x in wanted.split(",")):
+        if w.isdigit() and 1 <= int(w) <= len(labels):
+            out.append(plan.config[int(w) - 1])
+        elif w in labels:
+            out.append(plan.config[labels.index(w)])
+        else:
+            raise InputError(file, "--configs", f"{w!r} is neither 1..{len(labels)} nor one of {labels}")
+    return out
+
+
+def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
+    by_dtype = plan.profiles.get(model)
+    if not by_dtype or dtype not in by_dtype:
+        raise InputError(file, f"profiles.{model}", f"no {dtype} profile for {model} (needed by {key})")
+    return by_dtype[dtype]
+
+
+def trace_column(cfg: LiveConfig) -> str | None:
+    """The trace column whose ranks replay this config's acceptance."""
+    if cfg.kind == "none":
+        return None
+    if cfg.column:
+        return cfg.column
+    if cfg.kind == "ngram":
+        return f"ngram:{cfg.arg or 3}"
+    base = cfg.arg if cfg.kind == "model" else f"exit{cfg.arg}"
+    return f"{base}/k{cfg.vocab}" if cfg.vocab else base
+
+
+def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
+    """The scenario predicting one live config: profiles, trace replay in order, batch 1."""
+    base = Path(file).parent
+    key = f"config[{cfg.label()}]"
+    draft: dict = {"kind": cfg.kind}
+    if cfg.kind == "model":
+        draft |= {"name": cfg.arg, "profile": str(resolve_data_path(profile_of(plan, cfg.arg, cfg.dtype, file, key), file))}
+    elif cfg.kind == "early_exit":
+        draft["exit_layer"] = int(cfg.arg)
+    if cfg.vocab:
+        draft["vocab"] = cfg.vocab
+    spec: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
+    seqs = plan.seqs()
+    acceptance = {"trace": str(resolve_data_path(plan.trace, file)), "sequences": seqs}
+    # plain decoding replays only the sequences' lengths; the schema still wants a column
+    acceptance["drafter"] = trace_column(cfg) or "ngram"
+    data = {
+        "target": {"name": plan.target,
+                   "profile": str(resolve_data_path(profile_of(plan, plan.target, cfg.dtype, file, key), file))},
+        "draft": draft,
+        "acceptance": acceptance,
+        "speculation": spec,
+        "workload": {"requests": len(seqs), "arrival": "closed", "concurrency": 1, "dataset": "trace",
+                     "max_output_len": plan.max_new_tokens},
+        "serving": {"max_batch": 1, "seed": 0},
+    }
+    return parse_scenario(data, file, base)

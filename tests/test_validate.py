@@ -1,0 +1,130 @@
+"""`simspec validate` end to end on tiny models: the live engine and the simulator replay agree
+on acceptance exactly, the table is written whole, and bad plans are one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+
+from test_profile_cli import assert_one_line_exit_2, run_cli  # noqa: E402
+
+PROMPTS = ["def add(a, b):\n    return a + b\n", "hello hello hello", "The quick brown fox jumps",
+           "1, 2, 3, 4, 5,"]
+
+CONFIGS = """
+[[config]]
+dtype = "fp32"
+
+[[config]]
+dtype = "fp32"
+draft = "model:tiny:qwen2:2"
+column = "tiny-qwen2-2l"
+gamma = 3
+
+[[config]]
+dtype = "fp32"
+draft = "early_exit:2"
+gamma = 2
+
+[[config]]
+dtype = "fp32"
+draft = "early_exit:3"
+gamma = 2
+vocab = 96
+
+[[config]]
+dtype = "fp32"
+draft = "model:tiny:qwen2:2"
+column = "tiny-qwen2-2l"
+tree = [2, 1]
+
+[[config]]
+dtype = "fp32"
+draft = "ngram"
+gamma = 3
+"""
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from simspec.trace.capture import CaptureSpec, capture
+
+    d = tmp_path_factory.mktemp("val")
+    data = d / "p.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
+    spec = CaptureSpec(target="tiny:llama:4", dataset=str(data), prompts=4, max_new_tokens=20,
+                       drafters=["tiny:qwen2:2"], exit_layers=[2, 3], vocabs=[None, 96],
+                       temperatures=[1.0], batch=2, dtype="fp32")
+    capture(spec, d / "tiny.parquet", log=lambda s: None)
+    for model, name in (("tiny:llama:4", "t"), ("tiny:qwen2:2", "q")):
+        res = run_cli("profile", "--model", model, "--dtype", "fp32", "--threads", "1", "--quick",
+                      "--out", str(d / f"{name}.parquet"), cache=d)
+        assert res.returncode == 0, res.stderr
+    return d
+
+
+def write_plan(d: Path, body: str = CONFIGS, **top) -> Path:
+    head = {"name": "tiny", "target": "tiny:llama:4", "trace": "tiny.parquet", "prompts": 3,
+            "max_new_tokens": 20, "threads": 1, **top}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in head.items() if v is not None]
+    lines += ["[profiles]", '"tiny:llama:4" = { fp32 = "t.parquet" }', '"tiny:qwen2:2" = { fp32 = "q.parquet" }',
+              '"tiny:qwen2:4" = { fp32 = "t.parquet" }']
+    p = d / "plan.toml"
+    p.write_text("\n".join(lines) + "\n" + body)
+    return p
+
+
+def test_validate_writes_table_and_acceptance_matches_replay_exactly(setup):
+    plan = write_plan(setup)
+    out = setup / "out"
+    res = run_cli("validate", str(plan), "--out", str(out), cache=setup)
+    assert res.returncode == 0, res.stderr
+    df = pd.read_csv(out / "tiny.csv")
+    for col in ("config", "predicted_tok_s", "measured_tok_s", "error_pct",
+                "predicted_tokens_per_round", "measured_tokens_per_round", "outputs_equal_trace"):
+        assert col in df.columns
+    assert len(df) == 6 and (df["measured_tok_s"] > 0).all() and (df["predicted_tok_s"] > 0).all()
+    assert (out / "tiny.png").stat().st_size > 1000
+    meta = json.loads((out / "tiny.json").read_text())
+    assert meta["agreement"]["n"] == 6 and meta["sequences"] == [0, 1, 2]
+    # fp32 tiny model at batch 1: the live outputs are the traced ones, so the simulator's
+    # replay of the rank columns must give the live tokens per round exactly
+    assert (df["outputs_equal_trace"] == 3).all(), df[["config", "outputs_equal_trace"]]
+    assert df["measured_tokens_per_round"].to_numpy() == pytest.approx(
+        df["predicted_tokens_per_round"].to_numpy(), rel=1e-9)
+    assert df["measured_tokens_per_round"].max() > 1.0  # some drafter is accepted at all
+    assert "Spearman" in res.stdout and f"wrote {out / 'tiny.csv'}" in res.stdout
+
+
+def test_predict_only_and_config_subset(setup):
+    plan = write_plan(setup)
+    res = run_cli("validate", str(plan), "--configs", "1,3", "--predict-only", "--out", str(setup / "p"), cache=setup)
+    assert res.returncode == 0, res.stderr
+    assert len([l for l in res.stdout.splitlines() if "predicted" in l]) == 2
+    assert not (setup / "p").exists()
+
+
+@pytest.mark.parametrize("mutate,needles", [
+    (dict(body=CONFIGS + "\n[[config]]\ndtype = \"fp16\"\n"), ("config[6].dtype",)),
+    (dict(body=CONFIGS.replace('gamma = 2\nvocab = 96', 'gamma = 2\nvocab = 96\nbogus = 1')), ("bogus", "unknown key")),
+    (dict(body='[[config]]\ndtype = "bf16"\n'), ("profiles.tiny:llama:4", "no bf16 profile")),
+    (dict(target="tiny:qwen2:4"), ("target", "not the model the trace")),
+    (dict(prompts=9), ("prompts", "past the trace")),
+])
+def test_bad_plans_are_one_line_errors_and_write_nothing(setup, mutate, needles):
+    body = mutate.pop("body", CONFIGS)
+    plan = write_plan(setup, body, **mutate)
+    out = setup / "bad"
+    assert_one_line_exit_2(run_cli("validate", str(plan), "--out", str(out), cache=setup), *needles)
+    assert not out.exists()
+
+
+def test_unknown_config_selector(setup):
+    plan = write_plan(setup)
+    assert_one_line_exit_2(run_cli("validate", str(plan), "--configs", "nope", "--predict-only", cache=setup),
+                           "--configs", "nope")
