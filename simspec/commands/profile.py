@@ -54,12 +54,12 @@ def _progress(total: int, label: str):
 def _setup_torch(threads: int) -> None:
     import torch
 
-    from simspec.profile.memory import keep_freed_memory
+    from simspec.models.allocator import retain_freed_memory
 
     if threads < 1:
         raise InputError(None, "--threads", f"{threads} must be >= 1")
     torch.set_num_threads(threads)
-    keep_freed_memory()
+    retain_freed_memory()
 
 
 def profile_cmd(
