@@ -145,3 +145,18 @@ def test_plain_decoding_replays_trace_lengths(tmp_path):
     assert np.array_equal(plain.records.output_len, spec.records.output_len)
     assert np.array_equal(plain.records.prompt_len, spec.records.prompt_len)
     assert plain.summary["mean_tokens_per_round"] == 1.0
+
+
+@pytest.mark.parametrize("gamma", [0, 3])
+def test_phase_seconds_add_up_to_sim_time_at_one_stream(gamma):
+    """At concurrency 1 (no overlap) every moment is one phase: prefill + draft + verify = time,
+    and with constant costs each phase is its step cost times its count."""
+    d = batch_scenario(batch=1, requests=6, gamma=gamma, out=50)
+    res = run(d)
+    s = res.summary
+    total = s["phase_prefill_s"] + s["phase_draft_s"] + s["phase_verify_s"]
+    assert total == pytest.approx(s["sim_time_s"], rel=1e-9)
+    rounds = int(res.records.rounds.sum())
+    assert s["phase_verify_s"] == pytest.approx(0.020 * rounds, rel=1e-9)
+    assert s["phase_draft_s"] == pytest.approx(0.002 * gamma * rounds, rel=1e-9)
+    assert s["phase_prefill_s"] == pytest.approx(0.020 * 6 + (0.002 * 6 if gamma else 0), rel=1e-9)

@@ -68,7 +68,8 @@ def validate_cmd(
         rows.append({"config": cfg.label(), "dtype": cfg.dtype, "draft": cfg.draft, "gamma": cfg.gamma,
                      "tree": "-".join(map(str, cfg.tree)) if cfg.tree else "", "vocab": cfg.vocab or "",
                      "predicted_tok_s": s["throughput_tok_s"],
-                     "predicted_tokens_per_round": s["mean_tokens_per_round"]})
+                     "predicted_tokens_per_round": s["mean_tokens_per_round"],
+                     **{f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}})
     if predict_only:
         for r in rows:
             typer.echo(f"{r['config']:<32} predicted {r['predicted_tok_s']:8.3f} tok/s  "
@@ -97,8 +98,7 @@ def validate_cmd(
     _print_table(df, ag)
     out.mkdir(parents=True, exist_ok=True)
     csv, png, js = (out / f"{plan.name}{ext}" for ext in (".csv", ".png", ".json"))
-    flat = df.drop(columns=["measured_seconds"])
-    _atomic(csv, flat.to_csv(index=False, float_format="%.4f"))
+    _atomic(csv, df.to_csv(index=False, float_format="%.4f"))
     scatter(df, png, f"{plan.name}: simspec predicted vs measured ({len(df)} configs)")
     meta = {"plan": file, "name": plan.name, "command": "simspec " + " ".join(sys.argv[1:]),
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -121,6 +121,12 @@ def _print_table(df, ag) -> None:
     for _, r in df.iterrows():
         typer.echo(f"{r['config']:<32} {r['predicted_tok_s']:10.3f} {r['measured_tok_s']:10.3f} "
                    f"{r['error_pct']:+7.1f}%   {r['predicted_tokens_per_round']:.3f} / {r['measured_tokens_per_round']:.3f}")
+    typer.echo("")
+    typer.echo("seconds by phase, predicted / measured (the live engine's 'other': acceptance, KV commit, Python)")
+    typer.echo(f"{'config':<32} {'prefill':>15} {'draft':>15} {'verify':>15} {'other':>7}")
+    for _, r in df.iterrows():
+        cells = [f"{r[f'predicted_{k}_s']:.1f} / {r[f'measured_{k}_s']:.1f}" for k in ("prefill", "draft", "verify")]
+        typer.echo(f"{r['config']:<32} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15} {r['measured_other_s']:7.1f}")
     typer.echo("")
     typer.echo(f"median |error| {ag.median_abs_error_pct:.1f}%   max |error| {ag.max_abs_error_pct:.1f}%   "
                f"Spearman rho {ag.spearman_rho:.3f}   regret {ag.regret_pct:.1f}% "

@@ -63,6 +63,8 @@ class Replica:
         self.ready = np.empty(0, dtype=bool)  # overlap: next round's draft already valid
         self._lag = 0.0                       # overlap: drafter still busy pre-drafting
         self._prefilling = 0                  # admitted, prefill in flight
+        # wall seconds by phase (drafting: only the part not hidden behind verification)
+        self.phase_s = {"prefill": 0.0, "draft": 0.0, "verify": 0.0}
         self.process = env.process(self._loop())
 
     # -- scheduler interface ---------------------------------------------------------
@@ -114,6 +116,7 @@ class Replica:
         rec.admitted[ids] = now
         self._prefilling = len(ids)
         yield self.env.timeout(wall)
+        self.phase_s["prefill"] += wall
         self._prefilling = 0
         self.target_dev.charge(t_target)
         self.draft_dev.charge(t_draft)
@@ -161,6 +164,8 @@ class Replica:
             self.ready = k_ext > self.depth
             k = np.minimum(k_ext, self.depth)
         yield self.env.timeout(wall)
+        self.phase_s["verify"] += t_v
+        self.phase_s["draft"] += wall - t_v
         self.target_dev.charge(t_v)
         self.draft_dev.charge(t_d_busy)
         if k is None:

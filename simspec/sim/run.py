@@ -110,4 +110,6 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         busy[d.name] = busy.get(d.name, 0.0) + d.busy_s / pl.replicas
     price = sum(pl.devices[n].price_per_hour for n in {pl.target, pl.draft or pl.target}) * pl.replicas
     summary = summarize(rec, sim_time, busy, price, time.perf_counter() - t0)
+    for phase in ("prefill", "draft", "verify"):  # summed over replicas
+        summary[f"phase_{phase}_s"] = sum(r.phase_s[phase] for r in replicas)
     return SimResult(summary, rec, sc)

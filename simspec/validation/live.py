@@ -80,7 +80,7 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
         "measured_tok_s": s.tok_s,
         "measured_tokens_per_round": s.tokens_per_round,
         "measured_new_tokens": s.new_tokens,
-        "measured_seconds": {k: round(v, 4) for k, v in s.seconds.items()},
+        **{f"measured_{k}_s": round(v, 4) for k, v in s.seconds.items()},  # prefill, draft, verify, other
         "measured_wall_s": round(time.perf_counter() - t0, 2),
         "measured_cpu_s": round(report.extra["cpu_seconds"], 2),
         "outputs_equal_trace": sum(a == b for a, b in zip(report.outputs, traced)),
