@@ -95,6 +95,9 @@ def test_bad_dtype_and_missing_model(tmp_path):
     assert_one_line_exit_2(run_cli("profile", cache=tmp_path), "--model")
     assert_one_line_exit_2(run_cli("profile", "--model", "tiny:llama", "--device", "tpu",
                                    cache=tmp_path), "device")
+    assert_one_line_exit_2(run_cli("profile", "--model", "tiny:llama", "--quick", "--max-batch", "2",
+                                   "--out", str(tmp_path / "x.parquet"), cache=tmp_path), "--max-batch")
+    assert not (tmp_path / "x.parquet").exists()
 
 
 def test_check_on_non_profile_is_one_line_exit_2(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shlex
 import sys
@@ -69,6 +70,8 @@ def profile_cmd(
     threads: int = typer.Option(2, help="torch CPU threads (recorded in the sidecar)"),
     out: Optional[Path] = typer.Option(None, help="profiles/<device>/<model>-<dtype>.parquet"),
     quick: bool = typer.Option(False, "--quick", help="a small grid (tests, smoke runs)"),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", help="drop grid batch sizes above N (compute-bound fp32 on CPU: 4)"),
     kernels: bool = typer.Option(False, "--kernels", help="also save a per-operator table"),
     check: Optional[Path] = typer.Option(None, "--check", help="check this profile live"),
     points: int = typer.Option(30, help="--check: random off-grid points"),
@@ -93,6 +96,12 @@ def profile_cmd(
     if out.suffix != ".parquet":
         raise InputError(str(out), "--out", "must end in .parquet")
     grid = QUICK if quick else FULL
+    if max_batch is not None:
+        kept = tuple(b for b in grid.batch if b <= max_batch)
+        if len(kept) < 2:
+            raise InputError(None, "--max-batch", f"{max_batch} leaves fewer than 2 of the grid's batch sizes {grid.batch}")
+        grid = dataclasses.replace(grid, batch=kept, prefill_batch=tuple(b for b in grid.prefill_batch if b <= max_batch)
+                                   if sum(b <= max_batch for b in grid.prefill_batch) >= 2 else grid.prefill_batch)
     command = "simspec " + shlex.join(sys.argv[1:])
     with _progress(grid.with_vocab(lm.dims.vocab).points(), f"profiling {lm.name} {dtype}") as bar:
         task = bar.add_task("", total=grid.with_vocab(lm.dims.vocab).points())
