@@ -104,9 +104,26 @@ def validate_cmd(
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_s": round(time.perf_counter() - t0, 1), "prompts": len(prompts),
             "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(), "environment": environment(models),
-            "agreement": ag.as_dict(), "rows": json.loads(df.to_json(orient="records"))}
+            "inputs": _provenance(plan, file), "agreement": ag.as_dict(),
+            "rows": json.loads(df.to_json(orient="records"))}
     _atomic(js, json.dumps(meta, indent=1) + "\n")
     typer.echo(f"wrote {csv}, {png} and {js}")
+
+
+def _provenance(plan, file: str) -> dict:
+    """sha256 and capture date of the trace and every profile the predictions used."""
+    import hashlib
+
+    from simspec.config import resolve_data_path
+
+    def one(rel: str) -> dict:
+        p = Path(resolve_data_path(rel, file))
+        side = p.with_suffix(".json")
+        date = json.loads(side.read_text()).get("date") if side.exists() else None
+        return {"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "date": date}
+
+    return {"trace": one(plan.trace),
+            "profiles": {m: {d: one(f) for d, f in by.items()} for m, by in plan.profiles.items()}}
 
 
 def _atomic(path: Path, text: str) -> None:
