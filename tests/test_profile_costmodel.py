@@ -113,3 +113,20 @@ def test_schema_errors_name_file_and_key(tmp_path, problem):
         ProfileCostModel.load(p)
     assert key in exc.value.line()
     assert "\n" not in exc.value.line()
+
+
+def test_token_block_prices_tokens_as_the_next_multiple(tmp_path):
+    """token_block = 16 (AMX tiles): 2 x 9 = 18 tokens cost what 2 x 16 = 32 cost; up to one
+    block nothing changes; without the sidecar key there is no blocking."""
+    import json
+
+    p = write_synthetic(tmp_path / "p.parquet")
+    plain = ProfileCostModel.load(p)
+    side = p.with_suffix(".json")
+    side.write_text(json.dumps({**json.loads(side.read_text()), "token_block": 16}))
+    blocked = ProfileCostModel.load(p)
+    assert blocked.latency_s("decode", 2, 9, 512) == pytest.approx(plain.latency_s("decode", 2, 16, 512), rel=1e-12)
+    assert blocked.latency_s("prefill", 2, 18, 0) == pytest.approx(plain.latency_s("prefill", 2, 24, 0), rel=1e-12)
+    assert blocked.latency_s("decode", 1, 9, 512) == plain.latency_s("decode", 1, 9, 512)
+    assert blocked.latency_s("decode", 4, 4, 512) == plain.latency_s("decode", 4, 4, 512)
+    assert plain.latency_s("decode", 2, 9, 512) < plain.latency_s("decode", 2, 16, 512)

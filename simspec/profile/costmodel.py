@@ -102,6 +102,9 @@ class ProfileCostModel:
         self.vocab_size = int(dims["vocab"])
         self.kv_bytes_per_token = int(meta["kv_bytes_per_token"])
         self.weights_bytes = int(meta["weights_bytes"])
+        # GEMM row blocking (profile.capture.gemm_row_block): b x q tokens above one block are
+        # priced as the next multiple of it; older profiles say nothing and get no blocking
+        self.token_block = int(meta.get("token_block", 1))
         self._warned: set[str] = set()
         self._memo: dict[tuple, float] = {}
 
@@ -189,12 +192,15 @@ class ProfileCostModel:
             raise ValueError(f"layers={layers} outside 0..{self.num_layers}")
         if head_rows is not None and not 1 <= head_rows <= self.vocab_size:
             raise ValueError(f"head_rows={head_rows} outside 1..{self.vocab_size}")
+        tokens = batch * q
+        if self.token_block > 1 and tokens > self.token_block:
+            q = math.ceil(tokens / self.token_block) * self.token_block / batch  # may be fractional
         if phase == "decode":
             x = (float(batch), float(q), float(max(context, 1)))
             names = ("batch", "q", "context")
             total, layer, rest, head = (self.decode_total, self.decode_layer,
                                         self.decode_rest, self.decode_head)
-            head_tokens = batch * q
+            head_tokens = tokens
         else:
             # Prefill ignores `context` (chunked prefill over a cache is priced as a fresh one).
             x = (float(batch), float(q))
