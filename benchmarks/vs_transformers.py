@@ -57,6 +57,9 @@ def main() -> None:
     ap.add_argument("--lookup", type=int, default=10, help="prompt lookup tokens (transformers' example: 10)")
     ap.add_argument("--exit-layer", type=int, default=None, help="early exit layer (default: 3/4 of layers)")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--only", default=None,
+                    help="comma list of plain,draft,lookup,early_exit (default: all); the greedy "
+                         "reference is then simspec's plain_greedy, untimed")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -90,6 +93,14 @@ def main() -> None:
     configs.append((f"early exit {exit_layer} g={args.gamma}", DraftSpec("early_exit", layers=exit_layer),
                     args.gamma, {"assistant_early_exit": exit_layer}))
 
+    if args.only:
+        keep = {x.strip() for x in args.only.split(",")}
+        unknown = keep - {"plain", "draft", "lookup", "early_exit"}
+        if unknown:
+            raise SystemExit(f"--only: unknown {sorted(unknown)}")
+        kinds = {"none": "plain", "model": "draft", "ngram": "lookup", "early_exit": "early_exit"}
+        configs = [c for c in configs if kinds[c[1].kind] in keep]
+
     def ours(spec, gamma, ids, new):
         kv = KV(target.model, 1)
         res = generate(target.model, [ids], new, make_drafter(target, spec, kv, draft),
@@ -97,6 +108,10 @@ def main() -> None:
         return res.outputs[0], res.stats
 
     plain_ref = None
+    if configs and configs[0][1].kind != "none":  # plain not timed: reference decoded untimed
+        from simspec.live.engine import plain_greedy
+
+        plain_ref = [plain_greedy(target.model, ids, args.max_new_tokens, eos) for ids in prompts]
     rows = []
     for name, spec, gamma, kw in configs:
         row = {"config": name}

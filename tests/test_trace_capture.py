@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from simspec.models import tiny_model  # noqa: E402
-from simspec.trace.capture import CaptureSpec, capture, encode  # noqa: E402
+from simspec.trace.capture import encode  # noqa: E402
 from simspec.trace.oracle import TraceOracle  # noqa: E402
 from simspec.trace.schema import load_trace  # noqa: E402
-from tracehelpers import brute_rank, greedy, last_logits, spec_decode  # noqa: E402
+from tracehelpers import brute_rank, capture_tiny, greedy, last_logits, spec_decode  # noqa: E402
 
 PROMPTS = ["def add(a, b):\n    return a + b\n", "hello hello hello", "The quick brown fox jumps",
            "1, 2, 3, 4, 5,", "abc abc abc abc abc"]
@@ -22,12 +20,9 @@ PROMPTS = ["def add(a, b):\n    return a + b\n", "hello hello hello", "The quick
 @pytest.fixture(scope="module")
 def tiny_trace(tmp_path_factory):
     d = tmp_path_factory.mktemp("trace")
-    data = d / "p.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    spec = CaptureSpec(target="tiny:llama:4", dataset=str(data), prompts=4, max_new_tokens=24,
-                       drafters=["tiny:llama:4", "tiny:qwen2:2"], exit_layers=[2, 3],
-                       vocabs=[None, 96], temperatures=[1.0, 0.5], batch=3, dtype="fp32")
-    pq, side, meta = capture(spec, d / "tiny.parquet", log=lambda s: None)
+    pq, side, meta = capture_tiny(d, PROMPTS, target="tiny:llama:4", prompts=4, max_new_tokens=24,
+                                  drafters=["tiny:llama:4", "tiny:qwen2:2"], exit_layers=[2, 3],
+                                  vocabs=[None, 96], temperatures=[1.0, 0.5], batch=3, dtype="fp32")
     return load_trace(pq), meta
 
 

@@ -52,15 +52,11 @@ gamma = 3
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    from simspec.trace.capture import CaptureSpec, capture
+    from tracehelpers import capture_tiny
 
     d = tmp_path_factory.mktemp("val")
-    data = d / "p.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in PROMPTS))
-    spec = CaptureSpec(target="tiny:llama:4", dataset=str(data), prompts=4, max_new_tokens=20,
-                       drafters=["tiny:qwen2:2"], exit_layers=[2, 3], vocabs=[None, 96],
-                       temperatures=[1.0], batch=2, dtype="fp32")
-    capture(spec, d / "tiny.parquet", log=lambda s: None)
+    capture_tiny(d, PROMPTS, target="tiny:llama:4", prompts=4, max_new_tokens=20, drafters=["tiny:qwen2:2"],
+                 exit_layers=[2, 3], vocabs=[None, 96], temperatures=[1.0], batch=2, dtype="fp32")
     for model, name in (("tiny:llama:4", "t"), ("tiny:qwen2:2", "q")):
         res = run_cli("profile", "--model", model, "--dtype", "fp32", "--threads", "1", "--quick",
                       "--out", str(d / f"{name}.parquet"), cache=d)

@@ -58,3 +58,14 @@ def spec_decode(target, prompt: list[int], first: int, n: int, gamma: int, draft
         out += new
         emitted.append(len(new))
     return out, emitted
+
+
+def capture_tiny(folder, prompts: list[str], **spec):
+    """Capture a trace of `prompts` (written as a JSONL dataset) into folder/tiny.parquet."""
+    import json
+
+    from simspec.trace.capture import CaptureSpec, capture
+
+    data = folder / "p.jsonl"
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    return capture(CaptureSpec(dataset=str(data), **spec), folder / "tiny.parquet", log=lambda s: None)
