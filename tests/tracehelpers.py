@@ -60,12 +60,13 @@ def spec_decode(target, prompt: list[int], first: int, n: int, gamma: int, draft
     return out, emitted
 
 
-def capture_tiny(folder, prompts: list[str], **spec):
-    """Capture a trace of `prompts` (written as a JSONL dataset) into folder/tiny.parquet."""
+def capture_tiny(folder, texts: list[str], **spec):
+    """Capture a trace of `texts` (written as a JSONL dataset) into folder/tiny.parquet;
+    `spec` is the rest of CaptureSpec (target, prompts = how many, drafters, ...)."""
     import json
 
     from simspec.trace.capture import CaptureSpec, capture
 
     data = folder / "p.jsonl"
-    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in prompts))
+    data.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in texts))
     return capture(CaptureSpec(dataset=str(data), **spec), folder / "tiny.parquet", log=lambda s: None)
