@@ -76,8 +76,6 @@ def validate_cmd(
                        f"{r['predicted_tokens_per_round']:.3f} tokens/round")
         return
 
-    import torch
-
     from simspec.validation.compare import agreement, error_table
     from simspec.validation.live import environment, measure
     from simspec.validation.plot import scatter

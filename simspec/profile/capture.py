@@ -20,16 +20,21 @@ from simspec.profile.workloads import (CacheFlusher, FilledCache, decode_fn, hea
                                        settle)
 
 
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
+def _cpuinfo(key: str) -> str:
+    """The value of the first `key` line of /proc/cpuinfo, "" if absent or unreadable."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
+            if line.startswith(key):
                 return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def gemm_row_block(device: str, dtype: str) -> int:
@@ -39,11 +44,7 @@ def gemm_row_block(device: str, dtype: str) -> int:
     between 32 and 64 says (the check read 18% low at 2 x 18 prefill tokens without it)."""
     if device != "cpu" or dtype != "bf16":
         return 1
-    try:
-        flags = next((l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")), "")
-    except OSError:
-        return 1
-    return 16 if "amx_bf16" in flags.split() else 1
+    return 16 if "amx_bf16" in _cpuinfo("flags").split() else 1
 
 
 def versions() -> dict:

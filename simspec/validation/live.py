@@ -61,7 +61,7 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
 
     tgt = models.get(plan.target, cfg.dtype)
     check_target(trace, tgt, file)
-    spec = DraftSpec.parse(cfg.draft if cfg.draft != "ngram" else "ngram:3")
+    spec = DraftSpec.parse(cfg.draft)
     tree = Tree.parse(",".join(map(str, cfg.tree))) if cfg.tree else Tree.chain(cfg.gamma)
     dm = models.get(spec.model, cfg.dtype) if spec.kind == "model" else None
     rows = None

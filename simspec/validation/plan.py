@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from simspec.config import Scenario, _pydantic_error, parse_scenario, read_toml, resolve_data_path
+from simspec.config import Scenario, _pydantic_error, parse_scenario, read_toml
 from simspec.errors import InputError
 
 PosInt = Annotated[int, Field(gt=0)]
@@ -156,23 +156,21 @@ def trace_column(cfg: LiveConfig) -> str | None:
 
 def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     """The scenario predicting one live config: profiles, trace replay in order, batch 1."""
-    base = Path(file).parent
     key = f"config[{cfg.label()}]"
     draft: dict = {"kind": cfg.kind}
     if cfg.kind == "model":
-        draft |= {"name": cfg.arg, "profile": str(resolve_data_path(profile_of(plan, cfg.arg, cfg.dtype, file, key), file))}
+        draft |= {"name": cfg.arg, "profile": profile_of(plan, cfg.arg, cfg.dtype, file, key)}
     elif cfg.kind == "early_exit":
         draft["exit_layer"] = int(cfg.arg)
     if cfg.vocab:
         draft["vocab"] = cfg.vocab
     spec: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
     seqs = plan.seqs()
-    acceptance = {"trace": str(resolve_data_path(plan.trace, file)), "sequences": seqs}
+    acceptance = {"trace": plan.trace, "sequences": seqs}
     # plain decoding replays only the sequences' lengths; the schema still wants a column
     acceptance["drafter"] = trace_column(cfg) or "ngram"
     data = {
-        "target": {"name": plan.target,
-                   "profile": str(resolve_data_path(profile_of(plan, plan.target, cfg.dtype, file, key), file))},
+        "target": {"name": plan.target, "profile": profile_of(plan, plan.target, cfg.dtype, file, key)},
         "draft": draft,
         "acceptance": acceptance,
         "speculation": spec,
@@ -180,4 +178,4 @@ def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
                      "max_output_len": plan.max_new_tokens},
         "serving": {"max_batch": 1, "seed": 0},
     }
-    return parse_scenario(data, file, base)
+    return parse_scenario(data, file)  # data paths resolve against `file` when simulated
