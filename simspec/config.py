@@ -114,6 +114,13 @@ class SpeculationSpec(Strict):
     draft_len: Annotated[int, Field(ge=0)] = 0
     tree: list[PosInt] | None = Field(default=None, min_length=1)
     policy: Literal["fixed"] = "fixed"
+    # "after_prefill": the prefill makes the first token, rounds follow (vLLM, SGLang).
+    # "with_prefill": the prefill IS the first round: the drafter drafts from the prompt and the
+    # target verifies prompt + draft in one pass (transformers' assisted generation, simspec run).
+    first_round: Literal["after_prefill", "with_prefill"] = "after_prefill"
+    # Draft no deeper than a sequence's remaining budget minus one (the bonus token): the last
+    # round of a batch whose sequences are all near their end drafts less (simspec run, transformers).
+    clip_to_budget: bool = False
 
 
 class DeviceSpec(Strict):
@@ -203,6 +210,8 @@ class Scenario(Strict):
                 raise _KeyError("acceptance", "a tree needs `rank_probs` (or a trace): chain acceptance says nothing of ranks > 0")
             if self.placement.overlap:
                 raise _KeyError("placement.overlap", "overlap is modelled for chains, not trees")
+        if self.placement.overlap and (spec.first_round != "after_prefill" or spec.clip_to_budget):
+            raise _KeyError("placement.overlap", "overlap is modelled with first_round = \"after_prefill\" and no clip_to_budget")
         pl = self.placement
         for key, dev in (("placement.target", pl.target), ("placement.draft", pl.draft)):
             if dev is not None and dev not in pl.devices:

@@ -29,7 +29,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from simspec.live.kv import CTX, KV, PAD, lm_logits
+from simspec.live.kv import KV, lm_logits
 from simspec.live.sampling import probs
 from simspec.live.tree import Tree
 from simspec.models.views import TrimmedHead, first_layers
@@ -58,8 +58,8 @@ class Draft:
 class Drafter:
     name = "none"
 
-    def prefill(self, ids: torch.Tensor, kind: torch.Tensor) -> None:
-        """See the prompts (ids [B, P] left-padded with PAD kinds)."""
+    def start(self, batch: int) -> None:
+        """A new static batch of `batch` sequences begins (the prompts come with the first draft)."""
 
     def draft(self, seqs: list[list[int]], pending: list[int], tree: Tree, mode: Mode) -> Draft:
         """No drafter: the round is the pending token alone (plain decoding)."""
@@ -77,10 +77,11 @@ class ModelDrafter(Drafter):
         self.model, self.layers, self.head, self.shared, self.name = model, layers, head, shared, name
         self.kv: KV | None = shared
 
-    def prefill(self, ids: torch.Tensor, kind: torch.Tensor) -> None:
+    def start(self, batch: int) -> None:
+        # No forward here: the first draft step catches up on the whole prompt and drafts
+        # from its last token in one pass.
         if self.shared is None:
-            self.kv = KV(self.model, ids.shape[0])
-            self.kv.forward(self.model, ids, kind, keep=[ids.shape[1] - 1])
+            self.kv = KV(self.model, batch)
 
     def _logits(self, hidden: torch.Tensor, vocab: int) -> torch.Tensor:
         """Logits over the target's vocabulary ids (-inf where this head has no row)."""
@@ -101,6 +102,8 @@ class ModelDrafter(Drafter):
         tokens = torch.zeros(B, N, dtype=torch.long)
         tokens[:, 0] = torch.tensor(pending)
         q = torch.zeros(B, N, mode.vocab) if not mode.greedy else None
+        if tree.max_depth == 0:  # a round cut to no draft (budget): nothing to run
+            return Draft(tokens.tolist(), [[True] for _ in range(B)], q)
         anc, depth = tree.ancestors(), torch.tensor(tree.depth)
         head = lambda h: self._logits(h, mode.vocab)  # noqa: E731
 
@@ -117,22 +120,13 @@ class ModelDrafter(Drafter):
                     q[:, node] = p
 
         slots = kv.slots
-        # depth 0: this cache's missing context tokens (catch-up), then the root
-        length = kv.length.tolist()
-        missing = [s[n:] for s, n in zip(seqs, length)]
-        m = max(len(x) for x in missing)
-        ids = torch.zeros(B, m + 1, dtype=torch.long)
-        kind = torch.full((B, m + 1), PAD, dtype=torch.long)
-        for b, x in enumerate(missing):
-            if x:
-                ids[b, m - len(x):m] = torch.tensor(x)
-                kind[b, m - len(x):m] = CTX
-        ids[:, m], kind[:, m] = tokens[:, 0], 0
+        # depth 0: this cache's missing context tokens (catch-up; the whole prompt in the
+        # first round), then the root
         top = self.model.config.vocab_size - 1  # a drafter with a smaller embedding: ids past it are no text
-        ids = ids.clamp(max=top)
+        ids, kind, m = kv.with_context(seqs, tokens[:, :1], torch.zeros(B, 1, dtype=torch.long), top)
         scope = first_layers(self.model, self.layers) if self.layers else contextlib.nullcontext()
         with scope:
-            logits = kv.forward(self.model, ids.to(dev), kind.to(dev), anc, depth, keep=[m], head=head)
+            logits = kv.forward(self.model, ids, kind, anc, depth, keep=[m], head=head)
             grow([0], logits)
             for d in range(1, tree.max_depth):
                 level = tree.level(d)

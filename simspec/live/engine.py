@@ -1,12 +1,19 @@
-"""Speculative decoding, gpt-fast style: prefill, then rounds of draft -> verify -> accept.
+"""Speculative decoding, gpt-fast style: rounds of draft -> verify -> accept, the first of
+which also carries the prompt (as transformers' assisted generation does: no separate prefill pass).
 
-State between rounds, per sequence: the committed tokens (prompt + output so far, all in the
-target's KV cache) and ONE pending token (chosen last round, in no cache yet). A round:
+State between rounds, per sequence: the committed tokens (prompt + output so far) and ONE
+pending token, in no cache yet: the prompt's last token before the first round, then the token
+chosen last round. A round:
 
-  1. draft    the drafter proposes a tree rooted at the pending token;
-  2. verify   the target runs every node of the tree in ONE forward (tree attention mask);
+  1. draft    the drafter proposes a tree rooted at the pending token (catching up first on the
+              context its cache lacks: the whole prompt in the first round);
+  2. verify   the target runs its missing context (the prompt, in the first round) and every
+              node of the tree in ONE forward (tree attention mask);
   3. accept   greedy walk or rejection sampling picks a path and the next pending token;
   4. commit   the path becomes context in every KV cache; rejected entries are dropped.
+
+A round drafts no deeper than the batch's largest remaining budget minus one (the bonus token),
+so the last round of a sequence never drafts tokens it could not keep.
 
 `plain_greedy` is the reference the engine must reproduce token for token in greedy mode:
 the HF model's own causal forward, one token at a time, one sequence at a time.
@@ -21,7 +28,7 @@ import torch
 from torch import nn
 
 from simspec.live.drafters import Drafter, Mode
-from simspec.live.kv import CTX, KV, PAD
+from simspec.live.kv import KV
 from simspec.live.sampling import greedy_accept, probs, sample_accept
 from simspec.live.stats import Stats
 from simspec.live.tree import Tree
@@ -33,29 +40,10 @@ class Result:
     stats: Stats
 
 
-def left_pad(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    """ids [B, P] and kinds (CTX for prompt tokens, PAD on the left of shorter prompts)."""
-    width = max(len(p) for p in prompts)
-    ids = torch.zeros(len(prompts), width, dtype=torch.long)
-    kind = torch.full((len(prompts), width), PAD, dtype=torch.long)
-    for b, p in enumerate(prompts):
-        ids[b, width - len(p):] = torch.tensor(p)
-        kind[b, width - len(p):] = CTX
-    return ids, kind
-
-
 def stop_set(eos: int | Collection[int] | None) -> frozenset[int]:
     if eos is None:
         return frozenset()
     return frozenset([eos]) if isinstance(eos, int) else frozenset(int(t) for t in eos)
-
-
-def choose(logits: torch.Tensor, mode: Mode) -> list[int]:
-    """Next token per row from logits [B, V]."""
-    logits = logits[:, : mode.vocab]
-    if mode.greedy:
-        return logits.argmax(-1).tolist()
-    return torch.multinomial(probs(logits, mode.temperature).cpu(), 1, generator=mode.gen)[:, 0].tolist()
 
 
 @torch.inference_mode()
@@ -79,36 +67,43 @@ def generate(
     drafter = drafter or Drafter()
     tree = tree or Tree.chain(0)
     B = len(prompts)
-    dev = next(target.parameters()).device
     vocab = target.config.vocab_size
     gen = torch.Generator().manual_seed(seed)
     mode = Mode(vocab=vocab, temperature=temperature, gen=gen)
     if not mode.greedy and not tree.is_chain:
         raise ValueError("sampling mode supports chains only (trees are verified greedily)")
-    stats = Stats(device=str(dev))
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    stats = Stats(device=str(next(target.parameters()).device))
     kv = target_kv or KV(target, B)
-    anc, depth = tree.ancestors(), torch.tensor(tree.depth)
-    children = [tree.children(i) for i in range(tree.size)]
+    shapes: dict[int, tuple] = {}
 
-    with stats.phase("prefill"):
-        ids, kind = left_pad(prompts)
-        logits = kv.forward(target, ids.to(dev), kind.to(dev), keep=[ids.shape[1] - 1])
-        pending = choose(logits[:, 0], mode)
-    with stats.phase("draft"):
-        drafter.prefill(ids.to(dev), kind.to(dev))
-    seqs = [list(p) for p in prompts]
-    outs = [[t] for t in pending]
-    done = [len(o) >= max_new_tokens or o[-1] in stops for o in outs]
+    def shape(depth: int) -> tuple:
+        """The round's tree cut to `depth` levels, its ancestor matrix, depths and children."""
+        if depth not in shapes:
+            t = tree if depth >= tree.max_depth else Tree(tree.branching[:max(depth, 0)])
+            shapes[depth] = t, t.ancestors(), torch.tensor(t.depth), [t.children(i) for i in range(t.size)]
+        return shapes[depth]
+
+    drafter.start(B)
+    seqs = [list(p[:-1]) for p in prompts]
+    pending = [p[-1] for p in prompts]
+    outs: list[list[int]] = [[] for _ in prompts]
+    done = [max_new_tokens <= 0] * B
 
     while not all(done):
-        with stats.phase("draft"):
-            d = drafter.draft(seqs, pending, tree, mode)
-        with stats.phase("verify"):
+        first = stats.rounds == 0  # the round that carries the prompts: timed as prefill
+        left = max(max_new_tokens - len(o) for o, stop in zip(outs, done) if not stop)
+        rtree, anc, depth, children = shape(left - 1)
+        with stats.phase("prefill" if first else "draft"):
+            d = drafter.draft(seqs, pending, rtree, mode)
+        with stats.phase("prefill" if first else "verify"):
             # nodes beyond every row's last drafted node need no verification (short n-gram finds)
             n = max(max(i for i, ok in enumerate(row) if ok) for row in d.drafted) + 1
-            tokens = torch.tensor([row[:n] for row in d.tokens], device=dev)
-            kinds = torch.arange(n, device=dev)[None].expand(B, n)
-            logits = kv.forward(target, tokens, kinds, anc, depth)[..., :vocab]
+            nodes = torch.tensor([row[:n] for row in d.tokens])
+            ids, kinds, m = kv.with_context(seqs, nodes, torch.arange(n)[None].expand(B, n))
+            keep = range(m, m + n) if m else None
+            logits = kv.forward(target, ids, kinds, anc, depth, keep=keep)[..., :vocab]
         with stats.phase("other"):
             if mode.greedy:
                 paths, nxt = greedy_accept(children, d.tokens, d.drafted, logits.argmax(-1).tolist())
@@ -117,7 +112,7 @@ def generate(
                 q = d.q[:, :n] if d.q is not None else None
                 paths, nxt = sample_accept([r[:n] for r in d.tokens], [r[:n] for r in d.drafted], p, q, gen)
             kv.commit(paths)
-        with stats.phase("draft"):
+        with stats.phase("prefill" if first else "draft"):
             drafter.commit(paths)
         with stats.phase("other"):
             stats.rounds += 1
@@ -140,8 +135,9 @@ def generate(
                     outs[b] = outs[b][:max_new_tokens]
                     done[b] = True
                 stats.per_round.append(len(outs[b]) - before)  # kept: a stop or the limit cuts the last round
+                if first:
+                    stats.prefill_tokens += len(outs[b])
     stats.new_tokens = sum(len(o) for o in outs)
-    stats.prefill_tokens = B
     return Result(outs, stats)
 
 

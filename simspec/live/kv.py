@@ -63,6 +63,26 @@ class KV:
     def slots(self) -> int:
         return self.ctx.shape[1]
 
+    def with_context(self, seqs: Sequence[Sequence[int]], ids: torch.Tensor, kind: torch.Tensor,
+                     top: int | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """Prefix ids/kinds [B, n] with each row's context tokens this cache has not seen yet
+        (seqs[b][length:], left-padded with PAD): how a drafter catches up on the tokens the
+        target accepted, and how the first round carries the whole prompt. Returns the ids
+        (clamped to `top`, a smaller embedding's last id), kinds, and the prefix width m."""
+        B, n = ids.shape
+        missing = [s[int(k):] for s, k in zip(seqs, self.length.tolist())]
+        m = max(len(x) for x in missing)
+        out = torch.zeros(B, m + n, dtype=torch.long)
+        kinds = torch.full((B, m + n), PAD, dtype=torch.long)
+        for b, x in enumerate(missing):
+            if x:
+                out[b, m - len(x):m] = torch.tensor(x)
+                kinds[b, m - len(x):m] = CTX
+        out[:, m:], kinds[:, m:] = ids, kind
+        if top is not None:
+            out = out.clamp(max=top)
+        return out.to(self.device), kinds.to(self.device), m
+
     # -- forward ------------------------------------------------------------------------------
     @torch.inference_mode()
     def forward(

@@ -104,6 +104,8 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
         parallel_devices=(pl.draft or pl.target) != pl.target,
         level_queries=levels,
         verify_queries=verify_q,
+        depth_nodes=np.cumprod(sc.speculation.tree).tolist() if sc.speculation.tree else [1] * len(levels),
+        draft_reads_prompt=sc.draft.kind in ("model", "early_exit") and drf is not None,
     )
 
 

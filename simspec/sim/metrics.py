@@ -12,15 +12,16 @@ def _pct(x: np.ndarray, q: float) -> float:
 
 
 def summarize(rec: Records, sim_time: float, busy: dict[str, float], cost_per_hour: float,
-              wall_s: float) -> dict:
-    """One flat dict of figures (JSON-ready)."""
+              wall_s: float, prefill_tokens: int = 1) -> dict:
+    """One flat dict of figures (JSON-ready). prefill_tokens: tokens per request the prefill
+    makes outside any round (1; 0 when the prefill is itself the first round)."""
     done = ~np.isnan(rec.finish)
     ttft = (rec.first_token - rec.arrival)[done]
     e2e = (rec.finish - rec.arrival)[done]
     multi = done & (rec.tokens > 1)
     tpot = ((rec.finish - rec.first_token)[multi] / (rec.tokens[multi] - 1))
     out_tokens = int(rec.tokens[done].sum())
-    decode_tokens = int((rec.tokens[done] - 1).sum())
+    decode_tokens = int((rec.tokens[done] - prefill_tokens).sum())
     rounds = int(rec.rounds[done].sum())
     thr = out_tokens / sim_time if sim_time > 0 else float("nan")
     summary = {

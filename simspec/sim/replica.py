@@ -36,6 +36,8 @@ class Replica:
         kv_reserve: int,
         overlap: bool,
         on_finish: Callable[[int], None],
+        with_prefill: bool = False,
+        clip_to_budget: bool = False,
     ) -> None:
         self.env = env
         self.index = index
@@ -49,6 +51,8 @@ class Replica:
         self.kv_free = kv_capacity if kv_capacity is not None else None
         self.kv_reserve = kv_reserve
         self.overlap = overlap
+        self.with_prefill = with_prefill  # the prefill is also each request's first round
+        self.clip = clip_to_budget and oracle is not None
         self.on_finish = on_finish
         self.queue: deque[int] = deque()
         self._wake: simpy.Event | None = None
@@ -111,7 +115,13 @@ class Replica:
         rec = self.rec
         ids = np.asarray(new, dtype=np.int64)
         prompts = rec.prompt_len[ids]
-        wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
+        depth = self.depth
+        if self.clip:
+            depth = min(depth, int(rec.output_len[ids].max()) - 1)
+        if self.with_prefill:
+            wall, t_target, t_draft = self.cost.first_round_s(prompts.tolist(), depth)
+        else:
+            wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
         now = self.env.now
         rec.admitted[ids] = now
         self._prefilling = len(ids)
@@ -125,12 +135,19 @@ class Replica:
         rec.replica[ids] = self.index
         handles = np.fromiter((self.oracle.bind(int(r)) for r in ids), dtype=np.int64, count=len(ids)) \
             if self.oracle is not None else np.zeros(len(ids), dtype=np.int64)
+        gen = np.ones(len(ids), dtype=np.int64)
+        acc = np.zeros(len(ids), dtype=np.int64)
+        if self.with_prefill and self.oracle is not None:  # the first round's acceptance
+            k = np.minimum(self.oracle.draw(handles, np.zeros(len(ids), dtype=np.int64)), depth)
+            gen = np.minimum(k + 1, rec.output_len[ids])
+            acc = np.minimum(k, gen)
+        rounds = np.full(len(ids), 1 if self.with_prefill else 0, dtype=np.int64)
         self.rid = np.concatenate([self.rid, ids])
-        self.gen = np.concatenate([self.gen, np.ones(len(ids), dtype=np.int64)])
+        self.gen = np.concatenate([self.gen, gen])
         self.out = np.concatenate([self.out, rec.output_len[ids]])
         self.prompt = np.concatenate([self.prompt, prompts])
-        self.rounds = np.concatenate([self.rounds, np.zeros(len(ids), dtype=np.int64)])
-        self.acc = np.concatenate([self.acc, np.zeros(len(ids), dtype=np.int64)])
+        self.rounds = np.concatenate([self.rounds, rounds])
+        self.acc = np.concatenate([self.acc, acc])
         self.handle = np.concatenate([self.handle, handles])
         self.ready = np.concatenate([self.ready, np.zeros(len(ids), dtype=bool)])
         self._retire()
@@ -139,14 +156,20 @@ class Replica:
         cost = self.cost
         b = len(self.rid)
         ctx = cost.bucket(float(self.prompt.sum() + self.gen.sum()) / b) if cost.context_dependent else 0
-        t_v = cost.verify_s(b, ctx)
+        depth = None  # clip_to_budget: no deeper than the batch's largest remaining budget - 1
+        if self.clip:
+            left = int((self.out - self.gen).max()) - 1
+            depth = left if left < self.depth else None
+        t_v = cost.verify_s(b, ctx, depth)
         if self.oracle is None:
             k = None
             t_d_busy = 0.0
             wall = t_v
         elif not self.overlap:
             k = self.oracle.draw(self.handle, self.gen)
-            t_d_busy = cost.draft_s(b, ctx)
+            if depth is not None:
+                k = np.minimum(k, depth)
+            t_d_busy = cost.draft_s(b, ctx, depth)
             wall = t_d_busy + t_v
         else:
             # PEARL-style: the drafter pre-drafts round i+1 during verification of round i.

@@ -24,6 +24,8 @@ class RoundCost:
     parallel_devices: bool             # draft and target on different devices
     level_queries: Sequence[int] = ()  # query tokens per sequence at each draft step
     verify_queries: int = 1            # query tokens per sequence in the verify pass
+    depth_nodes: Sequence[int] = ()    # tree nodes at depth 1..D (chain: all 1)
+    draft_reads_prompt: bool = False   # with_prefill: the first draft step runs over the prompt
     _cache: dict = field(default_factory=dict, repr=False)
     context_dependent: bool = field(init=False)
 
@@ -31,28 +33,37 @@ class RoundCost:
         # Decided once: the serving loop skips summing contexts when no cost reads them.
         self.context_dependent = self.target.depends_on_context or (
             self.draft is not None and self.draft.depends_on_context)
+        if not self.depth_nodes:
+            self.depth_nodes = [1] * len(self.level_queries)
 
     def bucket(self, context: float) -> int:
         if not self.context_dependent:
             return 0
         return max(1, int(round(context / CONTEXT_BUCKET))) * CONTEXT_BUCKET
 
-    def draft_s(self, batch: int, ctx: int) -> float:
-        """Time to draft one round for `batch` sequences."""
+    def queries_at(self, depth: int | None) -> int:
+        """Verify query tokens per sequence when the round drafts only `depth` levels."""
+        if depth is None or depth >= len(self.depth_nodes):
+            return self.verify_queries
+        return 1 + int(sum(self.depth_nodes[:depth]))
+
+    def draft_s(self, batch: int, ctx: int, depth: int | None = None) -> float:
+        """Time to draft one round (its first `depth` levels) for `batch` sequences."""
         if self.draft is None or batch == 0 or not self.level_queries:
             return 0.0
-        key = ("d", batch, ctx)
+        key = ("d", batch, ctx, depth)
         t = self._cache.get(key)
         if t is None:
-            t = sum(self.draft.latency_s("decode", batch, q, ctx) for q in self.level_queries)
+            levels = self.level_queries if depth is None else self.level_queries[:depth]
+            t = sum(self.draft.latency_s("decode", batch, q, ctx) for q in levels)
             self._cache[key] = t
         return t
 
-    def verify_s(self, batch: int, ctx: int) -> float:
-        key = ("v", batch, ctx)
+    def verify_s(self, batch: int, ctx: int, depth: int | None = None) -> float:
+        key = ("v", batch, ctx, depth)
         t = self._cache.get(key)
         if t is None:
-            t = self.target.latency_s("decode", batch, self.verify_queries, ctx)
+            t = self.target.latency_s("decode", batch, self.queries_at(depth), ctx)
             self._cache[key] = t
         return t
 
@@ -66,3 +77,21 @@ class RoundCost:
             t_draft = self.draft.latency_s("prefill", n, mean_q, 0)
         wall = max(t_target, t_draft) if self.parallel_devices else t_target + t_draft
         return wall, t_target, t_draft
+
+    def first_round_s(self, prompt_lens: Sequence[int], depth: int) -> tuple[float, float, float]:
+        """(wall, target busy, draft busy) of a prefill that is also the first round
+        (first_round = "with_prefill"): the drafter's first step reads the prompt (its last
+        token is the round's root), `depth` draft levels, then ONE target pass over the prompt
+        and the drafted nodes. Drafting must finish before verification starts: wall = sum."""
+        n = len(prompt_lens)
+        mean_p = max(1, int(round(sum(prompt_lens) / n)))
+        t_target = self.target.latency_s("prefill", n, mean_p - 1 + self.queries_at(depth), 0)
+        t_draft = 0.0
+        if self.draft is not None and depth > 0 and self.level_queries:
+            levels = list(self.level_queries[:depth])
+            ctx = self.bucket(mean_p)
+            if self.draft_reads_prompt:
+                t_draft = self.draft.latency_s("prefill", n, mean_p, 0)
+                levels = levels[1:]
+            t_draft += sum(self.draft.latency_s("decode", n, q, ctx) for q in levels)
+        return t_target + t_draft, t_target, t_draft

@@ -89,7 +89,9 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         ddev = tdev if dname == pl.target else Device(dname, pl.devices[dname], i)
         devices += [tdev] if ddev is tdev else [tdev, ddev]
         replicas.append(Replica(env, i, cost, oracle, tdev, ddev, rec, sc.serving.max_batch,
-                                kv_cap, kv_reserve, pl.overlap, on_finish))
+                                kv_cap, kv_reserve, pl.overlap, on_finish,
+                                with_prefill=sc.speculation.first_round == "with_prefill",
+                                clip_to_budget=sc.speculation.clip_to_budget))
 
     if wl.mode == "closed" or wl.mode == "burst":
         for rid in range(wl.concurrency):
@@ -109,7 +111,8 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     for d in devices:
         busy[d.name] = busy.get(d.name, 0.0) + d.busy_s / pl.replicas
     price = sum(pl.devices[n].price_per_hour for n in {pl.target, pl.draft or pl.target}) * pl.replicas
-    summary = summarize(rec, sim_time, busy, price, time.perf_counter() - t0)
+    summary = summarize(rec, sim_time, busy, price, time.perf_counter() - t0,
+                        prefill_tokens=0 if sc.speculation.first_round == "with_prefill" else 1)
     for phase in ("prefill", "draft", "verify"):  # summed over replicas
         summary[f"phase_{phase}_s"] = sum(r.phase_s[phase] for r in replicas)
     return SimResult(summary, rec, sc)

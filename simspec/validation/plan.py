@@ -165,6 +165,7 @@ def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     if cfg.vocab:
         draft["vocab"] = cfg.vocab
     spec: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
+    spec |= {"first_round": "with_prefill", "clip_to_budget": True}  # as simspec's live engine runs
     seqs = plan.seqs()
     acceptance = {"trace": plan.trace, "sequences": seqs}
     # plain decoding replays only the sequences' lengths; the schema still wants a column
