@@ -9,6 +9,10 @@ writes the table as JSON.
     python benchmarks/vs_transformers.py --target smollm2-135m --draft smollm2-135m \
         --dtype bf16 --prompts 4 --max-new-tokens 64
 
+simspec's side runs its engine as `simspec run` does: the prompt carried by the first round,
+drafts clipped to the remaining budget, one-row bf16 linears as matrix-vector products
+(simspec.models.gemv); transformers' side runs its generate with stock linears.
+
 Timing: one untimed warm-up per config, then every prompt once (batch 1), the whole generation
 (prefill included) on both sides, as wall-clock tok/s and as tokens per CPU-second of this
 process (robust to the process being paused or starved on a shared machine). Shared CPUs are
@@ -28,11 +32,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def hf_generate(model, ids, new, eos, **kw):
+    """transformers' generate as shipped: simspec's one-row linears (models.gemv) off."""
     import torch
 
+    from simspec.models.gemv import stock_linears
+
     x = torch.tensor([ids])
-    out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new, do_sample=False,
-                         eos_token_id=eos, pad_token_id=eos if eos is not None else 0, **kw)
+    with stock_linears():
+        out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new, do_sample=False,
+                             eos_token_id=eos, pad_token_id=eos if eos is not None else 0, **kw)
     return out[0, len(ids):].tolist()
 
 

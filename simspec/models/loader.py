@@ -10,6 +10,7 @@ from typing import Any
 
 from simspec.errors import InputError
 from simspec.models.allocator import retain_freed_memory
+from simspec.models.gemv import install as install_gemv
 from simspec.models.dims import Dims
 from simspec.models.registry import KNOWN
 from simspec.models.store import assembled_gguf, check_gguf_magic, convert_gguf, sha256_file
@@ -125,6 +126,7 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(spec, None, f"cannot load model: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
+    install_gemv(model)
     if not sha:  # hub id: hash the resolved files if we can find them
         local = Path(getattr(model.config, "_name_or_path", "") or "")
         sha = _dir_sha256(local) if local.is_dir() else ""

@@ -12,6 +12,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import nn
 
+from simspec.models.gemv import linear
+
 
 def decoder(model: nn.Module) -> nn.Module:
     """The base transformer (embeddings, layers, final norm) of an HF CausalLM."""
@@ -73,7 +75,7 @@ class TrimmedHead(nn.Module):
         self._cap = getattr(model.config, "final_logit_softcapping", None)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        logits = nn.functional.linear(hidden, self.weight, self.bias)
+        logits = linear(hidden, self.weight, self.bias)
         if self._cap:
             logits = torch.tanh(logits / self._cap) * self._cap
         return logits
@@ -94,7 +96,7 @@ def trimmed_head_logits(
     head = model.get_output_embeddings()
     idx = torch.as_tensor(rows, dtype=torch.long, device=head.weight.device)
     bias = getattr(head, "bias", None)
-    logits = nn.functional.linear(hidden, head.weight[idx], None if bias is None else bias[idx])
+    logits = linear(hidden, head.weight[idx], None if bias is None else bias[idx])
     return _softcap(model, logits)
 
 
