@@ -26,3 +26,52 @@ def test_a_slower_second_timing_is_not_kept_and_monotone_blocks_untouched():
     assert [m.total for m in b] == [1.0, 3.5, 3.0]
     flat = block(1.0, 1.01, 1.0, 2.0)  # within the 2% slack: noise, not a stall
     assert retime_non_monotone(flat, lambda i: pytest.fail("re-timed")) == 0
+
+
+class FakeTimer:
+    """time_once returns scripted totals; the warm-up is timed for real (fn sleeps)."""
+
+    def __init__(self, totals):
+        from simspec.profile.timer import Split
+
+        self.splits = [Split(t, 0.0, 0.0, t) for t in totals]
+        self.clock = SimpleNamespace(sync=lambda: None)
+        self.calls = 0
+
+    def time_once(self, fn):
+        self.calls += 1
+        return self.splits.pop(0)
+
+
+def warm(seconds):
+    import time
+
+    return lambda: time.sleep(seconds)
+
+
+def test_runs_until_two_agree_then_keeps_the_fastest():
+    from simspec.profile.timer import measure
+
+    t = FakeTimer([0.020, 0.030, 0.0205, 9.0])  # warm-up ~0.05 s: a stall, then 20 vs 30 ms
+    m = measure(t, warm(0.05), runs=1, agree=0.05, max_runs=4)
+    assert t.calls == 3  # 50/20 and 30/20 disagree; 20.5/20 agree
+    assert m.total == pytest.approx(0.020) and m.repeats == 4
+
+
+def test_agreement_stops_at_max_runs_and_is_off_by_default():
+    from simspec.profile.timer import measure
+
+    t = FakeTimer([0.010, 0.020, 0.040, 0.080])
+    m = measure(t, warm(0.05), runs=1, agree=0.05, max_runs=3)
+    assert t.calls == 2 and m.total == pytest.approx(0.010)
+    t = FakeTimer([0.010, 0.020])
+    measure(t, warm(0.05), runs=1)  # no agree: exactly `runs` timed runs
+    assert t.calls == 1
+
+
+def test_a_quiet_point_needs_one_timed_run():
+    from simspec.profile.timer import measure
+
+    t = FakeTimer([0.0105])
+    m = measure(t, warm(0.010), runs=1, agree=0.5, max_runs=4)
+    assert t.calls == 1 and m.repeats == 2

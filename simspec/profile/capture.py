@@ -95,17 +95,19 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
                 block: list = []
                 for q in grid.q:
                     block.append(measure(timer, decode_fn(model, cache, b, q), grid.runs,
-                                         grid.long_s, grid.long_runs, reset=cache.reset, warmup=1))
+                                         grid.long_s, grid.long_runs, reset=cache.reset, warmup=1,
+                                         agree=grid.agree, max_runs=grid.max_runs))
                     step(f"decode b={b} q={q} ctx={ctx}")
                 retime_non_monotone(block, lambda i: measure(
                     timer, decode_fn(model, cache, b, grid.q[i]), grid.runs, grid.long_s,
-                    grid.long_runs, reset=cache.reset, warmup=1))
+                    grid.long_runs, reset=cache.reset, warmup=1, agree=grid.agree,
+                    max_runs=grid.max_runs))
                 rows += [_row("decode", b, q, ctx, vocab, m) for q, m in zip(grid.q, block)]
                 del cache
         for b in grid.prefill_batch:
             for n in grid.prefill_len:
                 m = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s, grid.long_runs,
-                            warmup=1)
+                            warmup=1, agree=grid.agree, max_runs=grid.max_runs)
                 rows.append(_row("prefill", b, n, 0, vocab, m))
                 step(f"prefill b={b} len={n}")
         flush = CacheFlusher(lm.device)

@@ -4,8 +4,8 @@ Two parts: (1) >= 30 random points off the grid (decode/verify with q and contex
 prefill with the prompt length off-grid), full model; (2) the decomposition
 rest + l x layer + head(K) against a direct timing of the first l layers with a K-row head.
 Each point is timed with the protocol the profile was captured with (a KV cache settled by
-two runs at the largest q, one untimed warm-up, the fastest of the grid's `runs` timed runs:
-profile.workloads.settle, profile.timer.measure), so the
+two runs at the largest q, one warm-up, the grid's `runs` timed runs and, where the grid says
+so, more until two agree; the fastest kept: profile.workloads.settle, profile.timer.measure), so the
 error measures the cost model, not a difference of estimators: on this VM the first runs after
 a new cache shape fault memory in and are slower, so the fastest of 7 runs sits below the
 fastest of 2. `repeats` > the grid's runs gives that stricter reference instead.
@@ -99,10 +99,12 @@ def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: 
     g = cm.meta["grid"]
     runs = repeats or int(g.get("runs", 2))
     long_s, long_runs = float(g.get("long_s", 1.0)), int(g.get("long_runs", 1))
+    agree, max_runs = float(g.get("agree", 0.0)), int(g.get("max_runs", 0))
     timer = PhaseTimer(model, lm.device)
 
     def timed(fn, reset=None) -> float:
-        return measure(timer, fn, runs, long_s, long_runs, reset=reset, warmup=1).total
+        return measure(timer, fn, runs, long_s, long_runs, reset=reset, warmup=1, agree=agree,
+                       max_runs=max_runs).total
 
     n_prefill = max(points // 5, 1)
     results: list[CheckPoint] = []

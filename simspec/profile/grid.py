@@ -22,6 +22,8 @@ class Grid:
     runs: int  # timed runs per point, after one untimed warm-up (timer.measure)
     long_s: float  # a point whose warm-up takes longer than this ...
     long_runs: int  # ... gets this many timed runs
+    agree: float = 0.0  # then more runs until the two fastest agree within this (relative) ...
+    max_runs: int = 0  # ... up to this many runs in all, warm-up included (0: no extra runs)
 
     def with_vocab(self, vocab: int) -> "Grid":
         rows = tuple(r for r in self.head_rows if r < vocab) or (vocab // 2,)
@@ -45,17 +47,22 @@ class Grid:
 
 # Batch 12 and prefill batch 2: between 8 and 16 (1 and 4) GEMM kernels change regime and
 # log interpolation read 12-17% low at batch 10-13 on Qwen2.5-1.5B bf16 (check of 2026-11-22).
+# Prefill lengths 2x apart: 4x apart, log interpolation read 19% high at 2 x 129 tokens.
+# Runs: a warm-up and one timed run, more only until two agree within 5% (at most 4): the
+# fixed "fastest of 2" kept 5-6 s stalls of 4 s forwards at batch 16, context 4096.
 FULL = Grid(
     batch=(1, 2, 4, 8, 12, 16),
     q=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
     context=(128, 512, 2048, 4096),
     prefill_batch=(1, 2, 4),
-    prefill_len=(16, 64, 256, 1024),
+    prefill_len=(16, 32, 64, 128, 256, 512, 1024),
     head_tokens=(1, 4, 16, 64, 256, 512),
     head_rows=(1024, 4096, 16384, 65536),
-    runs=2,
+    runs=1,
     long_s=1.0,
     long_runs=1,
+    agree=0.05,
+    max_runs=4,
 )
 
 QUICK = Grid(

@@ -116,9 +116,10 @@ class Measured:
 
 def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: float = 1.0,
             long_runs: int = 1, reset: Callable[[], None] | None = None,
-            warmup: int = 1) -> Measured:
+            warmup: int = 1, agree: float = 0.0, max_runs: int = 0) -> Measured:
     """`warmup` runs, then `runs` timed ones (`long_runs` if the warm-up took over `long_s`);
-    keep the fastest, the warm-ups included.
+    then, while the two fastest runs differ by more than `agree` (relative) and fewer than
+    `max_runs` runs were made, one more; keep the fastest, the warm-ups included.
 
     On a shared CPU the noise is one-sided (other processes only slow a run down, and a
     descheduled OpenMP thread can stall a run several-fold), so the fastest run is the best
@@ -126,6 +127,8 @@ def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: floa
     never faster, so counting it is free: for a long point with one timed run it halves the
     chance that a single stall is recorded (one such stall read 5.5 s for a 3.8 s forward).
     A fastest warm-up lends its total; the layer/head/rest split is the timed run's, scaled.
+    Agreement instead of a fixed count spends runs where they matter: a quiet point is done
+    after two, a point where one run stalled gets more until two runs agree.
     """
     n = runs
     warm: list[float] = []
@@ -140,7 +143,12 @@ def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: floa
         if i == 0 and warm[0] > long_s:
             n = min(runs, long_runs)
     splits: list[Split] = []
-    for _ in range(n):
+
+    def spread() -> float:
+        two = sorted([s.total for s in splits] + warm)[:2]
+        return (two[1] - two[0]) / two[0] if len(two) == 2 and two[0] > 0 else 0.0
+
+    while len(splits) < n or (agree > 0 and len(splits) + len(warm) < max_runs and spread() > agree):
         if reset:
             reset()
         splits.append(timer.time_once(fn))
