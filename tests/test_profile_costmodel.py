@@ -47,6 +47,15 @@ def test_interpolates_between_points(cm):
         assert cm.latency_s("decode", b, q, c) == pytest.approx(decode_total(b, q, c), rel=0.1)
 
 
+def test_context_axis_is_linear(cm):
+    """Cost is affine in context: interpolation is linear over context (log over b and q), so
+    the arithmetic midpoint of two grid contexts gets the geometric mean of their latencies
+    (over log context that would be the geometric midpoint)."""
+    lo, hi = cm.latency_s("decode", 4, 8, 512), cm.latency_s("decode", 4, 8, 2048)
+    assert cm.latency_s("decode", 4, 8, 1280) == pytest.approx((lo * hi) ** 0.5, rel=1e-9)
+    assert cm.latency_s("decode", 4, 8, 1024) != pytest.approx((lo * hi) ** 0.5, rel=1e-3)
+
+
 def test_decomposition_rest_layers_head(cm):
     b, q, c = 2, 4, 512
     for layers, rows in [(3, 1024 // 2), (LAYERS, 4096 // 8), (5, None), (7, VOCAB)]:

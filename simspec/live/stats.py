@@ -23,7 +23,7 @@ class Stats:
     rounds: int = 0  # verification passes (batch-wide)
     row_rounds: int = 0  # sequence-rounds of sequences still generating
     new_tokens: int = 0  # tokens kept in the outputs, all sequences
-    prefill_tokens: int = 0  # of which the prefill chose (one per sequence)
+    prefill_tokens: int = 0  # of which the first round (the one carrying the prompts) made
     per_round: list[int] = field(default_factory=list)  # tokens each live sequence got per round
     ragged_rounds: int = 0  # rounds in which live sequences of the batch got different counts
 
@@ -56,7 +56,7 @@ class Stats:
 
     @property
     def decode_tok_s(self) -> float:
-        """Tokens per second of the decode rounds (the prefill's first tokens left out)."""
+        """Tokens per second after the first round (which carries the prompts: timed as prefill)."""
         n = self.new_tokens - self.prefill_tokens
         return n / self.decode_seconds if self.decode_seconds else 0.0
 
