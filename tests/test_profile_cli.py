@@ -67,6 +67,10 @@ def test_check_runs_on_tiny_profile(tiny_profile):
     report = json.loads(tiny_profile.with_name(tiny_profile.stem + ".check.json").read_text())
     assert report["summary"]["holdout"]["points"] == 30
     assert report["summary"]["partial"]["points"] >= 6
+    assert report["summary"]["drift"]["points"] == 6 and "drift: 6 grid points" in res.stdout
+    res = run_cli("profile", "--check", str(tiny_profile), "--seed", "3", cache=tiny_profile.parent)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(tiny_profile.with_name(tiny_profile.stem + ".check-seed3.json").read_text())["seed"] == 3
 
 
 def test_non_model_file_is_one_line_exit_2(tmp_path):

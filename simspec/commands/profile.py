@@ -136,7 +136,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     if meta["sha256"] and lm.sha256 and lm.sha256 != meta["sha256"]:
         raise InputError(str(path), "sha256", f"profile was made from {meta['sha256'][:16]}, "
                          f"the loaded model is {lm.sha256[:16]}")
-    n = points + 10
+    n = points + 10 + points // 5
     with _progress(n, f"checking {path.name}") as bar:
         task = bar.add_task("", total=n)
         results = run_check(lm, cm, points, repeats, seed,
@@ -153,6 +153,11 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
                f"max {h['max_rel_error']:.1%}")
     typer.echo(f"rest + l x layer + head(K) vs direct ({p['points']} points): median error "
                f"{p['median_rel_error']:.1%}, max {p['max_rel_error']:.1%}")
+    if "drift" in s:
+        d, w = s["drift"], s["drift"]["holdout_without_drift"]
+        typer.echo(f"drift: {d['points']} grid points timed again run {d['median']:+.1%} against the "
+                   f"profile (the machine now vs at capture; the errors above include it); "
+                   f"holdout without it: median {w['median_rel_error']:.1%}, max {w['max_rel_error']:.1%}")
     from simspec.profile.greedy import greedy_check
 
     typer.echo("live plain greedy decode, batch 1 ...")
@@ -162,7 +167,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
                    f"{g.live_tok_s:.2f} tok/s (fastest of {len(g.runs_tok_s)} runs; median "
                    f"{g.live_median_tok_s:.2f}), predicted {g.predicted_tok_s:.2f} tok/s, "
                    f"error {g.rel_error:.1%}")
-    out = path.with_name(path.stem + ".check.json")
+    out = path.with_name(path.stem + (".check.json" if seed == 0 else f".check-seed{seed}.json"))
     import datetime as dt
 
     out.write_text(json.dumps({

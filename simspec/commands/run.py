@@ -119,13 +119,14 @@ def _print(r: dict, report) -> None:
     vocab = f", head K={r['vocab']}" if r["vocab"] else ""
     typer.echo(f"target {r['target']} {r['dtype']} | draft {r['draft']}{vocab} | {shape} | batch {r['batch']} | {mode}")
     typer.echo(f"  new tokens      {r['new_tokens']} ({r['prompts']} prompts, {r['rounds']} rounds)")
-    typer.echo(f"  tok/s           {r['tok_s']:.2f}  (decode only {r['decode_tok_s']:.2f})")
+    typer.echo(f"  tok/s           {r['tok_s']:.2f}  (after the first round {r['decode_tok_s']:.2f})")
     if r["tok_per_cpu_s"]:
         typer.echo(f"  tok/cpu-s       {r['tok_per_cpu_s']:.2f}  ({r['cpu_seconds']:.1f} CPU s over {r['threads']} threads)")
     typer.echo(f"  tokens/round    {r['tokens_per_round']:.3f}  (ragged rounds: {r['ragged_rounds']})")
     sec, total = r["seconds"], r["seconds_total"] or 1.0
     typer.echo("  time            " + " | ".join(
-        f"{k} {sec[k]:.2f} s ({100 * sec[k] / total:.0f}%)" for k in ("prefill", "draft", "verify", "other")))
+        f"{k} {sec[k]:.2f} s ({100 * sec[k] / total:.0f}%)" for k in ("prefill", "draft", "verify", "other"))
+        + "   (prefill: the first round, which carries the prompt)")
     if r["target_weight_gb_s"] is not None:
         typer.echo(f"  target weights  {r['target_weight_gb_s']:.2f} GB/s streamed (weights x verify passes / decode s)")
     if report.greedy_equal is not None:

@@ -3,6 +3,10 @@
 Two parts: (1) >= 30 random points off the grid (decode/verify with q and context off-grid,
 prefill with the prompt length off-grid), full model; (2) the decomposition
 rest + l x layer + head(K) against a direct timing of the first l layers with a K-row head.
+Between them, after every 5th holdout point, one grid point (under 1 s) is timed again: the
+machine's drift since the capture. A shared VM drifts: the same seed-0 points of Qwen2.5-1.5B
+read a median 10% slower at 06:29 than at 06:14 on 2026-11-22, and the holdout errors carry
+that; the drift line says how much of an error is the machine rather than the model.
 Each point is timed with the protocol the profile was captured with (a KV cache settled by
 two runs at the largest q, one warm-up, the grid's `runs` timed runs and, where the grid says
 so, more until two agree; the fastest kept: profile.workloads.settle, profile.timer.measure), so the
@@ -30,7 +34,7 @@ from simspec.profile.workloads import FilledCache, decode_fn, prefill_fn, settle
 
 @dataclass
 class CheckPoint:
-    kind: str  # "decode", "prefill" or "partial" (l layers, K head rows)
+    kind: str  # "decode", "prefill", "partial" (l layers, K head rows) or "grid" (drift)
     batch: int
     q: int
     context: int
@@ -85,6 +89,15 @@ def sample_points(cm: ProfileCostModel, n_decode: int, n_prefill: int, seed: int
     return pts
 
 
+def grid_points(cm: ProfileCostModel, n: int, seed: int, under_s: float = 1.0):
+    """n random decode grid points whose profiled time is under `under_s` (drift probes)."""
+    g = cm.meta["grid"]
+    rng = random.Random(seed + 7919)
+    cands = [(b, q, c) for b in g["batch"] for q in g["q"] for c in g["context"]
+             if cm.latency_s("decode", b, q, c) < under_s]
+    return rng.sample(cands, min(n, len(cands)))
+
+
 def partial_pairs(cm: ProfileCostModel) -> list[tuple[int, int | None]]:
     """(l, K) pairs: early exits at 1/2, 3/4, L-1 with trimmed heads, and one full-depth K."""
     L, V = cm.num_layers, cm.vocab_size
@@ -106,19 +119,25 @@ def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: 
         return measure(timer, fn, runs, long_s, long_runs, reset=reset, warmup=1, agree=agree,
                        max_runs=max_runs).total
 
+    def decode_time(b: int, q: int, ctx: int) -> float:
+        cache = FilledCache(model, b, ctx, seed=seed)
+        settle(model, cache, b, max(g["q"]))
+        t = timed(decode_fn(model, cache, b, q), cache.reset)
+        del cache
+        return t
+
     n_prefill = max(points // 5, 1)
+    probes = grid_points(cm, points // 5, seed)
     results: list[CheckPoint] = []
-    for kind, b, q, ctx in sample_points(cm, points - n_prefill, n_prefill, seed):
-        if kind == "decode":
-            cache = FilledCache(model, b, ctx, seed=seed)
-            settle(model, cache, b, max(g["q"]))
-            t = timed(decode_fn(model, cache, b, q), cache.reset)
-            del cache
-        else:
-            t = timed(prefill_fn(model, b, q))
-        pred = cm.latency_s(kind, b, q, ctx)
-        results.append(CheckPoint(kind, b, q, ctx, None, None, t, pred))
+    for i, (kind, b, q, ctx) in enumerate(sample_points(cm, points - n_prefill, n_prefill, seed)):
+        t = decode_time(b, q, ctx) if kind == "decode" else timed(prefill_fn(model, b, q))
+        results.append(CheckPoint(kind, b, q, ctx, None, None, t, cm.latency_s(kind, b, q, ctx)))
         step(f"{kind} b={b} q={q} ctx={ctx}")
+        if i % 5 == 4 and probes:
+            b, q, ctx = probes.pop()
+            results.append(CheckPoint("grid", b, q, ctx, None, None, decode_time(b, q, ctx),
+                                      cm.latency_s("decode", b, q, ctx)))
+            step(f"grid b={b} q={q} ctx={ctx}")
     # decomposition: first l layers + a K-row head, decode at batch 1 and a small verify
     for l, k in partial_pairs(cm):
         for b, q, ctx in ((1, 1, 512), (2, 4, 1024)):
@@ -137,12 +156,18 @@ def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: 
 
 
 def summarize(results: list[CheckPoint]) -> dict:
-    def stats(rs):
-        errs = [r.rel_error for r in rs]
+    """holdout and partial: relative errors; drift: the median of measured / profiled - 1 over
+    the re-timed grid points, and the holdout errors with that factor taken out."""
+    def stats(rs, scale: float = 1.0):
+        errs = [abs(r.predicted_s * scale - r.measured_s) / r.measured_s for r in rs]
         return {"points": len(errs), "median_rel_error": statistics.median(errs),
                 "max_rel_error": max(errs)} if errs else {"points": 0}
 
-    return {
-        "holdout": stats([r for r in results if r.kind != "partial"]),
-        "partial": stats([r for r in results if r.kind == "partial"]),
-    }
+    holdout = [r for r in results if r.kind in ("decode", "prefill")]
+    out = {"holdout": stats(holdout), "partial": stats([r for r in results if r.kind == "partial"])}
+    grid = [r for r in results if r.kind == "grid"]
+    if grid:
+        drift = statistics.median(r.measured_s / r.predicted_s for r in grid) - 1.0
+        out["drift"] = {"points": len(grid), "median": drift,
+                        "holdout_without_drift": stats(holdout, 1.0 + drift)}
+    return out
