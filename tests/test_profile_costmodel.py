@@ -56,6 +56,17 @@ def test_context_axis_is_linear(cm):
     assert cm.latency_s("decode", 4, 8, 1024) != pytest.approx((lo * hi) ** 0.5, rel=1e-3)
 
 
+def test_logits_of_fewer_rows_swap_the_head(cm):
+    """logits=1 at q=2: the q=2 forward with the in-forward head of a 1-token forward."""
+    for b, q, c in [(1, 2, 512), (4, 8, 2048)]:
+        got = cm.latency_s("decode", b, q, c, logits=1)
+        want = decode_total(b, q, c) - head_s(b * q, VOCAB) + head_s(b, VOCAB)
+        assert got == pytest.approx(want, rel=1e-9)
+        assert cm.latency_s("decode", b, q, c, logits=q) == cm.latency_s("decode", b, q, c)
+    full = cm.latency_s("decode", 1, 2, 512, layers=3, logits=1)
+    assert full == pytest.approx(rest_s(1, 2) + 3 * layer_s(1, 2, 512) + head_s(1, VOCAB), rel=1e-9)
+
+
 def test_decomposition_rest_layers_head(cm):
     b, q, c = 2, 4, 512
     for layers, rows in [(3, 1024 // 2), (LAYERS, 4096 // 8), (5, None), (7, VOCAB)]:

@@ -1,8 +1,10 @@
-"""`speculation.first_round` and `clip_to_budget` against hand-computed timelines.
+"""`speculation.first_round`, `clip_to_budget` and the drafter's catch-up against
+hand-computed timelines.
 
 Linear costs (step + per query token), every draft token accepted, one 16-token prompt and
 23 output tokens: every round's price and output is known, so the simulated time must equal the
-sum exactly.
+sum exactly. After a fully accepted round the draft model's cache lacks the last draft token
+(never fed), so the next round's first draft step feeds two tokens: BEHIND more.
 """
 
 import pytest
@@ -31,12 +33,13 @@ def dr(q: int) -> float:
 
 
 FULL = G * dr(1) + t(G + 1)  # a full round: 4 one-token draft steps, a 5-token verify
+BEHIND = dr(2) - dr(1)  # catch-up: the first draft step of a round after a fully accepted one
 
 
 def test_after_prefill_default():
     # prefill: target and drafter read the prompt (1 token); rounds of 5: 6, 11, 16, 21, then 2 left
     res = run(scenario())
-    assert res.summary["sim_time_s"] * 1000 == pytest.approx(t(P) + dr(P) + 5 * FULL)
+    assert res.summary["sim_time_s"] * 1000 == pytest.approx(t(P) + dr(P) + 5 * FULL + 4 * BEHIND)
     assert res.summary["mean_tokens_per_round"] == pytest.approx((L - 1) / 5)
 
 
@@ -45,7 +48,7 @@ def test_with_prefill_is_the_first_round():
     # the target verifies 15 prompt tokens + root + 4 drafts in one pass: 5 tokens
     first = dr(P) + 3 * dr(1) + t(P - 1 + G + 1)
     res = run(scenario(first_round="with_prefill"))
-    assert res.summary["sim_time_s"] * 1000 == pytest.approx(first + 4 * FULL)  # 5, 10, 15, 20, 23
+    assert res.summary["sim_time_s"] * 1000 == pytest.approx(first + 4 * (FULL + BEHIND))  # 5, 10, 15, 20, 23
     assert res.summary["mean_tokens_per_round"] == pytest.approx(L / 5)
     assert res.summary["phase_prefill_s"] * 1000 == pytest.approx(first)
     assert res.summary["ttft_p50_s"] * 1000 == pytest.approx(first)
@@ -53,9 +56,9 @@ def test_with_prefill_is_the_first_round():
 
 def test_clip_to_budget_shortens_the_last_round():
     first = dr(P) + 3 * dr(1) + t(P - 1 + G + 1)
-    last = 2 * dr(1) + t(3)  # 3 tokens left: draft 2, verify root + 2
+    last = dr(2) + dr(1) + t(3)  # 3 tokens left: draft 2 (catching up first), verify root + 2
     res = run(scenario(first_round="with_prefill", clip_to_budget=True))
-    assert res.summary["sim_time_s"] * 1000 == pytest.approx(first + 3 * FULL + last)
+    assert res.summary["sim_time_s"] * 1000 == pytest.approx(first + 3 * (FULL + BEHIND) + last)
     assert res.summary["output_tokens"] == L
 
 
@@ -65,6 +68,18 @@ def test_clip_applies_to_the_first_round_too():
     res = run(d)
     assert res.summary["sim_time_s"] * 1000 == pytest.approx(dr(P) + dr(1) + t(P - 1 + 3))
     assert res.summary["mean_tokens_per_round"] == pytest.approx(3.0)
+
+
+def test_no_catch_up_when_a_round_rejects_or_the_drafter_shares_the_cache():
+    d = scenario(first_round="with_prefill")
+    d["acceptance"] = {"iid": 0.0}  # nothing accepted: one token per round, never behind
+    res = run(d)
+    assert res.summary["sim_time_s"] * 1000 == pytest.approx(dr(P) + 3 * dr(1) + t(P - 1 + G + 1) + (L - 1) * FULL)
+    d = scenario(first_round="with_prefill")  # early exit reads the target's cache: no catch-up
+    d["draft"] = {"kind": "early_exit", "exit_layer": 2, "cost": {"step_ms": D_STEP, "per_token_ms": D_TOK}}
+    d["target"]["layers"] = 4
+    res = run(d)
+    assert res.summary["sim_time_s"] * 1000 == pytest.approx(dr(P) + 3 * dr(1) + t(P - 1 + G + 1) + 4 * FULL)
 
 
 def test_plain_decoding_same_either_way():

@@ -180,16 +180,23 @@ class ProfileCostModel:
         return self._eval(self.head, ("head tokens", "head rows"), float(tokens), float(rows))
 
     def latency_s(self, phase: str, batch: int, q: int, context: int,
-                  layers: int | None = None, head_rows: int | None = None) -> float:
-        key = (phase, batch, q, round(context), layers, head_rows)
+                  layers: int | None = None, head_rows: int | None = None,
+                  logits: int | None = None) -> float:
+        key = (phase, batch, q, round(context), layers, head_rows, logits)
         hit = self._memo.get(key)
         if hit is not None:
             return hit
-        v = self._latency(phase, batch, q, key[3], layers, head_rows)
+        v = self._latency(phase, batch, q, key[3], layers, head_rows, logits)
         self._memo[key] = v
         return v
 
-    def _latency(self, phase, batch, q, context, layers, head_rows) -> float:
+    def _blocked(self, batch: int, q: float) -> float:
+        tokens = batch * q
+        if self.token_block > 1 and tokens > self.token_block:
+            return math.ceil(tokens / self.token_block) * self.token_block / batch  # may be fractional
+        return q
+
+    def _latency(self, phase, batch, q, context, layers, head_rows, logits=None) -> float:
         if phase not in PHASES:
             raise ValueError(f"phase {phase!r} not one of {PHASES}")
         if batch < 1 or q < 1:
@@ -199,14 +206,20 @@ class ProfileCostModel:
         if head_rows is not None and not 1 <= head_rows <= self.vocab_size:
             raise ValueError(f"head_rows={head_rows} outside 1..{self.vocab_size}")
         tokens = batch * q
-        if self.token_block > 1 and tokens > self.token_block:
-            q = math.ceil(tokens / self.token_block) * self.token_block / batch  # may be fractional
+        few = phase == "decode" and logits is not None and 1 <= logits < q  # logits of a few rows only
+        q = self._blocked(batch, q)
         if phase == "decode":
             x = (float(batch), float(q), float(max(context, 1)))
             names = ("batch", "q", "context")
             total, layer, rest, head = (self.decode_total, self.decode_layer,
                                         self.decode_rest, self.decode_head)
             head_tokens = tokens
+            if few:  # the head as timed inside a forward of `logits` query tokens
+                xh = (float(batch), float(self._blocked(batch, logits)), x[2])
+                head_tokens = batch * logits
+                if layers is None and head_rows is None:
+                    t = self._eval(total, names, *x) - self._eval(head, names, *x) + self._eval(head, names, *xh)
+                    return max(t, 1e-6)
         else:
             # Prefill ignores `context` (chunked prefill over a cache is priced as a fresh one).
             x = (float(batch), float(q))
@@ -217,7 +230,7 @@ class ProfileCostModel:
         if layers is None and head_rows is None:
             return max(self._eval(total, names, *x), 1e-6)
         n = self.num_layers if layers is None else layers
-        h = self._eval(head, names, *x)  # the full head as timed inside this forward
+        h = self._eval(head, names, *(xh if few else x))  # the full head as timed inside a forward
         if head_rows is not None and head_rows != self.vocab_size:
             # K rows: scale by the head-alone ratio, so the in-forward cache state is kept
             h *= self.head_s(head_tokens, head_rows) / self.head_s(head_tokens, self.vocab_size)

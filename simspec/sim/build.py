@@ -106,6 +106,7 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
         verify_queries=verify_q,
         depth_nodes=np.cumprod(sc.speculation.tree).tolist() if sc.speculation.tree else [1] * len(levels),
         draft_reads_prompt=sc.draft.kind in ("model", "early_exit") and drf is not None,
+        draft_catch_up=sc.draft.kind == "model" and drf is not None,
     )
 
 

@@ -22,6 +22,8 @@ class CostModel(Protocol):
     context: tokens already in each sequence's KV cache (batch mean).
     layers: decoder layers run (early-exit drafting), None = all.
     head_rows: LM-head rows (trimmed vocabulary), None = full vocabulary.
+    logits: decode query tokens per sequence that go through the LM head, None = all q (a
+        drafter catching up on a token it missed needs the logits of its last token only).
     """
 
     depends_on_context: bool
@@ -34,6 +36,7 @@ class CostModel(Protocol):
         context: int,
         layers: int | None = None,
         head_rows: int | None = None,
+        logits: int | None = None,
     ) -> float: ...
 
 
@@ -64,6 +67,7 @@ class SyntheticCost:
         context: int,
         layers: int | None = None,
         head_rows: int | None = None,
+        logits: int | None = None,
     ) -> float:
         ms = (
             self.step_ms
@@ -88,11 +92,12 @@ class ScaledCost:
     def depends_on_context(self) -> bool:
         return self.base.depends_on_context
 
-    def latency_s(self, phase, batch, q, context, layers=None, head_rows=None) -> float:
+    def latency_s(self, phase, batch, q, context, layers=None, head_rows=None, logits=None) -> float:
+        kw = {"logits": logits} if logits is not None else {}
         return self.base.latency_s(
             phase, batch, q, context,
             layers=self.layers if layers is None else layers,
-            head_rows=self.head_rows if head_rows is None else head_rows,
+            head_rows=self.head_rows if head_rows is None else head_rows, **kw,
         )
 
 

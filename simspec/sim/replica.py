@@ -65,6 +65,7 @@ class Replica:
         self.acc = np.empty(0, dtype=np.int64)
         self.handle = np.empty(0, dtype=np.int64)
         self.ready = np.empty(0, dtype=bool)  # overlap: next round's draft already valid
+        self.behind = np.empty(0, dtype=bool)  # last round fully accepted: drafter cache 1 short
         self._lag = 0.0                       # overlap: drafter still busy pre-drafting
         self._prefilling = 0                  # admitted, prefill in flight
         # wall seconds by phase (drafting: only the part not hidden behind verification)
@@ -137,10 +138,12 @@ class Replica:
             if self.oracle is not None else np.zeros(len(ids), dtype=np.int64)
         gen = np.ones(len(ids), dtype=np.int64)
         acc = np.zeros(len(ids), dtype=np.int64)
+        behind = np.zeros(len(ids), dtype=bool)
         if self.with_prefill and self.oracle is not None:  # the first round's acceptance
             k = np.minimum(self.oracle.draw(handles, np.zeros(len(ids), dtype=np.int64)), depth)
             gen = np.minimum(k + 1, rec.output_len[ids])
             acc = np.minimum(k, gen)
+            behind = k >= depth
         rounds = np.full(len(ids), 1 if self.with_prefill else 0, dtype=np.int64)
         self.rid = np.concatenate([self.rid, ids])
         self.gen = np.concatenate([self.gen, gen])
@@ -150,6 +153,7 @@ class Replica:
         self.acc = np.concatenate([self.acc, acc])
         self.handle = np.concatenate([self.handle, handles])
         self.ready = np.concatenate([self.ready, np.zeros(len(ids), dtype=bool)])
+        self.behind = np.concatenate([self.behind, behind])
         self._retire()
 
     def _round(self):
@@ -169,8 +173,9 @@ class Replica:
             k = self.oracle.draw(self.handle, self.gen)
             if depth is not None:
                 k = np.minimum(k, depth)
-            t_d_busy = cost.draft_s(b, ctx, depth)
+            t_d_busy = cost.draft_s(b, ctx, depth, behind=bool(self.behind.any()))
             wall = t_d_busy + t_v
+            self.behind = k >= (self.depth if depth is None else depth)
         else:
             # PEARL-style: the drafter pre-drafts round i+1 during verification of round i.
             # A pre-draft survives only if the whole draft was accepted and the target's
@@ -222,5 +227,6 @@ class Replica:
         self.acc = self.acc[keep]
         self.handle = self.handle[keep]
         self.ready = self.ready[keep]
+        self.behind = self.behind[keep]
         for rid in ids.tolist():
             self.on_finish(rid)

@@ -26,6 +26,8 @@ class RoundCost:
     verify_queries: int = 1            # query tokens per sequence in the verify pass
     depth_nodes: Sequence[int] = ()    # tree nodes at depth 1..D (chain: all 1)
     draft_reads_prompt: bool = False   # with_prefill: the first draft step runs over the prompt
+    draft_catch_up: bool = False       # a drafter with its own KV cache: after a fully accepted
+                                       # round its first step also feeds the last draft token
     _cache: dict = field(default_factory=dict, repr=False)
     context_dependent: bool = field(init=False)
 
@@ -47,15 +49,23 @@ class RoundCost:
             return self.verify_queries
         return 1 + int(sum(self.depth_nodes[:depth]))
 
-    def draft_s(self, batch: int, ctx: int, depth: int | None = None) -> float:
-        """Time to draft one round (its first `depth` levels) for `batch` sequences."""
+    def draft_s(self, batch: int, ctx: int, depth: int | None = None, behind: bool = False) -> float:
+        """Time to draft one round (its first `depth` levels) for `batch` sequences. `behind`:
+        some sequence's drafter cache lacks the last draft token of a fully accepted round (it
+        was never fed), so the first step feeds one more token per sequence (a batch is padded
+        to one shape) and keeps the logits of the root only."""
         if self.draft is None or batch == 0 or not self.level_queries:
             return 0.0
-        key = ("d", batch, ctx, depth)
+        behind = behind and self.draft_catch_up
+        key = ("d", batch, ctx, depth, behind)
         t = self._cache.get(key)
         if t is None:
-            levels = self.level_queries if depth is None else self.level_queries[:depth]
-            t = sum(self.draft.latency_s("decode", batch, q, ctx) for q in levels)
+            levels = list(self.level_queries if depth is None else self.level_queries[:depth])
+            t = 0.0
+            if behind and levels:
+                q0 = levels.pop(0)
+                t = self.draft.latency_s("decode", batch, q0 + 1, ctx, logits=q0)
+            t += sum(self.draft.latency_s("decode", batch, q, ctx) for q in levels)
             self._cache[key] = t
         return t
 
