@@ -55,15 +55,14 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
     return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
 
 
-def round_shape(sc: Scenario) -> tuple[list[int], int]:
-    """(query tokens per sequence at each draft step, query tokens in the verify pass)."""
+def round_shape(sc: Scenario) -> tuple[list[int], list[int], int]:
+    """(query tokens per sequence at each draft step, tree nodes at depth 1..D, query tokens
+    in the verify pass)."""
     g = sc.gamma
     if g == 0:
-        return [], 1
-    if sc.speculation.tree is None:
-        return [1] * g, g + 1
-    level_nodes = np.cumprod(sc.speculation.tree).tolist()  # nodes at depth 1..D
-    return [1] + level_nodes[:-1], 1 + int(sum(level_nodes))
+        return [], [], 1
+    level_nodes = np.cumprod(sc.speculation.tree).tolist() if sc.speculation.tree else [1] * g
+    return [1] + level_nodes[:-1], level_nodes, 1 + int(sum(level_nodes))
 
 
 def survival(sc: Scenario, depth: int) -> np.ndarray:
@@ -95,7 +94,7 @@ def build_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
 def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
     tgt = target_cost(sc, file)
     drf = draft_cost(sc, tgt, file)
-    levels, verify_q = round_shape(sc)
+    levels, nodes, verify_q = round_shape(sc)
     pl = sc.placement
     return RoundCost(
         target=tgt,
@@ -104,7 +103,7 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
         parallel_devices=(pl.draft or pl.target) != pl.target,
         level_queries=levels,
         verify_queries=verify_q,
-        depth_nodes=np.cumprod(sc.speculation.tree).tolist() if sc.speculation.tree else [1] * len(levels),
+        depth_nodes=nodes,
         draft_reads_prompt=sc.draft.kind in ("model", "early_exit") and drf is not None,
         draft_catch_up=sc.draft.kind == "model" and drf is not None,
     )

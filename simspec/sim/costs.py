@@ -93,11 +93,10 @@ class ScaledCost:
         return self.base.depends_on_context
 
     def latency_s(self, phase, batch, q, context, layers=None, head_rows=None, logits=None) -> float:
-        kw = {"logits": logits} if logits is not None else {}
         return self.base.latency_s(
             phase, batch, q, context,
             layers=self.layers if layers is None else layers,
-            head_rows=self.head_rows if head_rows is None else head_rows, **kw,
+            head_rows=self.head_rows if head_rows is None else head_rows, logits=logits,
         )
 
 

@@ -24,7 +24,7 @@ class RoundCost:
     parallel_devices: bool             # draft and target on different devices
     level_queries: Sequence[int] = ()  # query tokens per sequence at each draft step
     verify_queries: int = 1            # query tokens per sequence in the verify pass
-    depth_nodes: Sequence[int] = ()    # tree nodes at depth 1..D (chain: all 1)
+    depth_nodes: Sequence[int] = ()    # tree nodes at depth 1..D (chain: all 1; default)
     draft_reads_prompt: bool = False   # with_prefill: the first draft step runs over the prompt
     draft_catch_up: bool = False       # a drafter with its own KV cache: after a fully accepted
                                        # round its first step also feeds the last draft token
