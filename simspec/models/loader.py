@@ -127,6 +127,9 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
         raise InputError(spec, None, f"cannot load model: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
     install_gemv(model)
+    from simspec.models.gqa import install as install_gqa  # needs transformers
+
+    install_gqa(model)
     if not sha:  # hub id: hash the resolved files if we can find them
         local = Path(getattr(model.config, "_name_or_path", "") or "")
         sha = _dir_sha256(local) if local.is_dir() else ""

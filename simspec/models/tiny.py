@@ -93,6 +93,9 @@ def tiny_model(
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.to(device=check_device(device), dtype=torch_dtype(dtype)).eval()
     install_gemv(model)
+    from simspec.models.gqa import install as install_gqa  # needs transformers
+
+    install_gqa(model)
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
