@@ -32,13 +32,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
 def hf_generate(model, ids, new, eos, **kw):
-    """transformers' generate as shipped: simspec's one-row linears (models.gemv) off."""
+    """transformers' generate as shipped: simspec's one-row linears (models.gemv) and GQA
+    attention (models.gqa) off."""
     import torch
 
     from simspec.models.gemv import stock_linears
+    from simspec.models.gqa import stock_attention
 
     x = torch.tensor([ids])
-    with stock_linears():
+    with stock_linears(), stock_attention():
         out = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=new, do_sample=False,
                              eos_token_id=eos, pad_token_id=eos if eos is not None else 0, **kw)
     return out[0, len(ids):].tolist()

@@ -92,3 +92,30 @@ def test_check_summary_separates_machine_drift():
     assert s["drift"]["points"] == 3 and s["drift"]["median"] == pytest.approx(0.10)
     w = s["drift"]["holdout_without_drift"]
     assert w["max_rel_error"] == pytest.approx(0.22 / 2.42) and w["median_rel_error"] == pytest.approx(0.11 / 2.42)
+
+
+def test_a_later_run_merges_into_a_point():
+    from simspec.profile.timer import Measured
+
+    m = Measured(0.2, 0.25, 0.3, layer=0.01, head=0.02, rest=0.04, repeats=2, totals=(0.3, 0.2))
+    faster = m.merge(0.1)
+    assert (faster.total, faster.total_median, faster.total_max, faster.repeats) == (0.1, 0.2, 0.3, 3)
+    assert faster.layer == pytest.approx(0.005) and faster.rest == pytest.approx(0.02)
+    slower = m.merge(0.4)
+    assert (slower.total, slower.total_max, slower.layer) == (0.2, 0.4, 0.01)
+
+
+def test_second_prefill_pass_keeps_the_faster_and_stops_at_the_deadline(monkeypatch):
+    import time
+
+    from simspec.profile import capture
+    from simspec.profile.timer import Measured
+
+    monkeypatch.setattr(capture, "prefill_fn", lambda model, b, n: None)
+    pts = {(1, 16): Measured(0.2, 0.2, 0.2, 0.0, 0.0, 0.0, 2),
+           (1, 4096): Measured(30.0, 30.0, 30.0, 0.0, 0.0, 0.0, 2),  # would pass the deadline
+           (2, 16): Measured(0.3, 0.3, 0.3, 0.0, 0.0, 0.0, 2)}
+    t, labels = FakeTimer([0.1, 0.5]), []
+    n = capture.again_prefill(t, None, pts, time.perf_counter() + 10.0, labels.append)
+    assert n == 2 and t.calls == 2 and len(labels) == 3 and "skipped" in labels[1]
+    assert pts[1, 16].total == 0.1 and pts[2, 16].total == 0.3 and pts[1, 4096].repeats == 2

@@ -124,7 +124,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     from rich.table import Table
 
     from simspec.models import load_model
-    from simspec.profile.check import run_check, summarize
+    from simspec.profile.check import check_steps, run_check, summarize
     from simspec.profile.costmodel import ProfileCostModel
 
     cm = ProfileCostModel.load(path)
@@ -136,7 +136,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     if meta["sha256"] and lm.sha256 and lm.sha256 != meta["sha256"]:
         raise InputError(str(path), "sha256", f"profile was made from {meta['sha256'][:16]}, "
                          f"the loaded model is {lm.sha256[:16]}")
-    n = points + 10 + points // 5
+    n = check_steps(points)
     with _progress(n, f"checking {path.name}") as bar:
         task = bar.add_task("", total=n)
         results = run_check(lm, cm, points, repeats, seed,

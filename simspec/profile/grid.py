@@ -24,6 +24,10 @@ class Grid:
     long_runs: int  # ... gets this many timed runs
     agree: float = 0.0  # then more runs until the two fastest agree within this (relative) ...
     max_runs: int = 0  # ... up to this many runs in all, warm-up included (0: no extra runs)
+    again_s: float = 0.0  # prefill points timed once more at the end while the capture is under this
+
+    def prefill_points(self) -> int:
+        return len(self.prefill_batch) * len(self.prefill_len)
 
     def with_vocab(self, vocab: int) -> "Grid":
         rows = tuple(r for r in self.head_rows if r < vocab) or (vocab // 2,)
@@ -33,7 +37,7 @@ class Grid:
     def points(self) -> int:
         return (
             len(self.batch) * len(self.q) * len(self.context)
-            + len(self.prefill_batch) * len(self.prefill_len)
+            + self.prefill_points() * (2 if self.again_s > 0 else 1)
             + len(self.head_tokens) * len(self.head_rows)
         )
 
@@ -48,14 +52,20 @@ class Grid:
 # Batch 12 and prefill batch 2: between 8 and 16 (1 and 4) GEMM kernels change regime and
 # log interpolation read 12-17% low at batch 10-13 on Qwen2.5-1.5B bf16 (check of 2026-11-22).
 # Prefill lengths 2x apart: 4x apart, log interpolation read 19% high at 2 x 129 tokens.
+# q 20 and 28, prefill lengths sqrt(2) apart from 128: between q 16/24/32 and between prompt
+# lengths 256/512 the forwards step up where GEMM kernels change blocking (1 x 394 prefill tokens
+# read 20% low, q 25-31 at batch 6-16 about 10% low, checks of 2026-11-22).
 # Runs: a warm-up and one timed run, more only until two agree within 5% (at most 4): the
 # fixed "fastest of 2" kept 5-6 s stalls of 4 s forwards at batch 16, context 4096.
+# Prefill twice, minutes apart (before and after the decode grid), while the capture is under
+# 570 s: this VM has slow phases lasting minutes (one made every prefill of a capture 20-40%
+# slow at 08:35 on 2026-11-22), which no number of back-to-back runs can see.
 FULL = Grid(
     batch=(1, 2, 4, 8, 12, 16),
-    q=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32),
+    q=(1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32),
     context=(128, 512, 2048, 4096),
     prefill_batch=(1, 2, 4),
-    prefill_len=(16, 32, 64, 128, 256, 512, 1024),
+    prefill_len=(16, 32, 64, 128, 192, 256, 384, 512, 768, 1024),
     head_tokens=(1, 4, 16, 64, 256, 512),
     head_rows=(1024, 4096, 16384, 65536),
     runs=1,
@@ -63,6 +73,7 @@ FULL = Grid(
     long_runs=1,
     agree=0.05,
     max_runs=4,
+    again_s=570.0,
 )
 
 QUICK = Grid(

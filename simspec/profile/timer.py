@@ -112,6 +112,17 @@ class Measured:
     head: float
     rest: float
     repeats: int
+    totals: tuple[float, ...] = ()  # every run, warm-ups included (for `merge`)
+
+    def merge(self, total: float) -> "Measured":
+        """This point with one more run of `total` seconds taken later (a second pass)."""
+        totals = (self.totals or (self.total,)) + (total,)
+        scale = min(total, self.total) / self.total if self.total > 0 else 1.0
+        return Measured(
+            total=min(totals), total_median=statistics.median(totals), total_max=max(totals),
+            layer=self.layer * scale, head=self.head * scale, rest=self.rest * scale,
+            repeats=self.repeats + 1, totals=totals,
+        )
 
 
 def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: float = 1.0,
@@ -159,6 +170,7 @@ def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: floa
     return Measured(
         total=fastest, total_median=statistics.median(totals), total_max=max(totals),
         layer=best.layer * scale, head=best.head * scale, rest=best.rest * scale, repeats=len(totals),
+        totals=tuple(totals),
     )
 
 
