@@ -73,6 +73,20 @@ def test_check_runs_on_tiny_profile(tiny_profile):
     assert json.loads(tiny_profile.with_name(tiny_profile.stem + ".check-seed3.json").read_text())["seed"] == 3
 
 
+def test_check_times_every_holdout_point_twice_and_counts_its_steps(tiny_profile):
+    from simspec.models import load_model
+    from simspec.profile.check import check_steps, run_check
+    from simspec.profile.costmodel import ProfileCostModel
+
+    labels: list[str] = []
+    results = run_check(load_model("tiny:llama"), ProfileCostModel.load(tiny_profile), points=30,
+                        seed=5, step=labels.append)
+    assert len(labels) == check_steps(30)  # the progress bar's total
+    again = [s for s in labels if s.endswith(" again")]
+    holdout = [r for r in results if r.kind in ("decode", "prefill")]
+    assert len(again) == len(holdout) == 30
+    assert again[0].startswith(f"{holdout[-1].kind} b={holdout[-1].batch} q={holdout[-1].q} ")
+
 def test_non_model_file_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "weights.gguf"
     bad.write_bytes(b"PK\x03\x04 this is a zip, not a model" * 10)

@@ -136,8 +136,8 @@ def test_schema_errors_name_file_and_key(tmp_path, problem):
 
 
 def test_token_block_prices_tokens_as_the_next_multiple(tmp_path):
-    """token_block = 16 (AMX tiles): 2 x 9 = 18 tokens cost what 2 x 16 = 32 cost; up to one
-    block nothing changes; without the sidecar key there is no blocking."""
+    """token_block = 16 (AMX tiles): above two blocks, 2 x 17 = 34 tokens cost what 2 x 24 = 48
+    cost; up to two blocks nothing changes; without the sidecar key there is no blocking."""
     import json
 
     p = write_synthetic(tmp_path / "p.parquet")
@@ -145,8 +145,9 @@ def test_token_block_prices_tokens_as_the_next_multiple(tmp_path):
     side = p.with_suffix(".json")
     side.write_text(json.dumps({**json.loads(side.read_text()), "token_block": 16}))
     blocked = ProfileCostModel.load(p)
-    assert blocked.latency_s("decode", 2, 9, 512) == pytest.approx(plain.latency_s("decode", 2, 16, 512), rel=1e-12)
+    assert blocked.latency_s("decode", 2, 17, 512) == pytest.approx(plain.latency_s("decode", 2, 24, 512), rel=1e-12)
     assert blocked.latency_s("prefill", 2, 18, 0) == pytest.approx(plain.latency_s("prefill", 2, 24, 0), rel=1e-12)
-    assert blocked.latency_s("decode", 1, 9, 512) == plain.latency_s("decode", 1, 9, 512)
-    assert blocked.latency_s("decode", 4, 4, 512) == plain.latency_s("decode", 4, 4, 512)
-    assert plain.latency_s("decode", 2, 9, 512) < plain.latency_s("decode", 2, 16, 512)
+    assert blocked.latency_s("decode", 5, 7, 512) == pytest.approx(plain.latency_s("decode", 5, 48 / 5, 512), rel=1e-12)
+    for b, q in ((1, 9), (4, 4), (2, 9), (2, 16), (1, 32)):  # up to 32 tokens: as measured
+        assert blocked.latency_s("decode", b, q, 512) == plain.latency_s("decode", b, q, 512)
+    assert plain.latency_s("decode", 2, 17, 512) < plain.latency_s("decode", 2, 24, 512)

@@ -15,7 +15,7 @@ import torch
 from simspec.models.loader import LoadedModel
 from simspec.profile.grid import Grid
 from simspec.profile.schema import SCHEMA_VERSION, sidecar_path
-from simspec.profile.timer import PhaseTimer, measure
+from simspec.profile.timer import Measured, PhaseTimer, measure
 from simspec.profile.workloads import (CacheFlusher, FilledCache, decode_fn, head_fn, prefill_fn,
                                        settle)
 
@@ -39,9 +39,10 @@ def device_name(device: str) -> str:
 
 def gemm_row_block(device: str, dtype: str) -> int:
     """Rows a bf16 GEMM computes at a time on this device: 16 on CPUs with AMX (tiles of 16
-    rows), else 1 (no blocking assumed). The cost model prices b x q tokens as the next
-    multiple: a 36-token forward costs what a 48-token one does, not what interpolating
-    between 32 and 64 says (the check read 18% low at 2 x 18 prefill tokens without it)."""
+    rows), else 1 (no blocking assumed). The cost model prices b x q tokens above two blocks
+    as the next multiple: a 36-token forward costs what a 48-token one does, not what
+    interpolating between 32 and 64 says (the check read 18% low at 2 x 18 prefill tokens
+    without it); up to 32 rows the cost hardly moves with the row count."""
     if device != "cpu" or dtype != "bf16":
         return 1
     return 16 if "amx_bf16" in _cpuinfo("flags").split() else 1
@@ -81,8 +82,8 @@ def retime_non_monotone(block: list, again: Callable[[int], object], slack: floa
     return n
 
 
-def again_prefill(timer: PhaseTimer, model, points: dict, deadline: float,
-                  step: Callable[[str], None]) -> int:
+def again_prefill(timer: PhaseTimer, model, points: dict[tuple[int, int], Measured],
+                  deadline: float, step: Callable[[str], None]) -> int:
     """One more run of each prefill point, minutes after its first ones, while perf_counter()
     plus the point's own time stays under `deadline`; keeps the fastest. Returns how many."""
     n = 0
@@ -103,7 +104,7 @@ def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s:
     rows: list[dict] = []
     timer = PhaseTimer(model, lm.device)
     t0 = time.perf_counter()
-    prefill: dict[tuple[int, int], object] = {}
+    prefill: dict[tuple[int, int], Measured] = {}
     try:
         for b in grid.prefill_batch:
             for n in grid.prefill_len:
