@@ -18,19 +18,19 @@ F.linear, as does every other device.
 
 from __future__ import annotations
 
-import contextlib
 import types
-from typing import Iterator
 
 import torch
 from torch import nn
 
-_stock = 0  # > 0 inside stock_linears()
+from simspec.models.stock import StockSwitch
+
+stock_linears = StockSwitch()  # `with stock_linears():` every installed linear is F.linear again
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """F.linear, with a one-row bf16 CPU input done as a matrix-vector product."""
-    if (not _stock and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16
+    if (not stock_linears and x.dtype == torch.bfloat16 and weight.dtype == torch.bfloat16
             and x.device.type == "cpu" and x.numel() == x.shape[-1]):
         v = x.reshape(-1)
         y = torch.mv(weight, v) if bias is None else torch.addmv(bias, weight, v)
@@ -50,14 +50,3 @@ def install(model: nn.Module) -> int:
             m.forward = types.MethodType(_forward, m)
             n += 1
     return n
-
-
-@contextlib.contextmanager
-def stock_linears() -> Iterator[None]:
-    """Inside: every installed linear is plain F.linear again."""
-    global _stock
-    _stock += 1
-    try:
-        yield
-    finally:
-        _stock -= 1

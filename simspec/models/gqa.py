@@ -20,17 +20,17 @@ sums (tests/test_gqa.py bounds the difference).
 
 from __future__ import annotations
 
-import contextlib
-from typing import Iterator
-
 import torch
 from torch import nn
 from transformers import AttentionInterface
 from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+from simspec.models.stock import StockSwitch
+
 NAME = "simspec_sdpa"
-_stock = 0  # > 0 inside stock_attention()
+# `with stock_attention():` installed models run HF's own SDPA (keys and values repeated)
+stock_attention = StockSwitch()
 
 
 def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -39,7 +39,7 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
               **kwargs) -> tuple[torch.Tensor, None]:
     """HF's attention-function signature; [batch, heads, q, dim] in, [batch, q, heads, dim] out."""
     groups = getattr(module, "num_key_value_groups", 1)
-    if (_stock or groups <= 1 or query.device.type != "cpu" or kwargs.get("softcap") is not None
+    if (stock_attention or groups <= 1 or query.device.type != "cpu" or kwargs.get("softcap") is not None
             or kwargs.get("position_bias") is not None or kwargs.get("cache") is not None
             or key.shape[-1] != value.shape[-1]):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
@@ -69,14 +69,3 @@ def install(model: nn.Module) -> bool:
     if cfg._attn_implementation != NAME:
         model.set_attn_implementation(NAME)
     return True
-
-
-@contextlib.contextmanager
-def stock_attention() -> Iterator[None]:
-    """Inside: installed models run HF's own SDPA attention (keys and values repeated)."""
-    global _stock
-    _stock += 1
-    try:
-        yield
-    finally:
-        _stock -= 1

@@ -101,6 +101,15 @@ def resolve(spec: str) -> tuple[str, Path | str, str]:
     )
 
 
+def install_kernels(model) -> None:
+    """simspec's faster CPU kernels (gemv.py: one-row linears, gqa.py: GQA attention), on
+    every model simspec builds, so profiler, tracer and live engine time the same kernels."""
+    from simspec.models.gqa import install as install_gqa  # imports transformers
+
+    install_gemv(model)
+    install_gqa(model)
+
+
 def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
     """Load a causal LM for inference (eval mode, no grad needed by callers' views)."""
     import torch
@@ -126,10 +135,7 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(spec, None, f"cannot load model: {str(exc).splitlines()[0]}") from None
     model.to(device).eval()
-    install_gemv(model)
-    from simspec.models.gqa import install as install_gqa  # needs transformers
-
-    install_gqa(model)
+    install_kernels(model)
     if not sha:  # hub id: hash the resolved files if we can find them
         local = Path(getattr(model.config, "_name_or_path", "") or "")
         sha = _dir_sha256(local) if local.is_dir() else ""

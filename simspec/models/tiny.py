@@ -10,8 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from simspec.models.dims import Dims
-from simspec.models.gemv import install as install_gemv
-from simspec.models.loader import LoadedModel, check_device, torch_dtype
+from simspec.models.loader import LoadedModel, check_device, install_kernels, torch_dtype
 
 ARCHS = ("llama", "qwen2", "gemma3")
 SPECIALS = ("<bos>", "<eos>", "<pad>")
@@ -92,10 +91,7 @@ def tiny_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.to(device=check_device(device), dtype=torch_dtype(dtype)).eval()
-    install_gemv(model)
-    from simspec.models.gqa import install as install_gqa  # needs transformers
-
-    install_gqa(model)
+    install_kernels(model)
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
