@@ -37,7 +37,8 @@ def run_cmd(
     import torch
 
     from simspec.live.prompts import load_prompts
-    from simspec.live.runner import DraftSpec, check_config, run_config, vocab_rows
+    from simspec.live.draft_spec import DraftSpec
+    from simspec.live.runner import check_config, run_config, vocab_rows
     from simspec.live.tree import Tree
     from simspec.models import load_model
 

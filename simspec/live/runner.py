@@ -12,36 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from simspec.errors import InputError
+from simspec.live.draft_spec import DraftSpec
 from simspec.live.drafters import Drafter, ModelDrafter, NgramDrafter, top_tokens
 from simspec.live.engine import generate, plain_greedy
 from simspec.live.kv import KV
 from simspec.live.stats import Stats
 from simspec.live.tree import Tree
-
-
-@dataclass(frozen=True)
-class DraftSpec:
-    kind: str  # none | model | early_exit | ngram
-    model: str = ""  # model:NAME
-    layers: int = 0  # early_exit:L
-    n: int = 3  # ngram:N
-
-    @classmethod
-    def parse(cls, text: str) -> "DraftSpec":
-        kind, _, arg = text.partition(":")
-        if kind == "none" and not arg:
-            return cls("none")
-        if kind == "model" and arg:
-            return cls("model", model=arg)
-        if kind == "early_exit" and arg.isdigit():
-            return cls("early_exit", layers=int(arg))
-        if kind == "ngram" and (not arg or arg.isdigit()):
-            return cls("ngram", n=int(arg) if arg else 3)
-        raise InputError(None, "--draft", f"{text!r} is not none, model:NAME, early_exit:L or ngram[:N]")
-
-    def __str__(self) -> str:
-        return {"none": "none", "model": f"model:{self.model}", "early_exit": f"early_exit:{self.layers}",
-                "ngram": f"ngram:{self.n}"}[self.kind]
 
 
 @dataclass

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from simspec.config import Scenario, _pydantic_error, parse_scenario, read_toml
 from simspec.errors import InputError
+from simspec.live.draft_spec import DraftSpec
 
 PosInt = Annotated[int, Field(gt=0)]
 
@@ -46,11 +47,10 @@ class LiveConfig(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "LiveConfig":
-        kind, _, arg = self.draft.partition(":")
-        ok = (kind == "none" and not arg) or (kind == "model" and arg) or (
-            kind == "early_exit" and arg.isdigit()) or (kind == "ngram" and (not arg or arg.isdigit()))
-        if not ok:
-            raise ValueError(f"draft {self.draft!r} is not none, model:NAME, early_exit:L or ngram[:N]")
+        try:
+            kind = DraftSpec.parse(self.draft).kind
+        except InputError:
+            raise ValueError(f"draft {self.draft!r} is not none, model:NAME, early_exit:L or ngram[:N]") from None
         if kind == "none" and (self.gamma or self.tree):
             raise ValueError("draft = 'none' takes no gamma or tree")
         if kind != "none" and not self.gamma and not self.tree:
