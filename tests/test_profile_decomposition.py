@@ -17,16 +17,14 @@ the split of one measured forward into rest, layers and head, and the head-alone
 
 from __future__ import annotations
 
-import contextlib
 from types import SimpleNamespace
 
-import pandas as pd
 import pytest
 import torch
 
-from simspec.models import TrimmedHead, first_layers, tiny_model
+from simspec.models import tiny_model
 from simspec.profile.capture import capture, write_profile
-from simspec.profile.check import partial_pairs, swapped_head
+from simspec.profile.check import partial_model, partial_pairs
 from simspec.profile.costmodel import ProfileCostModel
 from simspec.profile.grid import Grid
 from simspec.profile.timer import time_plain
@@ -63,13 +61,11 @@ def interleaved(lm, layers: int, rows: int | None, b: int, q: int, ctx: int,
     model = lm.model
     cache = FilledCache(model, b, ctx)
     settle(model, cache, b, max(GRID.q))
-    head = None if rows is None else TrimmedHead(model, torch.arange(rows))
     run = decode_fn(model, cache, b, q)
     partial: list[float] = []
     full: list[float] = []
     for _ in range(rounds):
-        with first_layers(model, layers), (swapped_head(model, head) if head is not None
-                                           else contextlib.nullcontext()):
+        with partial_model(model, layers, rows):
             partial += time_plain(run, "cpu", 1, 2, cache.reset)
         full += time_plain(run, "cpu", 1, 2, cache.reset)
     return min(partial), min(full)

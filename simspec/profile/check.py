@@ -56,13 +56,17 @@ class CheckPoint:
 
 
 @contextlib.contextmanager
-def swapped_head(model, head) -> Iterator[None]:
+def partial_model(model, layers: int, rows: int | None) -> Iterator[None]:
+    """Inside: `model` runs its first `layers` layers and, unless `rows` is None, a head of
+    its first `rows` rows (what rest + l x layer + head(K) prices)."""
     full = model.get_output_embeddings()
-    model.set_output_embeddings(head)
-    try:
-        yield
-    finally:
-        model.set_output_embeddings(full)
+    with first_layers(model, layers):
+        if rows is not None:
+            model.set_output_embeddings(TrimmedHead(model, torch.arange(rows)))
+        try:
+            yield
+        finally:
+            model.set_output_embeddings(full)
 
 
 def _off(values: list[int], lo: int, hi: int, rng: random.Random) -> int:
@@ -162,11 +166,9 @@ def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: 
     # decomposition: first l layers + a K-row head, decode at batch 1 and a small verify
     for l, k in partial_pairs(cm):
         for b, q, ctx in ((1, 1, 512), (2, 4, 1024)):
-            head = None if k is None else TrimmedHead(model, torch.arange(k))
             cache = FilledCache(model, b, ctx, seed=seed)
             settle(model, cache, b, max(g["q"]))
-            with first_layers(model, l), (swapped_head(model, head) if head is not None
-                                          else contextlib.nullcontext()):
+            with partial_model(model, l, k):
                 t = timed(decode_fn(model, cache, b, q), cache.reset)
             del cache
             pred = cm.latency_s("decode", b, q, ctx, layers=l, head_rows=k)
