@@ -49,8 +49,8 @@ class LiveConfig(_Strict):
     def _check(self) -> "LiveConfig":
         try:
             kind = DraftSpec.parse(self.draft).kind
-        except InputError:
-            raise ValueError(f"draft {self.draft!r} is not none, model:NAME, early_exit:L or ngram[:N]") from None
+        except InputError as exc:
+            raise ValueError(f"draft {exc.reason}") from None
         if kind == "none" and (self.gamma or self.tree):
             raise ValueError("draft = 'none' takes no gamma or tree")
         if kind != "none" and not self.gamma and not self.tree:
