@@ -4,21 +4,42 @@ Each iteration is either a prefill of newly admitted requests (prefill-first) or
 speculative round over the whole running batch: draft, verify, accept per sequence (one
 numpy draw for the batch), emit accepted tokens plus the bonus token, retire finished
 requests. A request stops at exactly its output length; tokens accepted past it are
-dropped. One SimPy timeout per iteration, never one per token.
+dropped. One SimPy timeout per iteration, never one per token: that is what lets a study
+afford hundreds of simulations. Who may join the batch is the Scheduler's business, the
+batch's columns are the RunningBatch's; this module owns time and device busy time.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from typing import Callable
+from dataclasses import dataclass
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import simpy
 
 from simspec.sim.acceptance import AcceptanceOracle
+from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.records import Records
 from simspec.sim.round_cost import RoundCost
+from simspec.sim.scheduler import Scheduler
+
+
+@dataclass(frozen=True)
+class ReplicaOptions:
+    """How a replica serves; the same for every replica of a scenario."""
+
+    max_batch: int
+    kv_capacity: int | None     # KV tokens per replica; None: unlimited
+    kv_reserve: int             # KV tokens held per sequence beyond prompt + output
+    overlap: bool               # PEARL-style: pre-draft the next round during verification
+    with_prefill: bool = False  # the prefill is also each request's first round
+    clip_to_budget: bool = False  # never draft deeper than the batch's remaining budget - 1
+
+
+class ReplicaDevices(NamedTuple):
+    target: Device
+    draft: Device  # the target's own Device when both run on one device
 
 
 class Replica:
@@ -26,93 +47,55 @@ class Replica:
         self,
         env: simpy.Environment,
         index: int,
+        options: ReplicaOptions,
         cost: RoundCost,
         oracle: AcceptanceOracle | None,
-        target_dev: Device,
-        draft_dev: Device,
+        devices: ReplicaDevices,
         records: Records,
-        max_batch: int,
-        kv_capacity: int | None,
-        kv_reserve: int,
-        overlap: bool,
         on_finish: Callable[[int], None],
-        with_prefill: bool = False,
-        clip_to_budget: bool = False,
     ) -> None:
         self.env = env
         self.index = index
         self.cost = cost
         self.oracle = oracle
-        self.depth = oracle.depth - (1 if overlap else 0) if oracle is not None else 0
-        self.target_dev = target_dev
-        self.draft_dev = draft_dev
+        self.overlap = options.overlap
+        self.with_prefill = options.with_prefill
+        self.depth = oracle.depth - (1 if self.overlap else 0) if oracle is not None else 0
+        self.clip = options.clip_to_budget and oracle is not None
+        self.target_dev = devices.target
+        self.draft_dev = devices.draft
         self.rec = records
-        self.max_batch = max_batch
-        self.kv_free = kv_capacity if kv_capacity is not None else None
-        self.kv_reserve = kv_reserve
-        self.overlap = overlap
-        self.with_prefill = with_prefill  # the prefill is also each request's first round
-        self.clip = clip_to_budget and oracle is not None
         self.on_finish = on_finish
-        self.queue: deque[int] = deque()
-        self._wake: simpy.Event | None = None
-        # Running batch, one entry per sequence (kept compact).
-        self.rid = np.empty(0, dtype=np.int64)
-        self.gen = np.empty(0, dtype=np.int64)
-        self.out = np.empty(0, dtype=np.int64)
-        self.prompt = np.empty(0, dtype=np.int64)
-        self.rounds = np.empty(0, dtype=np.int64)
-        self.acc = np.empty(0, dtype=np.int64)
-        self.handle = np.empty(0, dtype=np.int64)
-        self.ready = np.empty(0, dtype=bool)  # overlap: next round's draft already valid
-        self.behind = np.empty(0, dtype=bool)  # last round fully accepted: drafter cache 1 short
+        self.scheduler = Scheduler(env, records, options.max_batch, options.kv_capacity, options.kv_reserve)
+        self.batch = RunningBatch()
         self._lag = 0.0                       # overlap: drafter still busy pre-drafting
         self._prefilling = 0                  # admitted, prefill in flight
         # wall seconds by phase (drafting: only the part not hidden behind verification)
         self.phase_s = {"prefill": 0.0, "draft": 0.0, "verify": 0.0}
         self.process = env.process(self._loop())
 
-    # -- scheduler interface ---------------------------------------------------------
+    # -- dispatcher interface ----------------------------------------------------------
     @property
     def load(self) -> int:
-        return len(self.queue) + self._prefilling + len(self.rid)
+        """Requests queued, prefilling or running here (what a dispatcher balances)."""
+        return self.scheduler.queued + self._prefilling + len(self.batch)
 
     def submit(self, rid: int) -> None:
-        self.queue.append(rid)
-        if self._wake is not None and not self._wake.triggered:
-            self._wake.succeed()
+        self.scheduler.submit(rid)
 
     # -- the loop --------------------------------------------------------------------
-    def _admit(self) -> list[int]:
-        new: list[int] = []
-        room = self.max_batch - len(self.rid)
-        rec = self.rec
-        while self.queue and len(new) < room:
-            rid = self.queue[0]
-            if self.kv_free is not None:
-                need = int(rec.prompt_len[rid] + rec.output_len[rid]) + self.kv_reserve
-                if need > self.kv_free:
-                    break  # FCFS: wait for memory rather than overtake
-                self.kv_free -= need
-            self.queue.popleft()
-            new.append(rid)
-        return new
-
-    def _loop(self):
-        env = self.env
+    def _loop(self) -> Iterator[simpy.Event]:
         while True:
-            new = self._admit() if self.queue else []
+            new = self.scheduler.admit(len(self.batch))
             if new:
                 yield from self._prefill(new)
                 continue
-            if len(self.rid) == 0:
-                self._wake = env.event()
-                yield self._wake
-                self._wake = None
+            if len(self.batch) == 0:
+                yield self.scheduler.arrival()
                 continue
             yield from self._round()
 
-    def _prefill(self, new: list[int]):
+    def _prefill(self, new: list[int]) -> Iterator[simpy.Event]:
         rec = self.rec
         ids = np.asarray(new, dtype=np.int64)
         prompts = rec.prompt_len[ids]
@@ -145,24 +128,18 @@ class Replica:
             acc = np.minimum(k, gen)
             behind = k >= depth
         rounds = np.full(len(ids), 1 if self.with_prefill else 0, dtype=np.int64)
-        self.rid = np.concatenate([self.rid, ids])
-        self.gen = np.concatenate([self.gen, gen])
-        self.out = np.concatenate([self.out, rec.output_len[ids]])
-        self.prompt = np.concatenate([self.prompt, prompts])
-        self.rounds = np.concatenate([self.rounds, rounds])
-        self.acc = np.concatenate([self.acc, acc])
-        self.handle = np.concatenate([self.handle, handles])
-        self.ready = np.concatenate([self.ready, np.zeros(len(ids), dtype=bool)])
-        self.behind = np.concatenate([self.behind, behind])
+        self.batch.append(rid=ids, gen=gen, out=rec.output_len[ids], prompt=prompts, rounds=rounds,
+                          acc=acc, handle=handles, behind=behind)
         self._retire()
 
-    def _round(self):
+    def _round(self) -> Iterator[simpy.Event]:
         cost = self.cost
-        b = len(self.rid)
-        ctx = cost.bucket(float(self.prompt.sum() + self.gen.sum()) / b) if cost.context_dependent else 0
+        batch = self.batch
+        b = len(batch)
+        ctx = cost.bucket(float(batch.prompt.sum() + batch.gen.sum()) / b) if cost.context_dependent else 0
         depth = None  # clip_to_budget: no deeper than the batch's largest remaining budget - 1
         if self.clip:
-            left = int((self.out - self.gen).max()) - 1
+            left = int((batch.out - batch.gen).max()) - 1
             depth = left if left < self.depth else None
         t_v = cost.verify_s(b, ctx, depth)
         if self.oracle is None:
@@ -170,17 +147,17 @@ class Replica:
             t_d_busy = 0.0
             wall = t_v
         elif not self.overlap:
-            k = self.oracle.draw(self.handle, self.gen)
+            k = self.oracle.draw(batch.handle, batch.gen)
             if depth is not None:
                 k = np.minimum(k, depth)
-            t_d_busy = cost.draft_s(b, ctx, depth, behind=bool(self.behind.any()))
+            t_d_busy = cost.draft_s(b, ctx, depth, behind=bool(batch.behind.any()))
             wall = t_d_busy + t_v
-            self.behind = k >= (self.depth if depth is None else depth)
+            batch.behind = k >= (self.depth if depth is None else depth)
         else:
             # PEARL-style: the drafter pre-drafts round i+1 during verification of round i.
             # A pre-draft survives only if the whole draft was accepted and the target's
             # bonus token equals the drafter's next token (one more acceptance event).
-            n_ready = int(self.ready.sum())
+            n_ready = int(batch.ready.sum())
             n_need = b - n_ready
             t_need = cost.draft_s(n_need, ctx)
             lag = self._lag if n_ready else 0.0
@@ -188,8 +165,8 @@ class Replica:
             wall = lag + t_need + t_v
             self._lag = max(0.0, t_pre - t_v)
             t_d_busy = t_need + t_pre
-            k_ext = self.oracle.draw(self.handle, self.gen)
-            self.ready = k_ext > self.depth
+            k_ext = self.oracle.draw(batch.handle, batch.gen)
+            batch.ready = k_ext > self.depth
             k = np.minimum(k_ext, self.depth)
         yield self.env.timeout(wall)
         self.phase_s["verify"] += t_v
@@ -197,36 +174,24 @@ class Replica:
         self.target_dev.charge(t_v)
         self.draft_dev.charge(t_d_busy)
         if k is None:
-            self.gen += 1
+            batch.gen += 1
         else:
-            emit = np.minimum(k + 1, self.out - self.gen)
-            self.gen += emit
-            self.acc += np.minimum(k, emit)
-        self.rounds += 1
+            emit = np.minimum(k + 1, batch.out - batch.gen)
+            batch.gen += emit
+            batch.acc += np.minimum(k, emit)
+        batch.rounds += 1
         self._retire()
 
     def _retire(self) -> None:
-        done = self.gen >= self.out
-        if not done.any():
+        finished = self.batch.take_finished()
+        if finished is None:
             return
         rec = self.rec
-        now = self.env.now
-        ids = self.rid[done]
-        rec.finish[ids] = now
-        rec.tokens[ids] = self.gen[done]
-        rec.rounds[ids] = self.rounds[done]
-        rec.accepted[ids] = self.acc[done]
-        if self.kv_free is not None:
-            self.kv_free += int((self.prompt[done] + self.out[done]).sum()) + self.kv_reserve * len(ids)
-        keep = ~done
-        self.rid = self.rid[keep]
-        self.gen = self.gen[keep]
-        self.out = self.out[keep]
-        self.prompt = self.prompt[keep]
-        self.rounds = self.rounds[keep]
-        self.acc = self.acc[keep]
-        self.handle = self.handle[keep]
-        self.ready = self.ready[keep]
-        self.behind = self.behind[keep]
+        ids = finished.rid
+        rec.finish[ids] = self.env.now
+        rec.tokens[ids] = finished.gen
+        rec.rounds[ids] = finished.rounds
+        rec.accepted[ids] = finished.acc
+        self.scheduler.release(finished.prompt, finished.out)
         for rid in ids.tolist():
             self.on_finish(rid)

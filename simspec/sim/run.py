@@ -14,7 +14,7 @@ from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
 from simspec.sim.metrics import summarize
 from simspec.sim.records import Records
-from simspec.sim.replica import Replica
+from simspec.sim.replica import Replica, ReplicaDevices, ReplicaOptions
 from simspec.sim.workload import Workload, build_workload
 
 
@@ -82,16 +82,16 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
             dispatch(next_rid)
             next_rid += 1
 
+    options = ReplicaOptions(max_batch=sc.serving.max_batch, kv_capacity=kv_cap, kv_reserve=kv_reserve,
+                             overlap=pl.overlap, with_prefill=sc.speculation.first_round == "with_prefill",
+                             clip_to_budget=sc.speculation.clip_to_budget)
     devices: list[Device] = []
     for i in range(pl.replicas):
         tdev = Device(pl.target, pl.devices[pl.target], i)
         dname = pl.draft or pl.target
         ddev = tdev if dname == pl.target else Device(dname, pl.devices[dname], i)
         devices += [tdev] if ddev is tdev else [tdev, ddev]
-        replicas.append(Replica(env, i, cost, oracle, tdev, ddev, rec, sc.serving.max_batch,
-                                kv_cap, kv_reserve, pl.overlap, on_finish,
-                                with_prefill=sc.speculation.first_round == "with_prefill",
-                                clip_to_budget=sc.speculation.clip_to_budget))
+        replicas.append(Replica(env, i, options, cost, oracle, ReplicaDevices(tdev, ddev), rec, on_finish))
 
     if wl.mode == "closed" or wl.mode == "burst":
         for rid in range(wl.concurrency):
