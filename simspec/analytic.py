@@ -36,7 +36,7 @@ def optimal_gamma(alpha: float, c: float, max_gamma: int = 32) -> tuple[int, flo
     return best, speedup(alpha, best, c)
 
 
-Tree = list  # a node is a list of child nodes; the i-th child has rank i
+Tree = list  # a node is a list of child nodes; the i-th child has rank i (TreeShape.nested())
 
 
 def tree_value(tree: Tree, rank_probs: Sequence[float]) -> float:
@@ -55,16 +55,6 @@ def tree_value(tree: Tree, rank_probs: Sequence[float]) -> float:
         return total
 
     return walk(tree, 1.0)
-
-
-def tree_from_children(children_per_depth: Sequence[int]) -> Tree:
-    """The full tree with `c_d` children under every node at depth d-1."""
-    def build(depth: int) -> Tree:
-        if depth == len(children_per_depth):
-            return []
-        return [build(depth + 1) for _ in range(children_per_depth[depth])]
-
-    return build(0)
 
 
 def expected_tokens_from_survival(survival: Sequence[float]) -> float:

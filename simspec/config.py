@@ -10,9 +10,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from simspec import drafters
 from simspec.errors import InputError
+from simspec.tree_shape import TreeShape
 
 NonNeg = Annotated[float, Field(ge=0)]
 PosInt = Annotated[int, Field(gt=0)]
@@ -20,6 +22,8 @@ Prob = Annotated[float, Field(ge=0, le=1)]
 
 
 class Strict(BaseModel):
+    """The base of every file schema (scenario, study, validation plan): unknown keys are errors."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -56,27 +60,36 @@ class TargetSpec(Strict):
         return self
 
 
-DraftKind = Literal["none", "model", "early_exit", "ngram"]
-
-
 class DraftSpec(Strict):
-    kind: DraftKind = "none"
+    kind: str = drafters.NONE  # a kind of simspec.drafters (or "none")
     name: str | None = None
     cost: CostSpec | None = None
     profile: str | None = None
     exit_layer: PosInt | None = None
     vocab: PosInt | None = None
 
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        return drafters.check_name(v)
+
+    @property
+    def entry(self) -> drafters.Kind | None:
+        return drafters.kind_of(self.kind)
+
     @model_validator(mode="after")
     def _check(self) -> "DraftSpec":
+        k = self.entry
         if self.cost is not None and self.profile is not None:
             raise ValueError("give at most one of `cost` or `profile`")
-        if self.kind == "early_exit" and self.exit_layer is None:
-            raise ValueError("kind = 'early_exit' needs `exit_layer`")
-        if self.kind != "early_exit" and self.exit_layer is not None:
-            raise ValueError("`exit_layer` only applies to kind = 'early_exit'")
-        if self.kind == "model" and self.cost is None and self.profile is None:
-            raise ValueError("kind = 'model' needs `cost` or `profile`")
+        layered = k is not None and k.arg == "layer"
+        if layered and self.exit_layer is None:
+            raise ValueError(f"kind = '{self.kind}' needs `exit_layer`")
+        if not layered and self.exit_layer is not None:
+            layer_kinds = [n for n, x in drafters.KINDS.items() if x.arg == "layer"]
+            raise ValueError(f"`exit_layer` only applies to kind = '{' or '.join(layer_kinds)}'")
+        if k is not None and k.separate_model and self.cost is None and self.profile is None:
+            raise ValueError(f"kind = '{self.kind}' needs `cost` or `profile`")
         return self
 
 
@@ -113,7 +126,6 @@ class AcceptanceSpec(Strict):
 class SpeculationSpec(Strict):
     draft_len: Annotated[int, Field(ge=0)] = 0
     tree: list[PosInt] | None = Field(default=None, min_length=1)
-    policy: Literal["fixed"] = "fixed"
     # "after_prefill": the prefill makes the first token, rounds follow (vLLM, SGLang).
     # "with_prefill": the prefill IS the first round: the drafter drafts from the prompt and the
     # target verifies prompt + draft in one pass (transformers' assisted generation, simspec run).
@@ -124,7 +136,6 @@ class SpeculationSpec(Strict):
 
 
 class DeviceSpec(Strict):
-    kind: str = "generic"
     memory_gb: NonNeg | None = None
     price_per_hour: NonNeg = 0.0
 
@@ -181,7 +192,6 @@ class ServingSpec(Strict):
     max_batch: PosInt = 1
     kv_capacity_tokens: PosInt | None = None
     kv_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
-    prefill: Literal["prefill_first"] = "prefill_first"
     seed: int = 0
 
 
@@ -198,7 +208,7 @@ class Scenario(Strict):
     def _cross(self) -> "Scenario":
         spec = self.speculation
         speculating = spec.draft_len > 0 or spec.tree is not None
-        if speculating and self.draft.kind == "none":
+        if speculating and self.draft.entry is None:
             raise _KeyError("speculation.draft_len", "speculation needs a [draft] kind other than 'none'")
         if speculating and self.acceptance is None:
             raise _KeyError("acceptance", "speculation needs an [acceptance] section")
@@ -219,12 +229,14 @@ class Scenario(Strict):
         draft_dev = pl.draft or pl.target
         if pl.overlap and draft_dev == pl.target:
             raise _KeyError("placement.overlap", "overlap needs draft and target on different devices")
-        if self.draft.kind == "early_exit" and draft_dev != pl.target:
-            raise _KeyError("placement.draft", "an early-exit drafter is the target's own layers: it runs on the target's device")
-        if self.draft.kind == "early_exit" and self.target.cost is not None and self.draft.cost is None and self.target.layers is None:
-            raise _KeyError("target.layers", "an early-exit drafter with a synthetic target cost needs `target.layers` (or its own `draft.cost`)")
-        if self.draft.kind == "early_exit" and self.target.layers and self.draft.exit_layer > self.target.layers:
-            raise _KeyError("draft.exit_layer", f"{self.draft.exit_layer} > target.layers {self.target.layers}")
+        k = self.draft.entry
+        if k is not None and k.target_layers:
+            if draft_dev != pl.target:
+                raise _KeyError("placement.draft", "an early-exit drafter is the target's own layers: it runs on the target's device")
+            if self.target.cost is not None and self.draft.cost is None and self.target.layers is None:
+                raise _KeyError("target.layers", "an early-exit drafter with a synthetic target cost needs `target.layers` (or its own `draft.cost`)")
+            if self.target.layers and self.draft.exit_layer > self.target.layers:
+                raise _KeyError("draft.exit_layer", f"{self.draft.exit_layer} > target.layers {self.target.layers}")
         return self
 
     @property
@@ -232,7 +244,13 @@ class Scenario(Strict):
         """Draft tokens per sequence per round (tree depth for trees)."""
         if self.speculation.tree is not None:
             return len(self.speculation.tree)
-        return self.speculation.draft_len if self.draft.kind != "none" else 0
+        return self.speculation.draft_len if self.draft.entry is not None else 0
+
+    @property
+    def shape(self) -> TreeShape:
+        """The round's tree (a chain of `gamma` tokens when no tree is given)."""
+        tree = self.speculation.tree
+        return TreeShape(tuple(tree)) if tree is not None else TreeShape.chain(self.gamma)
 
 
 class _KeyError(ValueError):

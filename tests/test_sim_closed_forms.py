@@ -5,6 +5,7 @@ import math
 import pytest
 
 from simspec import analytic
+from simspec.tree_shape import TreeShape
 from tests.simhelpers import run, single_stream
 
 
@@ -52,7 +53,7 @@ def test_tree_value_matches_simulation(tree, probs):
     d = single_stream(gamma=len(tree), tokens=150_000, rank_probs=probs)
     d["speculation"]["tree"] = tree
     res = run(d)
-    g = analytic.tree_value(analytic.tree_from_children(tree), probs)
+    g = analytic.tree_value(TreeShape(tuple(tree)).nested(), probs)
     assert res.summary["mean_tokens_per_round"] == pytest.approx(g, rel=0.01)
 
 
@@ -62,7 +63,7 @@ def test_table1_closed_form_values():
 
 
 def test_tree_value_of_chain_is_chain_formula():
-    chain = analytic.tree_from_children([1] * 6)
+    chain = TreeShape.chain(6).nested()
     assert analytic.tree_value(chain, [0.7]) == pytest.approx(analytic.chain_expected_tokens(0.7, 6))
 
 

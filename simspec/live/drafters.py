@@ -33,6 +33,7 @@ from simspec.live.kv import KV, lm_logits
 from simspec.live.sampling import probs
 from simspec.live.tree import Tree
 from simspec.models.views import TrimmedHead, first_layers
+from simspec.trace.ngram import propose
 
 
 @dataclass
@@ -143,20 +144,14 @@ class ModelDrafter(Drafter):
 
 
 class NgramDrafter(Drafter):
-    """Prompt lookup (chains only), as transformers' PromptLookupCandidateGenerator: for the
-    last m tokens, m = n..1, the EARLIEST earlier match with a continuation proposes what
-    followed it. simspec.trace.ngram replays exactly this rule."""
+    """Prompt lookup (chains only): `simspec.trace.ngram.propose`, the rule trace replay
+    indexes, on each sequence's committed tokens plus its pending one."""
 
-    def __init__(self, n: int = 3) -> None:
+    def __init__(self, n: int) -> None:
         self.n, self.name = n, f"ngram:{n}"
 
     def lookup(self, seq: list[int], gamma: int) -> list[int]:
-        for n in range(min(self.n, len(seq) - 1), 0, -1):
-            tail = seq[-n:]
-            for i in range(0, len(seq) - n):
-                if seq[i:i + n] == tail:
-                    return seq[i + n:i + n + gamma]
-        return []
+        return propose(seq, self.n, gamma)
 
     def draft(self, seqs: list[list[int]], pending: list[int], tree: Tree, mode: Mode) -> Draft:
         gamma = tree.max_depth
@@ -172,6 +167,27 @@ class NgramDrafter(Drafter):
                 for k in range(gamma):
                     q[b, k, row[k + 1]] = 1.0
         return Draft(tokens, drafted, q)
+
+
+# -- one factory per drafter kind (simspec.drafters names them): make(target, spec, kv, draft, rows)
+
+def _head(model: nn.Module, rows: list[int] | None) -> TrimmedHead | None:
+    return TrimmedHead(model, rows) if rows is not None else None
+
+
+def make_model_drafter(target, spec, kv: KV, draft, rows: list[int] | None) -> Drafter:
+    """A separate drafter model with its own KV cache."""
+    return ModelDrafter(draft.model, head=_head(draft.model, rows), name=str(spec))
+
+
+def make_early_exit_drafter(target, spec, kv: KV, draft, rows: list[int] | None) -> Drafter:
+    """The target's first `spec.layers` layers, drafting into the target's own KV cache."""
+    return ModelDrafter(target.model, layers=spec.layers, head=_head(target.model, rows), shared=kv,
+                        name=str(spec))
+
+
+def make_ngram_drafter(target, spec, kv: KV, draft, rows: list[int] | None) -> Drafter:
+    return NgramDrafter(spec.n)
 
 
 def top_tokens(token_lists: Sequence[Sequence[int]], k: int, vocab: int) -> list[int]:

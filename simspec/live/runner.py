@@ -1,6 +1,6 @@
 """One live configuration over a list of prompts: the part `simspec run` and `validate` share.
 
-    spec = DraftSpec.parse("early_exit:20")         # none | model:NAME | early_exit:L | ngram[:N]
+    spec = DraftSpec.parse("early_exit:20")         # a kind of simspec.drafters, or none
     report = run_config(target, spec, tree, prompts, max_new_tokens=64, batch=4)
 
 Prompts are split into static batches of `batch` sequences, each decoded to the end before the
@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from simspec import drafters
+from simspec.drafters import DraftSpec
 from simspec.errors import InputError
-from simspec.live.draft_spec import DraftSpec
-from simspec.live.drafters import Drafter, ModelDrafter, NgramDrafter, top_tokens
+from simspec.live.drafters import Drafter, top_tokens
 from simspec.live.engine import generate, plain_greedy
 from simspec.live.kv import KV
 from simspec.live.stats import Stats
@@ -37,16 +38,18 @@ def same_tokenizer(a, b) -> bool:
 
 def check_config(target, spec: DraftSpec, tree: Tree, vocab_k: int | None, temperature: float, draft=None) -> None:
     """Refuse combinations the engine does not support, naming the flag."""
+    k = spec.entry
     layers = target.dims.layers
-    if spec.kind == "early_exit" and not 1 <= spec.layers < layers:
-        raise InputError(None, "--draft", f"early_exit:{spec.layers} needs 1 <= L < {layers} (target layers)")
-    if spec.kind == "ngram" and not tree.is_chain:
-        raise InputError(None, "--tree", "n-gram lookup drafts chains only")
+    if k is not None and k.arg == "layer" and not 1 <= spec.layers < layers:
+        raise InputError(None, "--draft", f"{spec} needs 1 <= L < {layers} (target layers)")
+    if k is not None and not k.trees and not tree.is_chain:
+        raise InputError(None, "--tree", f"{k.title or k.name} drafts chains only")
     if temperature > 0 and not tree.is_chain:
         raise InputError(None, "--tree", "sampling (--temperature > 0) verifies chains only; trees are greedy")
     if vocab_k is not None:
-        if spec.kind not in ("model", "early_exit"):
-            raise InputError(None, "--vocab", "a trimmed head needs a model or early_exit drafter")
+        if k is None or not k.trims_head:
+            trimmable = " or ".join(n for n, x in drafters.KINDS.items() if x.trims_head)
+            raise InputError(None, "--vocab", f"a trimmed head needs a {trimmable} drafter")
         if not 1 <= vocab_k <= target.dims.vocab:
             raise InputError(None, "--vocab", f"{vocab_k} outside 1..{target.dims.vocab}")
     if draft is not None and not same_tokenizer(target.tokenizer, draft.tokenizer):
@@ -54,17 +57,11 @@ def check_config(target, spec: DraftSpec, tree: Tree, vocab_k: int | None, tempe
 
 
 def make_drafter(target, spec: DraftSpec, kv: KV, draft=None, rows: list[int] | None = None) -> Drafter:
-    from simspec.models import trimmed_head
-
-    if spec.kind == "none":
+    """The live drafter of a spec: its kind's factory (`simspec.drafters`), or none."""
+    k = spec.entry
+    if k is None:
         return Drafter()
-    if spec.kind == "ngram":
-        return NgramDrafter(spec.n)
-    model = draft.model if spec.kind == "model" else target.model
-    head = trimmed_head(model, rows) if rows is not None else None
-    if spec.kind == "model":
-        return ModelDrafter(model, head=head, name=str(spec))
-    return ModelDrafter(model, layers=spec.layers, head=head, shared=kv, name=str(spec))
+    return k.live_factory()(target, spec, kv, draft, rows)
 
 
 def vocab_rows(calibration: list[list[int]], k: int, vocab: int) -> list[int]:

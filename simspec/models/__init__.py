@@ -37,8 +37,6 @@ Views (all take the HF CausalLM, i.e. LoadedModel.model)
         already normed by HF, so for layer == num_layers use the model's own logits.
     trimmed_head(model, rows) -> TrimmedHead: an LM head restricted to token ids `rows`
         (weights sliced once). Its logits index i is token rows[i]; .to_vocab(idx) maps back.
-    trimmed_head_logits(model, hidden, rows) -> logits over `rows` only (slices each call;
-        build a TrimmedHead once for repeated use).
     forward_tokens(model, input_ids, cache, tree_parents=None, logits_to_keep=0)
         -> (logits, cache): a KV-cached forward of q tokens per sequence
         (input_ids [batch, q]) after the cache's current length. tree_parents (list of q ints,
@@ -47,9 +45,6 @@ Views (all take the HF CausalLM, i.e. LoadedModel.model)
         and to its ancestors only, at position past + depth. Without it, ordinary causal.
     new_cache(model) -> an empty HF DynamicCache for the model.
     tree_attention_mask(past, parents, dtype, device) -> the additive 4D mask used above.
-    cache_keep(cache, past, keep) : after a (tree) verification, keep the first `past`
-        entries plus the new entries at indices `keep` (list of ints into the q tokens),
-        in that order; everything else is dropped. Use it to commit an accepted path.
 
 Timing (simspec.profile.timer): a device timer with warm-up and repeats; CUDA events +
 synchronize on cuda, perf_counter on cpu.
@@ -60,21 +55,18 @@ from simspec.models.loader import LoadedModel, load_model
 from simspec.models.tiny import tiny_model
 from simspec.models.views import (
     TrimmedHead,
-    cache_keep,
     early_exit_logits,
     first_layers,
     forward_tokens,
     new_cache,
     tree_attention_mask,
     trimmed_head,
-    trimmed_head_logits,
 )
 
 __all__ = [
     "Dims",
     "LoadedModel",
     "TrimmedHead",
-    "cache_keep",
     "early_exit_logits",
     "first_layers",
     "forward_tokens",
@@ -83,5 +75,4 @@ __all__ = [
     "tiny_model",
     "tree_attention_mask",
     "trimmed_head",
-    "trimmed_head_logits",
 ]

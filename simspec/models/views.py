@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from simspec.models.gemv import linear
+from simspec.tree_shape import ancestors_of, depths_of
 
 
 def decoder(model: nn.Module) -> nn.Module:
@@ -89,17 +90,6 @@ def trimmed_head(model: nn.Module, rows: Sequence[int] | torch.Tensor) -> Trimme
     return TrimmedHead(model, rows)
 
 
-def trimmed_head_logits(
-    model: nn.Module, hidden: torch.Tensor, rows: Sequence[int] | torch.Tensor
-) -> torch.Tensor:
-    """Logits over token ids `rows` only (hidden is post-norm, as fed to the LM head)."""
-    head = model.get_output_embeddings()
-    idx = torch.as_tensor(rows, dtype=torch.long, device=head.weight.device)
-    bias = getattr(head, "bias", None)
-    logits = linear(hidden, head.weight[idx], None if bias is None else bias[idx])
-    return _softcap(model, logits)
-
-
 def new_cache(model: nn.Module):
     """An empty DynamicCache shaped for this model (sliding layers where the config says)."""
     from transformers import DynamicCache
@@ -107,26 +97,14 @@ def new_cache(model: nn.Module):
     return DynamicCache(config=model.config)
 
 
-def tree_depths(parents: Sequence[int]) -> list[int]:
-    depths: list[int] = []
-    for i, p in enumerate(parents):
-        if p >= i:
-            raise ValueError(f"tree_parents[{i}]={p}: a parent must come before its child")
-        depths.append(0 if p < 0 else depths[p] + 1)
-    return depths
-
-
 def tree_attention_mask(
     past: int, parents: Sequence[int], dtype: torch.dtype, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
-    """Additive mask [1, 1, q, past+q]: each new token sees the cache and its own ancestors."""
+    """Additive mask [1, 1, q, past+q]: each new token sees the cache and its own ancestors
+    (the pattern is `simspec.tree_shape.ancestors_of`, shared with the simulator)."""
     q = len(parents)
-    allow = torch.zeros(q, past + q, dtype=torch.bool)
-    allow[:, :past] = True
-    for i, p in enumerate(parents):
-        allow[i, past + i] = True
-        if p >= 0:
-            allow[i, past : past + q] |= allow[p, past : past + q]
+    allow = torch.ones(q, past + q, dtype=torch.bool)
+    allow[:, past:] = torch.from_numpy(ancestors_of(parents))
     mask = torch.zeros(q, past + q, dtype=dtype)
     mask.masked_fill_(~allow, torch.finfo(dtype).min)
     return mask[None, None].to(device)
@@ -151,7 +129,7 @@ def forward_tokens(
     if tree_parents is not None:
         if len(tree_parents) != q:
             raise ValueError(f"tree_parents has {len(tree_parents)} entries for {q} tokens")
-        depth = torch.tensor(tree_depths(tree_parents), device=input_ids.device)
+        depth = torch.tensor(depths_of(tree_parents), device=input_ids.device)
         kwargs["position_ids"] = (past + depth)[None].expand(batch, q)
         dtype = next(model.parameters()).dtype
         mask = tree_attention_mask(past, tree_parents, dtype, input_ids.device)
@@ -161,23 +139,3 @@ def forward_tokens(
         logits_to_keep=logits_to_keep, **kwargs,
     )
     return out.logits, out.past_key_values
-
-
-def cache_keep(cache, past: int, keep: Sequence[int]) -> None:
-    """Keep cache entries [0, past) plus new entries `keep` (indices into the last forward).
-
-    Commits an accepted tree path (or a chain prefix) in place; rejected entries are dropped.
-    """
-    for layer in cache.layers:
-        if not getattr(layer, "is_initialized", False) or layer.keys is None:
-            continue
-        if getattr(layer, "is_sliding", False):
-            raise NotImplementedError(
-                "cache_keep on a sliding-window cache layer (Gemma-3) is not supported"
-            )
-        idx = torch.cat([
-            torch.arange(past, device=layer.keys.device),
-            past + torch.as_tensor(list(keep), dtype=torch.long, device=layer.keys.device),
-        ])
-        layer.keys = layer.keys.index_select(-2, idx)
-        layer.values = layer.values.index_select(-2, idx)

@@ -43,13 +43,14 @@ def target_cost(sc: Scenario, file: str | None) -> CostModel:
 
 def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel | None:
     d = sc.draft
-    if d.kind == "none" or sc.gamma == 0:
+    k = d.entry
+    if k is None or sc.gamma == 0:
         return None
     if d.cost is not None:
         return _synthetic(d.cost)
-    if d.kind == "ngram":
+    if k.model_free:
         return SyntheticCost(0.0)
-    if d.kind == "early_exit":
+    if k.target_layers:
         return ScaledCost(target, layers=d.exit_layer, head_rows=d.vocab)
     model = _profile(d.profile, "draft.profile", file)
     return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
@@ -58,11 +59,11 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
 def round_shape(sc: Scenario) -> tuple[list[int], list[int], int]:
     """(query tokens per sequence at each draft step, tree nodes at depth 1..D, query tokens
     in the verify pass)."""
-    g = sc.gamma
-    if g == 0:
+    if sc.gamma == 0:
         return [], [], 1
-    level_nodes = np.cumprod(sc.speculation.tree).tolist() if sc.speculation.tree else [1] * g
-    return [1] + level_nodes[:-1], level_nodes, 1 + int(sum(level_nodes))
+    shape = sc.shape
+    nodes = shape.nodes_per_depth()
+    return [1] + nodes[:-1], nodes, shape.size
 
 
 def survival(sc: Scenario, depth: int) -> np.ndarray:
@@ -96,16 +97,18 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
     drf = draft_cost(sc, tgt, file)
     levels, nodes, verify_q = round_shape(sc)
     pl = sc.placement
+    k = sc.draft.entry
+    drafting = k is not None and drf is not None
     return RoundCost(
         target=tgt,
         draft=drf,
-        draft_prefill=sc.draft.kind == "model" and drf is not None,
+        draft_prefill=drafting and k.separate_model,
         parallel_devices=(pl.draft or pl.target) != pl.target,
         level_queries=levels,
         verify_queries=verify_q,
         depth_nodes=nodes,
-        draft_reads_prompt=sc.draft.kind in ("model", "early_exit") and drf is not None,
-        draft_catch_up=sc.draft.kind == "model" and drf is not None,
+        draft_reads_prompt=drafting and k.reads_prompt,
+        draft_catch_up=drafting and k.catch_up,
     )
 
 

@@ -7,11 +7,11 @@ the best drafter the engine can run, and says so.
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
+from simspec import drafters
 from simspec.study.schedule import Point, best_per_bucket, ranges
-from simspec.study.spec import parse_tree
+from simspec.tree_shape import TreeShape
 
 # vLLM SpeculativeConfig fields this exporter may write.
 VLLM_KEYS = frozenset({
@@ -19,8 +19,6 @@ VLLM_KEYS = frozenset({
     "draft_tensor_parallel_size", "disable_by_batch_size", "prompt_lookup_min",
     "prompt_lookup_max", "speculative_token_tree",
 })
-VLLM_METHOD = {"model": "draft_model", "ngram": "ngram"}
-SGLANG_ALGORITHM = {"model": "STANDALONE", "ngram": "NGRAM"}
 
 
 def engine_drafter(best_kind: str | None, pts: list[Point], engine_methods: dict) -> str | None:
@@ -36,18 +34,23 @@ def engine_drafter(best_kind: str | None, pts: list[Point], engine_methods: dict
     return max(scores, key=scores.get) if scores else None
 
 
+def vllm_methods() -> dict[str, str]:
+    """Drafter kind -> vLLM `method`, for the kinds vLLM runs."""
+    return {n: k.vllm_method for n, k in drafters.KINDS.items() if k.vllm_method}
+
+
+def sglang_algorithms() -> dict[str, str]:
+    return {n: k.sglang_algorithm for n, k in drafters.KINDS.items() if k.sglang_algorithm}
+
+
 def token_tree(shape: list[int]) -> str:
     """vLLM's `speculative_token_tree`: every node as its path of child indices."""
-    paths: list[tuple[int, ...]] = []
-    level = [()]
-    for c in shape:
-        level = [p + (i,) for p in level for i in range(c)]
-        paths += level
-    return str(paths)
+    return str(TreeShape(tuple(shape)).paths())
 
 
 def vllm_config(best: dict[str, Any], drafter_spec, pts: list[Point], notes: list[str]) -> dict[str, Any]:
-    kind = engine_drafter(best.get("drafter"), pts, VLLM_METHOD)
+    methods = vllm_methods()
+    kind = engine_drafter(best.get("drafter"), pts, methods)
     per = best_per_bucket(pts, kind)
     sched = ranges(per)
     gmax = max((r[2] for r in sched), default=0)
@@ -56,17 +59,18 @@ def vllm_config(best: dict[str, Any], drafter_spec, pts: list[Point], notes: lis
         return {}
     if best.get("drafter") != kind:
         notes.append(f"vLLM has no {best.get('drafter')!r} drafter: its export uses {kind!r}, the best runnable one.")
-    cfg: dict[str, Any] = {"method": VLLM_METHOD[kind]}
+    cfg: dict[str, Any] = {"method": methods[kind]}
     ds = drafter_spec(kind)
-    if kind == "model":
+    entry = drafters.get(kind)
+    if entry.separate_model:
         cfg["model"] = (ds.name if ds is not None and ds.name else None) or "<draft model path>"
     cfg["num_speculative_tokens"] = gmax
     cfg["num_speculative_tokens_per_batch_size"] = sched
-    if kind == "ngram":
+    if methods[kind] == "ngram":  # vLLM's prompt lookup window
         cfg["prompt_lookup_min"] = (ds.prompt_lookup_min if ds is not None and ds.prompt_lookup_min else 1)
         cfg["prompt_lookup_max"] = (ds.prompt_lookup_max if ds is not None and ds.prompt_lookup_max else gmax)
     if best.get("tree", "chain") != "chain" and best.get("drafter") == kind:
-        cfg["speculative_token_tree"] = token_tree(parse_tree(best["tree"]))
+        cfg["speculative_token_tree"] = token_tree(list(TreeShape.parse(best["tree"]).branching))
     zero_from = [r[0] for r in sched if r[2] == 0 and r[0] > 1]
     if zero_from and all(r[2] == 0 for r in sched if r[0] >= zero_from[0]):
         cfg["disable_by_batch_size"] = zero_from[0]
@@ -76,7 +80,8 @@ def vllm_config(best: dict[str, Any], drafter_spec, pts: list[Point], notes: lis
 
 
 def sglang_args(best: dict[str, Any], drafter_spec, pts: list[Point], notes: list[str]) -> str:
-    kind = engine_drafter(best.get("drafter"), pts, SGLANG_ALGORITHM)
+    algorithms = sglang_algorithms()
+    kind = engine_drafter(best.get("drafter"), pts, algorithms)
     mb = best.get("max_batch")
     lines = ["# SGLang server flags chosen by `simspec study` (one config: SGLang has no per-batch schedule)."]
     per = best_per_bucket(pts, kind)
@@ -92,15 +97,14 @@ def sglang_args(best: dict[str, Any], drafter_spec, pts: list[Point], notes: lis
         lines.append(f"# at batch {at} speculation does not pay: run without --speculative-algorithm")
         return "\n".join(lines) + "\n"
     ds = drafter_spec(kind)
-    flags = [f"--speculative-algorithm {SGLANG_ALGORITHM[kind]}"]
-    if kind == "model":
+    flags = [f"--speculative-algorithm {algorithms[kind]}"]
+    if drafters.get(kind).separate_model:
         flags.append(f"--speculative-draft-model-path {(ds.name if ds is not None and ds.name else '<draft model path>')}")
-    use_tree = best.get("tree", "chain") != "chain" and best.get("drafter") == kind and len(parse_tree(best["tree"])) == p.gamma
+    tree = TreeShape.parse(best["tree"]) if best.get("tree", "chain") != "chain" else None
+    use_tree = tree is not None and best.get("drafter") == kind and tree.max_depth == p.gamma
     if use_tree:
-        shape = parse_tree(best["tree"])
-        nodes = sum(itertools.accumulate(shape, lambda a, b: a * b))
-        flags += [f"--speculative-num-steps {len(shape)}", f"--speculative-eagle-topk {shape[0]}",
-                  f"--speculative-num-draft-tokens {nodes + 1}"]
+        flags += [f"--speculative-num-steps {tree.max_depth}", f"--speculative-eagle-topk {tree.branching[0]}",
+                  f"--speculative-num-draft-tokens {tree.size}"]
     else:
         flags += [f"--speculative-num-steps {p.gamma}", "--speculative-eagle-topk 1",
                   f"--speculative-num-draft-tokens {p.gamma + 1}"]

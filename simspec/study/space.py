@@ -2,8 +2,8 @@
 
 Knobs, in the order they are suggested:
   gamma        draft tokens per round, 0 = plain decoding (then no drafter knob exists)
-  drafter      model / early_exit / ngram                     (only when gamma > 0)
-  exit_layer   the early-exit layer                           (only when drafter = early_exit)
+  drafter      a kind of simspec.drafters                      (only when gamma > 0)
+  exit_layer   the early-exit layer                           (only for a kind that exits early)
   vocab        trimmed LM-head rows K                          (only for drafters with `vocab_size`)
   tree_d<g>    'chain' or a tree shape of depth g              (only when shapes of depth g exist)
   max_batch, placement, dtype                                  (always, when searched)
@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from simspec import drafters
 from simspec.config import parse_scenario
 from simspec.errors import InputError
 from simspec.study.spec import IntRange, StudySpec, merge_scenario, parse_tree
@@ -55,9 +56,15 @@ def tree_shapes(spec: StudySpec, depth: int) -> list[str]:
     return [t for t in (spec.file.search.tree or ()) if len(parse_tree(t)) == depth]
 
 
+def has_layer(kind: str) -> bool:
+    """The kind exits the target early: an `exit_layer` knob applies to it."""
+    return drafters.get(kind).arg == "layer"
+
+
 def has_vocab(spec: StudySpec, kind: str) -> bool:
     d = spec.file.drafters.get(kind)
-    return spec.file.search.vocab is not None and d is not None and d.vocab_size is not None and kind != "ngram"
+    return (spec.file.search.vocab is not None and d is not None and d.vocab_size is not None
+            and drafters.get(kind).trims_head)
 
 
 def suggest(trial, spec: StudySpec) -> dict[str, Any]:
@@ -66,7 +73,7 @@ def suggest(trial, spec: StudySpec) -> dict[str, Any]:
     p: dict[str, Any] = {"gamma": _suggest_int(trial, "gamma", s.gamma)}
     if p["gamma"] > 0:
         p["drafter"] = _choose(trial, "drafter", drafter_choices(spec))
-        if p["drafter"] == "early_exit":
+        if has_layer(p["drafter"]):
             p["exit_layer"] = _suggest_int(trial, "exit_layer", s.exit_layer)
         if has_vocab(spec, p["drafter"]):
             p["vocab"] = _suggest_int(trial, "vocab", s.vocab)
@@ -142,7 +149,7 @@ def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
                 acc = ds.acceptance.model_dump(exclude_none=True)
             else:
                 acc = {"iid": _interp(ds.acceptance_by_layer, p["exit_layer"])}
-            if kind == "early_exit":
+            if has_layer(kind):
                 draft["exit_layer"] = int(p["exit_layer"])
             trimmed = None
             if "vocab" in p:
@@ -183,7 +190,8 @@ def _trace_column(spec: StudySpec, kind: str, given: str | None, p: dict[str, An
             raise InputError(spec.where, f"drafters.{kind}.acceptance.drafter",
                              f"cannot fill the trace column template: {exc}") from None
     else:
-        col = f"exit{p['exit_layer']}" if kind == "early_exit" else (given or kind)
+        k = drafters.get(kind)
+        col = k.column(p["exit_layer"]) if k.arg == "layer" else (given or kind)
     if trimmed is not None and "/k" not in col:
         col += f"/k{trimmed}"
     return col
@@ -194,11 +202,12 @@ def _trim_head_cost(d: dict, draft: dict, ds, k: int, kind: str) -> None:
     if ds.head_ms <= 0 or ds.vocab_size is None:
         return
     keep = min(1.0, k / ds.vocab_size)
-    if kind == "model" and "cost" in draft:
+    entry = drafters.get(kind)
+    if entry.separate_model and "cost" in draft:
         c = dict(draft["cost"])
         c["step_ms"] = max(0.0, c["step_ms"] - ds.head_ms * (1 - keep))
         draft["cost"] = c
-    elif kind == "early_exit" and "cost" not in draft:
+    elif entry.target_layers and "cost" not in draft:
         tgt = d.get("target") or {}
         tc, layers = tgt.get("cost"), tgt.get("layers")
         if tc is None or not layers:
@@ -235,7 +244,7 @@ def grid(spec: StudySpec) -> list[dict[str, Any]]:
         if g > 0:
             heads = []
             for kind in drafter_choices(spec):
-                layers = _knob_values(s.exit_layer) if kind == "early_exit" else [None]
+                layers = _knob_values(s.exit_layer) if has_layer(kind) else [None]
                 vocabs = _knob_values(s.vocab) if has_vocab(spec, kind) else [None]
                 shapes = ["chain"] + tree_shapes(spec, g) if tree_shapes(spec, g) else [None]
                 for l, k, t in itertools.product(layers, vocabs, shapes):
@@ -264,19 +273,20 @@ def check(spec: StudySpec) -> None:
     for kind in kinds:
         if kind not in f.drafters and kind != base_kind:
             raise InputError(where, "search.drafter", f"drafter {kind!r} has no [drafters.{kind}] section")
-    if "early_exit" in kinds and s.exit_layer is None:
-        raise InputError(where, "search.exit_layer", "the early_exit drafter needs an `exit_layer` range")
+    layered = [k for k in kinds if has_layer(k)]
+    if layered and s.exit_layer is None:
+        raise InputError(where, "search.exit_layer", f"the {layered[0]} drafter needs an `exit_layer` range")
     layers = (spec.base.get("target") or {}).get("layers")
-    if "early_exit" in kinds and isinstance(layers, int):
+    if layered and isinstance(layers, int):
         top = max(_knob_values(s.exit_layer)) if not isinstance(s.exit_layer, IntRange) else s.exit_layer.high
         if top > layers:
             raise InputError(where, "search.exit_layer", f"reaches layer {top} but target.layers is {layers}")
-    ee = f.drafters.get("early_exit")
-    if ee is not None and ee.acceptance is None and ee.acceptance_by_layer is None:
-        raise InputError(where, "drafters.early_exit", "give `acceptance` or `acceptance_by_layer`")
     for kind, ds in f.drafters.items():
-        if ds.acceptance_by_layer is not None and kind != "early_exit":
-            raise InputError(where, f"drafters.{kind}.acceptance_by_layer", "only applies to early_exit")
+        if has_layer(kind) and ds.acceptance is None and ds.acceptance_by_layer is None:
+            raise InputError(where, f"drafters.{kind}", "give `acceptance` or `acceptance_by_layer`")
+        if ds.acceptance_by_layer is not None and not has_layer(kind):
+            early = " or ".join(k for k in drafters.KINDS if has_layer(k))
+            raise InputError(where, f"drafters.{kind}.acceptance_by_layer", f"only applies to {early}")
     if s.vocab is not None and not any(has_vocab(spec, k) for k in kinds):
         raise InputError(where, "search.vocab", "no drafter in the search gives `vocab_size`")
     if s.tree:
@@ -319,7 +329,7 @@ def check(spec: StudySpec) -> None:
 def _probe(spec: StudySpec, kind: str, gamma: int) -> dict[str, Any]:
     s = spec.file.search
     p: dict[str, Any] = {"gamma": gamma, "drafter": kind}
-    if kind == "early_exit":
+    if has_layer(kind):
         p["exit_layer"] = _knob_values(s.exit_layer)[0] if not isinstance(s.exit_layer, IntRange) else s.exit_layer.low
     if has_vocab(spec, kind):
         p["vocab"] = s.vocab.high if isinstance(s.vocab, IntRange) else max(s.vocab)

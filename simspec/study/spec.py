@@ -13,16 +13,15 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 
-from simspec.config import AcceptanceSpec, CostSpec, _pydantic_error, read_toml
+from simspec import drafters as drafter_kinds
+from simspec.config import AcceptanceSpec, CostSpec, Strict, _pydantic_error, read_toml
 from simspec.errors import InputError
+from simspec.tree_shape import TreeShape
 
-DRAFTER_KINDS = ("model", "early_exit", "ngram")
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# A drafter kind of simspec.drafters ("none" is gamma = 0, not a drafter).
+DrafterKind = Annotated[str, AfterValidator(lambda v: drafter_kinds.check_name(v, with_none=False))]
 
 
 class IntRange(Strict):
@@ -50,7 +49,7 @@ IntKnob = Union[IntRange, Annotated[list[int], Field(min_length=1)]]
 
 class SearchSpec(Strict):
     gamma: IntKnob = IntRange(low=0, high=0)
-    drafter: list[Literal["model", "early_exit", "ngram"]] | None = Field(default=None, min_length=1)
+    drafter: list[DrafterKind] | None = Field(default=None, min_length=1)
     exit_layer: IntKnob | Literal["trace"] | None = None   # "trace": the layers the trace recorded
     vocab: IntKnob | Literal["trace"] | None = None        # "trace": the trimmed sizes it recorded
     tree: list[str] | None = Field(default=None, min_length=1)
@@ -64,18 +63,16 @@ class SearchSpec(Strict):
         if lo < 0:
             raise ValueError("gamma must be >= 0")
         for shape in self.tree or ():
-            parse_tree(shape)
+            try:
+                parse_tree(shape)
+            except ValueError as exc:
+                raise ValueError(f"tree shape {exc}") from None
         return self
 
 
 def parse_tree(shape: str) -> list[int]:
     """'4,2,1' -> [4, 2, 1] (children per node at each depth)."""
-    if not re.fullmatch(r"\s*\d+(\s*,\s*\d+)*\s*", shape):
-        raise ValueError(f"tree shape {shape!r} is not a comma-separated list of children per depth")
-    out = [int(x) for x in shape.split(",")]
-    if any(c < 1 for c in out):
-        raise ValueError(f"tree shape {shape!r}: children per depth must be >= 1")
-    return out
+    return list(TreeShape.parse(shape).branching)
 
 
 class DrafterSpec(Strict):
@@ -148,7 +145,7 @@ class StudyFile(Strict):
     startup_trials: Annotated[int, Field(gt=0)] = 10
     baselines: list[dict[str, Any]] = Field(default_factory=list)
     search: SearchSpec = SearchSpec()
-    drafters: dict[Literal["model", "early_exit", "ngram"], DrafterSpec] = Field(default_factory=dict)
+    drafters: dict[DrafterKind, DrafterSpec] = Field(default_factory=dict)
     variants: dict[Literal["placement", "dtype"], dict[str, dict[str, Any]]] = Field(default_factory=dict)
     objectives: dict[str, Literal["maximize", "minimize"]] = Field(default_factory=lambda: {"throughput": "maximize"}, min_length=1)
     constraints: dict[str, Constraint] = Field(default_factory=dict)
@@ -277,6 +274,6 @@ def _from_trace(sf: StudyFile, path: Path) -> StudyFile:
             raise InputError(str(path), "search.vocab", f"the trace {ref} recorded no vocabulary sizes")
         update["vocab"] = ks
         for k in traced:
-            if drafters[k].vocab_size is None and full and k != "ngram":
+            if drafters[k].vocab_size is None and full and drafter_kinds.get(k).trims_head:
                 drafters[k] = drafters[k].model_copy(update={"vocab_size": int(full)})
     return sf.model_copy(update={"search": s.model_copy(update=update), "drafters": drafters})

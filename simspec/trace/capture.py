@@ -22,11 +22,12 @@ from typing import Callable
 import numpy as np
 import torch
 
+from simspec import drafters
 from simspec.errors import InputError
 from simspec.models import LoadedModel, early_exit_logits, load_model, new_cache
 from simspec.trace.prompts import calibration_order, load_split
 from simspec.trace.ranks import TrimSets, score_full
-from simspec.trace.schema import beta_column, rank_column, write_trace
+from simspec.trace.schema import TARGET, beta_column, rank_column, write_trace
 
 
 @dataclass
@@ -182,10 +183,10 @@ def score(target: LoadedModel, g: Generated, draft_logits: dict[str, torch.Tenso
             for t, v in b.items():
                 cols[beta_column(d, t)] = v.numpy()
 
-    add("target", p_logits, full=False)  # the target itself through a trimmed head
+    add(TARGET, p_logits, full=False)  # the target itself through a trimmed head
     with torch.inference_mode():
         for l, h in g.hidden.items():
-            add(f"exit{l}", early_exit_logits(target.model, h, l), full=True)
+            add(drafters.layer_kind().column(l), early_exit_logits(target.model, h, l), full=True)
     for name, logits in draft_logits.items():
         add(name, logits, full=True)
     return cols
@@ -203,7 +204,7 @@ def drafter_names(spec: CaptureSpec, model_names: list[str]) -> list[str]:
     ks = [k for k in spec.vocabs if k]
     full = None in spec.vocabs
     names = [f"target/k{k}" for k in ks]
-    for base in [f"exit{l}" for l in spec.exit_layers] + model_names:
+    for base in [drafters.layer_kind().column(l) for l in spec.exit_layers] + model_names:
         names += ([base] if full else []) + [f"{base}/k{k}" for k in ks]
     return names
 

@@ -14,6 +14,18 @@ import numpy as np
 MAX_DRAFT = 16
 
 
+def propose(ctx: list[int], max_ngram: int, max_draft: int) -> list[int]:
+    """The rule itself, on one context: for the last m tokens, m = N..1, the EARLIEST earlier
+    occurrence proposes up to `max_draft` tokens that followed it. The live drafter calls
+    this; `lookup_accepts` is the same rule indexed incrementally over a whole sequence."""
+    for m in range(min(max_ngram, len(ctx) - 1), 0, -1):
+        tail = ctx[-m:]
+        for i in range(0, len(ctx) - m):
+            if ctx[i:i + m] == tail:
+                return ctx[i + m:i + m + max_draft]
+    return []
+
+
 def lookup_accepts(prompt: np.ndarray, tokens: np.ndarray, max_ngram: int = 2,
                    max_draft: int = MAX_DRAFT) -> np.ndarray:
     """int16[len(tokens)]: draft tokens a prompt-lookup drafter gets accepted at each position."""

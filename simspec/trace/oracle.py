@@ -5,7 +5,7 @@ for sequence handle h at position n (tokens already generated) the round looks a
 positions n .. n+depth-1 of h's traced sequence.
   ranks (greedy)   accept depth j+1 iff rank[n+j] < children[j]   (chain: children = 1)
   beta@T (sampled) accept depth j+1 iff u_j < beta_T[n+j]            (Bernoulli(beta_t))
-  ngram[:N]        accept min(lookup_accepts[n], depth)              (prompt lookup, chain)
+  model-free       accept min(run[n], depth)                         (e.g. ngram[:N]: prompt lookup, chain)
 counting only the leading run of successes; a window never runs past its sequence's end. A
 chain (and prompt lookup) is one gather from a precomputed accepted-run array. A request whose
 output is longer than its traced sequence starts over at position n mod length (only happens
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from simspec import drafters
 from simspec.errors import InputError
-from simspec.trace.ngram import lookup_accepts
-from simspec.trace.schema import Trace, load_trace, parse_drafter
-from simspec.trace.summary import zero_runs
+from simspec.trace.schema import TARGET, Trace, load_trace, parse_drafter
+from simspec.trace.runs import replay_column, replayed_kind, zero_runs
 
 _CACHE: dict[tuple, object] = {}
 
@@ -37,16 +37,6 @@ def cached_trace(path: str | Path, file: str | None = None) -> Trace:
         return load_trace(p, file)
     if key not in _CACHE:
         _CACHE[key] = load_trace(p, file)
-    return _CACHE[key]  # type: ignore[return-value]
-
-
-def lookup_column(trace: Trace, max_ngram: int) -> np.ndarray:
-    """Prompt-lookup accepted lengths for every traced position (memoised per trace)."""
-    key = ("ngram", id(trace), max_ngram)
-    if key not in _CACHE:
-        parts = [lookup_accepts(trace.seq_prompt(i), trace.seq_tokens(i), max_ngram)
-                 for i in range(trace.n_seq)]
-        _CACHE[key] = np.concatenate(parts).astype(np.int16)
     return _CACHE[key]  # type: ignore[return-value]
 
 
@@ -124,20 +114,26 @@ class TraceOracle:
         return np.where(fail.any(axis=1), fail.argmax(axis=1), self.depth).astype(np.int64)
 
 
+def _forms(k: drafters.Kind) -> str:
+    return f"'{k.name}' or '{k.name}:N'" if k.arg == "n" else f"'{k.name}'"
+
+
 def _check_drafter_matches(sc, name, file: str | None, trace: Trace) -> None:
     """The scenario's [draft] must describe the drafter whose column it replays."""
     d = sc.draft
+    k = d.entry
     key = "acceptance.drafter"
     col = str(name)
-    if d.kind == "ngram":
-        raise InputError(file, key, f"[draft] kind = 'ngram' replays drafter 'ngram' or 'ngram:N', not {col!r}")
-    if d.kind == "early_exit":
-        if name.exit_layer is None:
-            raise InputError(file, key, f"[draft] kind = 'early_exit' needs an exit<l> column, not {col!r}")
-        if name.exit_layer != d.exit_layer:
-            raise InputError(file, key, f"column {col!r} exits at layer {name.exit_layer} but draft.exit_layer = {d.exit_layer}")
-    elif d.kind == "model" and name.kind != "model":
-        raise InputError(file, key, f"[draft] kind = 'model' replays a model drafter column, not {col!r}")
+    found = None if name.base == TARGET else drafters.of_column(name.base)
+    if k.replay is not None:
+        raise InputError(file, key, f"[draft] kind = '{k.name}' replays drafter {_forms(k)}, not {col!r}")
+    if k.arg == "layer":
+        if found is None or found[0] is not k:
+            raise InputError(file, key, f"[draft] kind = '{k.name}' needs an {k.column_prefix}<l> column, not {col!r}")
+        if int(found[1]) != d.exit_layer:
+            raise InputError(file, key, f"column {col!r} exits at layer {found[1]} but draft.exit_layer = {d.exit_layer}")
+    elif found is None or found[0] is not k:
+        raise InputError(file, key, f"[draft] kind = '{k.name}' replays a {k.name} drafter column, not {col!r}")
     full = trace.meta.get("vocab")
     if d.vocab is not None:
         if name.k is None and d.vocab != full:
@@ -167,18 +163,22 @@ def _trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
     children = tree if tree is not None else [1] * sc.gamma
     children += [1] * (depth - len(children))
     children = children[:depth]
-    if spec == "ngram" or spec.startswith("ngram:"):
-        if sc.draft.kind != "ngram":
-            raise InputError(file, key, f"drafter {spec!r} needs [draft] kind = 'ngram'")
-        try:
-            n = int(spec.split(":")[1]) if ":" in spec else 2
-            if n < 1:
-                raise ValueError
-        except ValueError:
-            raise InputError(file, key, f"{spec!r}: write ngram or ngram:N with N >= 1") from None
+    replayed = replayed_kind(spec)
+    if replayed is not None:
+        k, arg = replayed
+        if sc.draft.kind != k.name:
+            raise InputError(file, key, f"drafter {spec!r} needs [draft] kind = '{k.name}'")
+        n = 0
+        if k.arg == "n":
+            try:
+                n = int(arg)
+                if n < 1:
+                    raise ValueError
+            except ValueError:
+                raise InputError(file, key, f"{spec!r}: write {k.name} or {k.name}:N with N >= 1") from None
         if tree is not None:
-            raise InputError(file, "speculation.tree", "prompt lookup proposes one chain, not a tree")
-        return TraceOracle(trace, "lookup", lookup_column(trace, n), children, rng)
+            raise InputError(file, "speculation.tree", f"a {k.name} drafter proposes one chain, not a tree")
+        return TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng)
     base, at, temp = spec.partition("@")
     try:
         name = parse_drafter(base)

@@ -32,26 +32,16 @@ SCHEMA_VERSION = 1
 BASE_COLUMNS = {"seq": "int32", "prompt_len": "int32", "output_len": "int32"}
 LIST_COLUMNS = {"prompt_ids": "int32", "tokens": "int32"}
 _DRAFTER = re.compile(r"^(?P<base>[A-Za-z0-9_.\-]+?)(?:/k(?P<k>\d+))?$")
-_EXIT = re.compile(r"^exit(?P<l>\d+)$")
+TARGET = "target"  # the base of the target's own columns (its final layer, trimmed: target/k<K>)
 
 
 @dataclass(frozen=True)
 class DrafterName:
-    """A parsed drafter column name: base (model name, exit<l> or target) and trim K."""
+    """A parsed drafter column name: base (model name, exit<l> or target) and trim K; which
+    drafter kind a base belongs to is `simspec.drafters.of_column`."""
 
     base: str
     k: int | None = None
-
-    @property
-    def exit_layer(self) -> int | None:
-        m = _EXIT.match(self.base)
-        return int(m.group("l")) if m else None
-
-    @property
-    def kind(self) -> str:
-        if self.exit_layer is not None:
-            return "early_exit"
-        return "target" if self.base == "target" else "model"
 
     def __str__(self) -> str:
         return self.base + (f"/k{self.k}" if self.k else "")

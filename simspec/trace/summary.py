@@ -11,17 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from simspec.trace.schema import RANK_CAP, Trace, parse_drafter
-
-
-def zero_runs(ranks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """run[i] = number of consecutive rank-0 positions starting at i, within i's sequence."""
-    n = len(ranks)
-    idx = np.arange(n, dtype=np.int64)
-    fail = np.where(np.asarray(ranks) != 0, idx, n)
-    next_fail = np.minimum.accumulate(fail[::-1])[::-1]
-    seq_end = np.repeat(np.asarray(offsets[1:], dtype=np.int64), np.diff(offsets))
-    return np.minimum(next_fail, seq_end) - idx
+from simspec import drafters
+from simspec.trace.runs import replay_column, replayed_kind, zero_runs
+from simspec.trace.schema import RANK_CAP, TARGET, Trace, parse_drafter
 
 
 def replay_chain(run: np.ndarray, offsets: np.ndarray, g: int) -> tuple[int, int]:
@@ -39,10 +31,10 @@ def replay_chain(run: np.ndarray, offsets: np.ndarray, g: int) -> tuple[int, int
 
 
 def _runs(trace: Trace, drafter: str) -> np.ndarray:
-    if drafter.startswith("ngram"):
-        from simspec.trace.oracle import lookup_column
-
-        return lookup_column(trace, int(drafter.split(":")[1]) if ":" in drafter else 2).astype(np.int64)
+    replayed = replayed_kind(drafter)
+    if replayed is not None:
+        k, arg = replayed
+        return replay_column(trace, k, int(arg) if arg else 0).astype(np.int64)
     return zero_runs(trace.ranks[drafter], trace.offsets)
 
 
@@ -70,15 +62,18 @@ def coverage(trace: Trace) -> dict[int, float]:
     out = {}
     for d, r in trace.ranks.items():
         name = parse_drafter(d)
-        if name.base == "target" and name.k:
+        if name.base == TARGET and name.k:
             out[name.k] = float((r < RANK_CAP).mean())
     return dict(sorted(out.items()))
 
 
-def summary_rows(trace: Trace, gmax: int = 8, lookup: tuple[int, ...] = (2, 3)) -> list[dict]:
-    """One row per rank column, plus prompt-lookup drafters (ngram:N) computed from the tokens."""
+def summary_rows(trace: Trace, gmax: int = 8, sizes: tuple[int, ...] = (2, 3)) -> list[dict]:
+    """One row per rank column, plus the model-free drafters computed from the tokens (each
+    n-sized one at every n of `sizes`: prompt lookup as ngram:2, ngram:3)."""
+    replayed = [k.column(n) for k in drafters.KINDS.values() if k.replay is not None
+                for n in (sizes if k.arg == "n" else [None])]
     rows = []
-    for d in [*trace.ranks, *(f"ngram:{n}" for n in lookup)]:
+    for d in [*trace.ranks, *replayed]:
         run = _runs(trace, d)
         tpr = tokens_per_round(trace, d, range(1, gmax + 1))
         if d in trace.ranks:

@@ -9,7 +9,7 @@
     "qwen2.5-coder-1.5b" = { bf16 = "profiles/cpu/qwen2.5-coder-1.5b-bf16.parquet" }
     [[config]]
     dtype = "bf16"
-    draft = "model:qwen2.5-coder-0.5b"   # none | model:NAME | early_exit:L | ngram[:N]
+    draft = "model:qwen2.5-coder-0.5b"   # none or a drafter kind: model:NAME | early_exit:L | ngram[:N]
     gamma = 4                             # or tree = [2, 2, 1]; vocab = K trims the head
     # name = "..." labels it; column = "..." names its trace column when not derivable
 
@@ -23,20 +23,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from simspec.config import Scenario, _pydantic_error, parse_scenario, read_toml
+from simspec import drafters
+from simspec.config import PosInt, Scenario, Strict, _pydantic_error, parse_scenario, read_toml
+from simspec.drafters import DraftSpec
 from simspec.errors import InputError
-from simspec.live.draft_spec import DraftSpec
-
-PosInt = Annotated[int, Field(gt=0)]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class LiveConfig(_Strict):
+class LiveConfig(Strict):
     dtype: Literal["bf16", "fp32"] = "bf16"
     draft: str = "none"
     gamma: Annotated[int, Field(ge=0)] = 0
@@ -48,24 +43,29 @@ class LiveConfig(_Strict):
     @model_validator(mode="after")
     def _check(self) -> "LiveConfig":
         try:
-            kind = DraftSpec.parse(self.draft).kind
+            k = DraftSpec.parse(self.draft).entry
         except InputError as exc:
             raise ValueError(f"draft {exc.reason}") from None
-        if kind == "none" and (self.gamma or self.tree):
+        if k is None and (self.gamma or self.tree):
             raise ValueError("draft = 'none' takes no gamma or tree")
-        if kind != "none" and not self.gamma and not self.tree:
+        if k is not None and not self.gamma and not self.tree:
             raise ValueError(f"draft {self.draft!r} needs gamma >= 1 or a tree")
         if self.gamma and self.tree:
             raise ValueError("give gamma or tree, not both")
-        if self.vocab is not None and kind not in ("model", "early_exit"):
-            raise ValueError("vocab (a trimmed head) needs a model or early_exit drafter")
-        if self.tree and kind == "ngram":
-            raise ValueError("n-gram lookup drafts chains only")
+        if self.vocab is not None and (k is None or not k.trims_head):
+            trimmable = " or ".join(n for n, x in drafters.KINDS.items() if x.trims_head)
+            raise ValueError(f"vocab (a trimmed head) needs a {trimmable} drafter")
+        if self.tree and k is not None and not k.trees:
+            raise ValueError(f"{k.title or k.name} drafts chains only")
         return self
 
     @property
+    def spec(self) -> DraftSpec:
+        return DraftSpec.parse(self.draft)
+
+    @property
     def kind(self) -> str:
-        return self.draft.partition(":")[0]
+        return self.spec.kind
 
     @property
     def arg(self) -> str:
@@ -78,15 +78,16 @@ class LiveConfig(_Strict):
     def label(self) -> str:
         if self.name:
             return self.name
-        shape = "" if self.kind == "none" else (
+        k = self.spec.entry
+        shape = "" if k is None else (
             f" tree{'-'.join(map(str, self.tree))}" if self.tree else f" g{self.gamma}")
-        draft = {"model": "draft", "early_exit": "exit", "ngram": "ngram", "none": "plain"}[self.kind]
-        arg = "" if self.kind in ("none",) else (self.arg.split("-")[-1] if self.kind == "model" else self.arg)
+        draft = "plain" if k is None else k.label
+        arg = "" if k is None else (self.arg.split("-")[-1] if k.arg == "model" else self.arg)
         head = f" K{self.vocab}" if self.vocab else ""
         return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}".strip()
 
 
-class Plan(_Strict):
+class Plan(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     target: str
     trace: str
@@ -143,38 +144,35 @@ def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
 
 
 def trace_column(cfg: LiveConfig) -> str | None:
-    """The trace column whose ranks replay this config's acceptance."""
-    if cfg.kind == "none":
+    """The trace column whose acceptance replays this config (None: plain decoding)."""
+    if cfg.spec.entry is None:
         return None
-    if cfg.column:
-        return cfg.column
-    if cfg.kind == "ngram":
-        return f"ngram:{cfg.arg or 3}"
-    base = cfg.arg if cfg.kind == "model" else f"exit{cfg.arg}"
-    return f"{base}/k{cfg.vocab}" if cfg.vocab else base
+    return cfg.column or cfg.spec.column(cfg.vocab)
 
 
 def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     """The scenario predicting one live config: profiles, trace replay in order, batch 1."""
     key = f"config[{cfg.label()}]"
-    draft: dict = {"kind": cfg.kind}
-    if cfg.kind == "model":
-        draft |= {"name": cfg.arg, "profile": profile_of(plan, cfg.arg, cfg.dtype, file, key)}
-    elif cfg.kind == "early_exit":
-        draft["exit_layer"] = int(cfg.arg)
+    spec = cfg.spec
+    k = spec.entry
+    draft: dict = {"kind": spec.kind}
+    if k is not None and k.separate_model:
+        draft |= {"name": spec.model, "profile": profile_of(plan, spec.model, cfg.dtype, file, key)}
+    elif k is not None and k.arg == "layer":
+        draft["exit_layer"] = spec.layers
     if cfg.vocab:
         draft["vocab"] = cfg.vocab
-    spec: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
-    spec |= {"first_round": "with_prefill", "clip_to_budget": True}  # as simspec's live engine runs
+    shape: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
+    shape |= {"first_round": "with_prefill", "clip_to_budget": True}  # as simspec's live engine runs
     seqs = plan.seqs()
     acceptance = {"trace": plan.trace, "sequences": seqs}
     # plain decoding replays only the sequences' lengths; the schema still wants a column
-    acceptance["drafter"] = trace_column(cfg) or "ngram"
+    acceptance["drafter"] = trace_column(cfg) or "none"
     data = {
         "target": {"name": plan.target, "profile": profile_of(plan, plan.target, cfg.dtype, file, key)},
         "draft": draft,
         "acceptance": acceptance,
-        "speculation": spec,
+        "speculation": shape,
         "workload": {"requests": len(seqs), "arrival": "closed", "concurrency": 1, "dataset": "trace",
                      "max_output_len": plan.max_new_tokens},
         "serving": {"max_batch": 1, "seed": 0},

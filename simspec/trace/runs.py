@@ -1,0 +1,45 @@
+"""Accepted-run arrays: for every traced position, how many draft tokens a chain starting
+there gets accepted (before the cap at gamma). Rank columns give them by their leading
+rank-0 run; model-free drafters by their replay rule over the tokens. Replay (oracle.py) and
+the trace summary (summary.py) both read them from here. Numpy only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from simspec import drafters
+from simspec.trace.schema import Trace
+
+_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def zero_runs(ranks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """run[i] = number of consecutive rank-0 positions starting at i, within i's sequence."""
+    n = len(ranks)
+    idx = np.arange(n, dtype=np.int64)
+    fail = np.where(np.asarray(ranks) != 0, idx, n)
+    next_fail = np.minimum.accumulate(fail[::-1])[::-1]
+    seq_end = np.repeat(np.asarray(offsets[1:], dtype=np.int64), np.diff(offsets))
+    return np.minimum(next_fail, seq_end) - idx
+
+
+def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
+    """A model-free drafter's accepted lengths at every traced position, computed from the
+    tokens themselves by the kind's replay rule (memoised per trace)."""
+    key = ("replay", kind.name, id(trace), arg)
+    if key not in _CACHE:
+        accepts = kind.replay_fn()
+        parts = [accepts(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
+        _CACHE[key] = np.concatenate(parts).astype(np.int16)
+    return _CACHE[key]
+
+
+def replayed_kind(column: str) -> tuple[drafters.Kind, str] | None:
+    """(kind, arg) when `column` names a model-free drafter replayed from the tokens."""
+    for k in drafters.KINDS.values():
+        if k.replay is not None:
+            arg = k.column_arg(column)
+            if arg is not None:
+                return k, arg
+    return None
