@@ -23,7 +23,7 @@ import numpy as np
 from simspec import drafters
 from simspec.config import parse_scenario
 from simspec.errors import InputError
-from simspec.study.spec import IntRange, StudySpec, merge_scenario, parse_tree
+from simspec.study.schema import IntRange, StudySpec, merge_scenario, parse_tree
 
 PARAM_NAMES = ("gamma", "drafter", "exit_layer", "vocab", "tree", "max_batch", "placement", "dtype")
 

@@ -1,0 +1,185 @@
+"""The study file's schema: search space, drafters, objectives, SLOs, plus the loaded `StudySpec`.
+
+Kept apart from the loader (`spec.load_study`) so that the search space (`space.py`), which
+the loader calls to check a file, can import these types without an import cycle.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AfterValidator, Field, model_validator
+
+from simspec import drafters as drafter_kinds
+from simspec.config import AcceptanceSpec, CostSpec, Strict
+from simspec.tree_shape import TreeShape
+
+# A drafter kind of simspec.drafters ("none" is gamma = 0, not a drafter).
+DrafterKind = Annotated[str, AfterValidator(lambda v: drafter_kinds.check_name(v, with_none=False))]
+
+
+class IntRange(Strict):
+    """An integer knob: low..high (inclusive), optionally on a log scale."""
+
+    low: int
+    high: int
+    log: bool = False
+    step: Annotated[int, Field(gt=0)] = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "IntRange":
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high}) < low ({self.low})")
+        if self.log and (self.low < 1 or self.step != 1):
+            raise ValueError("a log scale needs low >= 1 and step = 1")
+        return self
+
+    def values(self) -> list[int]:
+        return list(range(self.low, self.high + 1, self.step))
+
+
+IntKnob = Union[IntRange, Annotated[list[int], Field(min_length=1)]]
+
+
+class SearchSpec(Strict):
+    gamma: IntKnob = IntRange(low=0, high=0)
+    drafter: list[DrafterKind] | None = Field(default=None, min_length=1)
+    exit_layer: IntKnob | Literal["trace"] | None = None   # "trace": the layers the trace recorded
+    vocab: IntKnob | Literal["trace"] | None = None        # "trace": the trimmed sizes it recorded
+    tree: list[str] | None = Field(default=None, min_length=1)
+    max_batch: IntKnob | None = None
+    placement: list[str] | None = Field(default=None, min_length=1)
+    dtype: list[str] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SearchSpec":
+        lo = self.gamma.low if isinstance(self.gamma, IntRange) else min(self.gamma)
+        if lo < 0:
+            raise ValueError("gamma must be >= 0")
+        for shape in self.tree or ():
+            try:
+                parse_tree(shape)
+            except ValueError as exc:
+                raise ValueError(f"tree shape {exc}") from None
+        return self
+
+
+def parse_tree(shape: str) -> list[int]:
+    """'4,2,1' -> [4, 2, 1] (children per node at each depth)."""
+    return list(TreeShape.parse(shape).branching)
+
+
+class DrafterSpec(Strict):
+    """One kind of drafter the search may pick, with its cost and its acceptance."""
+
+    name: str | None = None
+    cost: CostSpec | None = None
+    profile: str | None = None
+    acceptance: AcceptanceSpec | None = None
+    # early exit, synthetic acceptance: [[layer, iid acceptance], ...], interpolated in layer.
+    acceptance_by_layer: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    # trimmed vocabulary: full head rows, the head's share of a synthetic step, and the
+    # fraction of target tokens inside the top-K rows ([[K, coverage], ...], log-interpolated).
+    vocab_size: Annotated[int, Field(gt=0)] | None = None
+    head_ms: Annotated[float, Field(ge=0)] = 0.0
+    coverage: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    # n-gram: vLLM's prompt lookup window, exported as-is.
+    prompt_lookup_min: Annotated[int, Field(gt=0)] | None = None
+    prompt_lookup_max: Annotated[int, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> "DrafterSpec":
+        if self.cost is not None and self.profile is not None:
+            raise ValueError("give at most one of `cost` or `profile`")
+        if self.acceptance is None and self.acceptance_by_layer is None:
+            raise ValueError("give `acceptance` (or `acceptance_by_layer` for early exit)")
+        if self.acceptance is not None and self.acceptance.trace is not None and self.coverage is not None:
+            raise ValueError("`coverage` is for synthetic acceptance: a trace has the trimmed columns (<drafter>/k<K>)")
+        for pts, what in ((self.acceptance_by_layer, "acceptance_by_layer"), (self.coverage, "coverage")):
+            if pts is not None:
+                xs = [p[0] for p in pts]
+                if xs != sorted(xs) or len(set(xs)) != len(xs):
+                    raise ValueError(f"`{what}` points must be sorted by their first value, without repeats")
+                if any(not 0 <= p[1] <= 1 for p in pts):
+                    raise ValueError(f"`{what}` values must lie in [0, 1]")
+        return self
+
+
+class Constraint(Strict):
+    max: float | None = None
+    min: float | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Constraint":
+        if (self.max is None) == (self.min is None):
+            raise ValueError("give exactly one of `max` or `min`")
+        return self
+
+
+class CapacitySpec(Strict):
+    rate: Annotated[float, Field(gt=0)]
+    max_replicas: Annotated[int, Field(gt=0)] = 64
+    requests: Annotated[int, Field(gt=0)] | None = None
+
+
+class ScheduleSpec(Strict):
+    batch_sizes: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=1)
+    requests_per_slot: Annotated[int, Field(gt=0)] = 4
+    min_requests: Annotated[int, Field(gt=0)] = 32
+
+
+class StudyFile(Strict):
+    name: str | None = None
+    scenario: str | dict[str, Any]
+    patch: dict[str, Any] = Field(default_factory=dict)
+    workload: dict[str, Any] | None = None  # replaces the scenario's [workload] whole
+    trials: Annotated[int, Field(gt=0)] = 100
+    seed: int = 0
+    sampler: Literal["tpe", "random"] = "tpe"
+    startup_trials: Annotated[int, Field(gt=0)] = 10
+    baselines: list[dict[str, Any]] = Field(default_factory=list)
+    search: SearchSpec = SearchSpec()
+    drafters: dict[DrafterKind, DrafterSpec] = Field(default_factory=dict)
+    variants: dict[Literal["placement", "dtype"], dict[str, dict[str, Any]]] = Field(default_factory=dict)
+    objectives: dict[str, Literal["maximize", "minimize"]] = Field(default_factory=lambda: {"throughput": "maximize"}, min_length=1)
+    constraints: dict[str, Constraint] = Field(default_factory=dict)
+    capacity: CapacitySpec | None = None
+    schedule: ScheduleSpec = ScheduleSpec()
+
+
+def deep_merge(base: dict, patch: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in patch.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def merge_scenario(base: dict, patch: dict) -> dict:
+    """deep_merge for scenario mappings: a patched `profile` replaces a `cost` (and back) in
+    [target] and [draft], since a scenario takes exactly one of them."""
+    out = copy.deepcopy(base)
+    for sec in ("target", "draft"):
+        given = patch.get(sec) if isinstance(patch.get(sec), dict) else {}
+        for a, b in (("profile", "cost"), ("cost", "profile")):
+            if a in given and isinstance(out.get(sec), dict):
+                out[sec].pop(b, None)
+    return deep_merge(out, patch)
+
+
+class StudySpec:
+    """A loaded study: the validated file plus the base scenario mapping it starts from."""
+
+    def __init__(self, file: StudyFile, path: Path, base: dict[str, Any]) -> None:
+        self.file = file
+        self.path = path
+        self.base = base
+        self.name = file.name or path.stem
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
