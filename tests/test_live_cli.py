@@ -31,7 +31,7 @@ def test_run_json_and_greedy_check(prompts, tmp_path):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["new_tokens"] == 36 and res["prompts"] == 3
     assert res["greedy_equal"] == 3
-    assert res["tree"] == [2, 1] and res["tokens_per_round"] >= 1.0
+    assert res["tree"] == [2, 1] and 1.0 <= res["tokens_per_round"] <= 3.0  # a 2-deep tree emits 1..3 a round
     assert set(res["seconds"]) == {"prefill", "draft", "verify", "other"}
     assert json.loads(out.read_text()) == res
 

@@ -163,9 +163,19 @@ def test_prompt_lookup_matches_reference(max_ngram):
 
 
 def test_ngram_drafter_replays(trace_file):
+    """The serving loop's replay of prompt lookup equals a plain walk over its accepted runs."""
+    tr = load_trace(trace_file)
     sc = parse_scenario(scenario(trace_file, "ngram:2", draft__kind="ngram"), "s.toml")
     res = simulate(sc)
-    assert res.summary["mean_tokens_per_round"] >= 1.0
+    tokens = rounds = 0
+    for s in range(tr.n_seq):
+        run = lookup_accepts(tr.seq_prompt(s), tr.seq_tokens(s), 2)
+        n, t = 1, len(run)
+        while n < t:
+            e = min(min(int(run[n]), 4) + 1, t - n)
+            n, tokens, rounds = n + e, tokens + e, rounds + 1
+    assert res.summary["mean_tokens_per_round"] == pytest.approx(tokens / rounds, rel=1e-12)
+    assert tokens / rounds > 1.0  # the random tokens (ids < 50) do repeat: lookup is accepted
 
 
 @pytest.mark.parametrize("patch,key,text", [
@@ -190,13 +200,17 @@ def test_mismatches_are_one_clear_error(trace_file, patch, key, text):
 
 
 def test_matching_vocab_and_exit_layer_are_accepted(trace_file):
-    ok = scenario(trace_file, "m/k64", draft__vocab=64)
-    simulate(parse_scenario(ok, "s.toml"))
-    full = scenario(trace_file, "m", draft__vocab=1000)  # = the trace's full vocabulary
-    simulate(parse_scenario(full, "s.toml"))
+    """Each accepted pairing replays its own column: tokens per round equal a walk over it."""
+    tr = load_trace(trace_file)
     ee = scenario(trace_file, "exit3")
     ee["draft"] = {"kind": "early_exit", "exit_layer": 3}
-    simulate(parse_scenario(ee, "s.toml"))
+    cases = [(scenario(trace_file, "m/k64", draft__vocab=64), "m/k64"),
+             (scenario(trace_file, "m", draft__vocab=1000), "m"),  # = the trace's full vocabulary
+             (ee, "exit3")]
+    for sc, col in cases:
+        res = simulate(parse_scenario(sc, "s.toml"))
+        t, r = walk(tr.ranks[col], tr.output_len, 4)
+        assert res.summary["mean_tokens_per_round"] == pytest.approx(t / r, rel=1e-12), col
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
