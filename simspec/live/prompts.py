@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from simspec.corpora import humaneval_problems, sharegpt_conversations
+from simspec.corpora import humaneval_problems, sharegpt_turns
 from simspec.errors import InputError
 
 DATASETS = ("humaneval", "sharegpt")
@@ -16,16 +16,7 @@ def _humaneval() -> list[str]:
 
 
 def _sharegpt(limit: int) -> list[str]:
-    out = []
-    for conv in sharegpt_conversations("--dataset"):
-        turns = conv.get("conversations") or []
-        if turns and turns[0].get("from") == "human":
-            text = turns[0].get("value", "")
-            if 16 <= len(text) <= 4096:  # ~4..1024 tokens, as the simulator's workload filter
-                out.append(text)
-                if len(out) >= limit:
-                    break
-    return out
+    return [q for q, _ in sharegpt_turns("prompt", "--dataset")[:limit]]
 
 
 def _jsonl(path: Path) -> list[str]:

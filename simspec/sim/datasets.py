@@ -13,10 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simspec.corpora import humaneval_problems, sharegpt_conversations
+from simspec.corpora import approx_tokens, humaneval_problems, sharegpt_turns
 from simspec.errors import InputError
-
-CHARS_PER_TOKEN = 4.0
 
 
 def cache_dir() -> Path:
@@ -24,26 +22,14 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _tokens(text: str) -> int:
-    return max(1, int(np.ceil(len(text) / CHARS_PER_TOKEN)))
-
-
 def _sharegpt_pairs() -> np.ndarray:
-    rows = []
     # The first human turn and the reply to it, filtered as vLLM's serving benchmark does.
-    for conv in sharegpt_conversations():
-        turns = conv.get("conversations") or []
-        if len(turns) < 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
-            continue
-        p, o = _tokens(turns[0].get("value", "")), _tokens(turns[1].get("value", ""))
-        if p < 4 or o < 4 or p > 1024 or p + o > 2048:
-            continue
-        rows.append((p, o))
+    rows = [(approx_tokens(q), approx_tokens(a)) for q, a in sharegpt_turns("serving")]
     return np.asarray(rows, dtype=np.int64)
 
 
 def _humaneval_pairs() -> np.ndarray:
-    rows = [(_tokens(p["prompt"]), _tokens(p["canonical_solution"])) for p in humaneval_problems()]
+    rows = [(approx_tokens(p["prompt"]), approx_tokens(p["canonical_solution"])) for p in humaneval_problems()]
     return np.asarray(rows, dtype=np.int64)
 
 

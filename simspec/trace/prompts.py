@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from simspec.corpora import humaneval_problems, sharegpt_conversations
+from simspec.corpora import humaneval_problems, sharegpt_turns
 from simspec.errors import InputError
 
 HUMANEVAL_INSTRUCTION = "Complete the following Python function. Reply with the whole function in one Python code block.\n\n"
@@ -31,14 +31,7 @@ def _humaneval() -> list[dict]:
 
 
 def _sharegpt_pairs(seed: int) -> list[tuple[str, str]]:
-    pairs = []
-    for conv in sharegpt_conversations("--dataset"):
-        turns = conv.get("conversations") or []
-        if len(turns) < 2 or turns[0].get("from") != "human" or turns[1].get("from") != "gpt":
-            continue
-        q, a = turns[0].get("value", ""), turns[1].get("value", "")
-        if 16 <= len(q) <= 2000 and len(a) >= 16:
-            pairs.append((q, a))
+    pairs = sharegpt_turns("pair", "--dataset")
     order = np.random.default_rng(seed).permutation(len(pairs))
     return [pairs[i] for i in order]
 
