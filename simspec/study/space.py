@@ -14,7 +14,6 @@ what Optuna's samplers (and TPE's `group=True`) expect.
 from __future__ import annotations
 
 import copy
-import itertools
 import math
 from typing import Any
 
@@ -23,85 +22,29 @@ import numpy as np
 from simspec import drafters
 from simspec.config import parse_scenario
 from simspec.errors import InputError
-from simspec.study.schema import IntRange, StudySpec, merge_scenario, parse_tree
+from simspec.study import knobs
+from simspec.study.knobs import drafter_choices, has_layer, has_vocab, int_values, tree_shapes  # noqa: F401
+from simspec.study.schema import IntRange, StudySpec, parse_tree
 
-PARAM_NAMES = ("gamma", "drafter", "exit_layer", "vocab", "tree", "max_batch", "placement", "dtype")
-
-
-def _suggest_int(trial, name: str, knob) -> int:
-    if isinstance(knob, IntRange):
-        if knob.low == knob.high:
-            return knob.low
-        return trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)
-    if len(knob) == 1:
-        return int(knob[0])
-    return int(trial.suggest_categorical(name, sorted(set(int(v) for v in knob))))
-
-
-def _choose(trial, name: str, choices: list[str]) -> str:
-    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))
-
-
-def drafter_choices(spec: StudySpec) -> list[str]:
-    s = spec.file.search
-    if s.drafter is not None:
-        return list(s.drafter)
-    if spec.file.drafters:
-        return list(spec.file.drafters)
-    kind = (spec.base.get("draft") or {}).get("kind", "none")
-    return [kind] if kind != "none" else []
-
-
-def tree_shapes(spec: StudySpec, depth: int) -> list[str]:
-    return [t for t in (spec.file.search.tree or ()) if len(parse_tree(t)) == depth]
-
-
-def has_layer(kind: str) -> bool:
-    """The kind exits the target early: an `exit_layer` knob applies to it."""
-    return drafters.get(kind).arg == "layer"
-
-
-def has_vocab(spec: StudySpec, kind: str) -> bool:
-    d = spec.file.drafters.get(kind)
-    return (spec.file.search.vocab is not None and d is not None and d.vocab_size is not None
-            and drafters.get(kind).trims_head)
+PARAM_NAMES = knobs.NAMES
 
 
 def suggest(trial, spec: StudySpec) -> dict[str, Any]:
     """Ask the trial for one point of the space; returns {knob: value} (no tree_d prefix)."""
-    s = spec.file.search
-    p: dict[str, Any] = {"gamma": _suggest_int(trial, "gamma", s.gamma)}
-    if p["gamma"] > 0:
-        p["drafter"] = _choose(trial, "drafter", drafter_choices(spec))
-        if has_layer(p["drafter"]):
-            p["exit_layer"] = _suggest_int(trial, "exit_layer", s.exit_layer)
-        if has_vocab(spec, p["drafter"]):
-            p["vocab"] = _suggest_int(trial, "vocab", s.vocab)
-        shapes = tree_shapes(spec, p["gamma"])
-        if shapes:
-            p["tree"] = _choose(trial, f"tree_d{p['gamma']}", ["chain"] + shapes)
-    if s.max_batch is not None:
-        p["max_batch"] = _suggest_int(trial, "max_batch", s.max_batch)
-    if s.placement is not None:
-        p["placement"] = _choose(trial, "placement", s.placement)
-    if s.dtype is not None:
-        p["dtype"] = _choose(trial, "dtype", s.dtype)
+    p: dict[str, Any] = {}
+    for k in knobs.KNOBS:
+        if k.applies(spec, p):
+            p[k.name] = k.suggest(trial, spec, p)
     return p
 
 
 def to_optuna_params(p: dict[str, Any]) -> dict[str, Any]:
     """Knob values -> Optuna parameter names (for enqueue_trial)."""
-    out = {k: v for k, v in p.items() if k != "tree"}
-    if "tree" in p:
-        out[f"tree_d{p['gamma']}"] = p["tree"]
-    return out
+    return {knobs.BY_NAME[k].optuna_name(p) if k in knobs.BY_NAME else k: v for k, v in p.items()}
 
 
 def from_optuna_params(params: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in params.items():
-        out["tree" if k.startswith("tree_d") else k] = v
-    return out
+    return {knobs.optuna_to_knob(k): v for k, v in params.items()}
 
 
 # -- knob values -> scenario ---------------------------------------------------------
@@ -167,16 +110,9 @@ def build(spec: StudySpec, p: dict[str, Any]) -> dict[str, Any]:
         if p.get("tree", "chain") != "chain":
             spec_sec["tree"] = parse_tree(p["tree"])
     d["speculation"] = spec_sec
-    if "max_batch" in p:
-        d.setdefault("serving", {})["max_batch"] = int(p["max_batch"])
-    for knob in ("placement", "dtype"):
-        if knob in p:
-            patch = copy.deepcopy(spec.file.variants[knob][p[knob]])
-            if d["draft"].get("kind") != "model":
-                patch.pop("draft", None)
-            if knob == "placement" and "placement" in patch:
-                d["placement"] = patch.pop("placement")  # a placement is replaced whole
-            d = merge_scenario(d, patch)  # a variant's profile replaces a cost, and back
+    for k in knobs.KNOBS:  # the knobs that patch a section on their own, in order
+        if k.apply is not None and k.name in p:
+            d = k.apply(spec, p, d)
     return d
 
 
@@ -223,40 +159,13 @@ def _trim_head_cost(d: dict, draft: dict, ds, k: int, kind: str) -> None:
 
 # -- checks and grids ----------------------------------------------------------------
 
-def _knob_values(knob) -> list[int]:
-    if isinstance(knob, IntRange):
-        return knob.values()
-    return sorted(set(int(v) for v in knob))
-
-
 def grid(spec: StudySpec) -> list[dict[str, Any]]:
-    """Every point of the space (for exhaustive comparisons; use list or small int knobs)."""
-    s = spec.file.search
-    tails = [[]]
-    for knob in ("max_batch", "placement", "dtype"):
-        v = getattr(s, knob)
-        if v is not None:
-            vals = _knob_values(v) if knob == "max_batch" else list(v)
-            tails = [t + [(knob, x)] for t in tails for x in vals]
-    points = []
-    for g in _knob_values(s.gamma):
-        heads: list[dict] = [{"gamma": g}]
-        if g > 0:
-            heads = []
-            for kind in drafter_choices(spec):
-                layers = _knob_values(s.exit_layer) if has_layer(kind) else [None]
-                vocabs = _knob_values(s.vocab) if has_vocab(spec, kind) else [None]
-                shapes = ["chain"] + tree_shapes(spec, g) if tree_shapes(spec, g) else [None]
-                for l, k, t in itertools.product(layers, vocabs, shapes):
-                    h = {"gamma": g, "drafter": kind}
-                    if l is not None:
-                        h["exit_layer"] = l
-                    if k is not None:
-                        h["vocab"] = k
-                    if t is not None:
-                        h["tree"] = t
-                    heads.append(h)
-        points += [{**h, **dict(t)} for h in heads for t in tails]
+    """Every point of the space (for exhaustive comparisons; use list or small int knobs), in
+    the order of the knobs: each applying knob multiplies the points chosen before it."""
+    points: list[dict[str, Any]] = [{}]
+    for k in knobs.KNOBS:
+        points = [{**p, k.name: v} if k.applies(spec, p) else p for p in points
+                  for v in (k.values(spec, p) if k.applies(spec, p) else [None])]
     return points
 
 
@@ -278,7 +187,7 @@ def check(spec: StudySpec) -> None:
         raise InputError(where, "search.exit_layer", f"the {layered[0]} drafter needs an `exit_layer` range")
     layers = (spec.base.get("target") or {}).get("layers")
     if layered and isinstance(layers, int):
-        top = max(_knob_values(s.exit_layer)) if not isinstance(s.exit_layer, IntRange) else s.exit_layer.high
+        top = max(int_values(s.exit_layer)) if not isinstance(s.exit_layer, IntRange) else s.exit_layer.high
         if top > layers:
             raise InputError(where, "search.exit_layer", f"reaches layer {top} but target.layers is {layers}")
     for kind, ds in f.drafters.items():
@@ -330,7 +239,7 @@ def _probe(spec: StudySpec, kind: str, gamma: int) -> dict[str, Any]:
     s = spec.file.search
     p: dict[str, Any] = {"gamma": gamma, "drafter": kind}
     if has_layer(kind):
-        p["exit_layer"] = _knob_values(s.exit_layer)[0] if not isinstance(s.exit_layer, IntRange) else s.exit_layer.low
+        p["exit_layer"] = int_values(s.exit_layer)[0] if not isinstance(s.exit_layer, IntRange) else s.exit_layer.low
     if has_vocab(spec, kind):
         p["vocab"] = s.vocab.high if isinstance(s.vocab, IntRange) else max(s.vocab)
     return p

@@ -1,0 +1,136 @@
+"""The search knobs, one `Knob` each: when it applies, its values, how a trial suggests it,
+its Optuna name and (for the knobs that patch a scenario section on their own) how it applies.
+
+`space.py` loops over `KNOBS` in this order, which is the order a trial suggests them in (so a
+seed replays the same trials). A conditional knob depends only on the knobs before it. The
+drafter knobs (gamma, drafter, exit_layer, vocab) build the [draft] and [acceptance] sections
+together in `space.build`, because one kind's cost and acceptance depend on all four.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from simspec import drafters
+from simspec.study.schema import IntRange, StudySpec, merge_scenario, parse_tree
+
+Point = dict[str, Any]
+
+
+def int_values(knob) -> list[int]:
+    if isinstance(knob, IntRange):
+        return knob.values()
+    return sorted(set(int(v) for v in knob))
+
+
+def suggest_int(trial, name: str, knob) -> int:
+    if isinstance(knob, IntRange):
+        if knob.low == knob.high:
+            return knob.low
+        return trial.suggest_int(name, knob.low, knob.high, step=knob.step, log=knob.log)
+    if len(knob) == 1:
+        return int(knob[0])
+    return int(trial.suggest_categorical(name, sorted(set(int(v) for v in knob))))
+
+
+def choose(trial, name: str, choices: list[str]) -> str:
+    return choices[0] if len(choices) == 1 else trial.suggest_categorical(name, list(choices))
+
+
+def drafter_choices(spec: StudySpec) -> list[str]:
+    s = spec.file.search
+    if s.drafter is not None:
+        return list(s.drafter)
+    if spec.file.drafters:
+        return list(spec.file.drafters)
+    kind = (spec.base.get("draft") or {}).get("kind", drafters.NONE)
+    return [kind] if kind != drafters.NONE else []
+
+
+def tree_shapes(spec: StudySpec, depth: int) -> list[str]:
+    return [t for t in (spec.file.search.tree or ()) if len(parse_tree(t)) == depth]
+
+
+def has_layer(kind: str) -> bool:
+    """The kind exits the target early: an `exit_layer` knob applies to it."""
+    return drafters.get(kind).arg == "layer"
+
+
+def has_vocab(spec: StudySpec, kind: str) -> bool:
+    d = spec.file.drafters.get(kind)
+    return (spec.file.search.vocab is not None and d is not None and d.vocab_size is not None
+            and drafters.get(kind).trims_head)
+
+
+@dataclass(frozen=True)
+class Knob:
+    name: str                                        # in results, baselines and `best.toml`
+    applies: Callable[[StudySpec, Point], bool]      # given the knobs chosen before it
+    values: Callable[[StudySpec, Point], list]       # every value (grids; categorical choices)
+    integer: bool = False                            # suggested as an int range / int list
+    optuna: Callable[[Point], str] | None = None     # its Optuna name, when not `name`
+    apply: Callable[[StudySpec, Point, dict], dict] | None = None  # patch the scenario mapping
+
+    def optuna_name(self, p: Point) -> str:
+        return self.optuna(p) if self.optuna else self.name
+
+    def suggest(self, trial, spec: StudySpec, p: Point) -> Any:
+        if self.integer:
+            return suggest_int(trial, self.optuna_name(p), getattr(spec.file.search, self.name))
+        return choose(trial, self.optuna_name(p), self.values(spec, p))
+
+
+def _int_knob(name: str) -> Callable[[StudySpec, Point], list]:
+    return lambda spec, p: int_values(getattr(spec.file.search, name))
+
+
+def _variant(knob: str) -> Callable[[StudySpec, Point, dict], dict]:
+    """placement / dtype: merge the chosen [variants.<knob>.<name>] section into the scenario."""
+    def apply(spec: StudySpec, p: Point, d: dict) -> dict:
+        patch = copy.deepcopy(spec.file.variants[knob][p[knob]])
+        if not drafters.KINDS.get(d["draft"].get("kind"), drafters.Kind("", "")).separate_model:
+            patch.pop("draft", None)
+        if knob == "placement" and "placement" in patch:
+            d["placement"] = patch.pop("placement")  # a placement is replaced whole
+        return merge_scenario(d, patch)  # a variant's profile replaces a cost, and back
+
+    return apply
+
+
+def _max_batch(spec: StudySpec, p: Point, d: dict) -> dict:
+    d.setdefault("serving", {})["max_batch"] = int(p["max_batch"])
+    return d
+
+
+def _drafting(spec: StudySpec, p: Point) -> bool:
+    return p.get("gamma", 0) > 0
+
+
+KNOBS: tuple[Knob, ...] = (
+    Knob("gamma", lambda spec, p: True, _int_knob("gamma"), integer=True),
+    Knob("drafter", _drafting, lambda spec, p: drafter_choices(spec)),
+    Knob("exit_layer", lambda spec, p: _drafting(spec, p) and has_layer(p["drafter"]), _int_knob("exit_layer"),
+         integer=True),
+    Knob("vocab", lambda spec, p: _drafting(spec, p) and has_vocab(spec, p["drafter"]), _int_knob("vocab"),
+         integer=True),
+    Knob("tree", lambda spec, p: _drafting(spec, p) and bool(tree_shapes(spec, p["gamma"])),
+         lambda spec, p: ["chain"] + tree_shapes(spec, p["gamma"]), optuna=lambda p: f"tree_d{p['gamma']}"),
+    Knob("max_batch", lambda spec, p: spec.file.search.max_batch is not None, _int_knob("max_batch"),
+         integer=True, apply=_max_batch),
+    Knob("placement", lambda spec, p: spec.file.search.placement is not None,
+         lambda spec, p: list(spec.file.search.placement), apply=_variant("placement")),
+    Knob("dtype", lambda spec, p: spec.file.search.dtype is not None,
+         lambda spec, p: list(spec.file.search.dtype), apply=_variant("dtype")),
+)
+NAMES = tuple(k.name for k in KNOBS)
+BY_NAME = {k.name: k for k in KNOBS}
+
+
+def optuna_to_knob(param: str) -> str:
+    """An Optuna parameter name -> its knob (tree_d<g> -> tree)."""
+    for k in KNOBS:
+        if k.optuna is not None and param.startswith(k.name + "_d"):
+            return k.name
+    return param
