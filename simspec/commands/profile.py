@@ -111,10 +111,12 @@ def profile_cmd(
     typer.echo(f"captured {grid.with_vocab(lm.dims.vocab).points()} points in {seconds:.0f} s")
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
     if kernels:
+        from simspec.atomic import write_via
         from simspec.profile.kernels import kernel_table
 
         kpath = path.with_name(path.stem + ".kernels.parquet")
-        kernel_table(lm).to_parquet(kpath, index=False)
+        table = kernel_table(lm)
+        write_via(kpath, lambda tmp: table.to_parquet(tmp, index=False))
         typer.echo(f"wrote {kpath}")
 
 
@@ -170,7 +172,9 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     out = path.with_name(path.stem + (".check.json" if seed == 0 else f".check-seed{seed}.json"))
     import datetime as dt
 
-    out.write_text(json.dumps({
+    from simspec.atomic import write_text
+
+    write_text(out, json.dumps({
         "profile": str(path), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "simspec " + " ".join(sys.argv[1:]), "repeats": repeats, "seed": seed,
         "summary": s, "greedy": None if g is None else g.to_dict(),

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Optional
 
@@ -32,13 +31,6 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _write_atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def register(app: typer.Typer) -> None:
     @app.command(help=HELP)
     def simulate(
@@ -48,6 +40,7 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json, requests.parquet and the resolved scenario."),
         analytic: bool = typer.Option(False, "--analytic", help="Print the closed-form prediction beside the simulated figures."),
     ) -> None:
+        from simspec.atomic import write_text, write_via
         from simspec.config import load_scenario
         from simspec.sim.run import simulate as run
 
@@ -67,12 +60,11 @@ def register(app: typer.Typer) -> None:
                 summary["analytic"] = pred
 
         if requests_out is not None:
-            _write_atomic(requests_out, lambda t: res.requests_frame().to_parquet(t, index=False))
+            write_via(requests_out, lambda t: res.requests_frame().to_parquet(t, index=False))
         if out is not None:
-            out.mkdir(parents=True, exist_ok=True)
-            _write_atomic(out / "summary.json", lambda t: t.write_text(json.dumps(summary, indent=2) + "\n"))
-            _write_atomic(out / "requests.parquet", lambda t: res.requests_frame().to_parquet(t, index=False))
-            _write_atomic(out / "scenario.json", lambda t: t.write_text(sc.model_dump_json(indent=2) + "\n"))
+            write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_via(out / "requests.parquet", lambda t: res.requests_frame().to_parquet(t, index=False))
+            write_text(out / "scenario.json", sc.model_dump_json(indent=2) + "\n")
 
         if as_json:
             typer.echo(json.dumps(summary, sort_keys=True))

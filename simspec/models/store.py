@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import importlib.util
 import json
@@ -17,6 +18,7 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterator
 
+from simspec.atomic import write_via
 from simspec.errors import InputError
 from simspec.models.registry import KnownModel
 
@@ -99,13 +101,8 @@ def assembled_gguf(known: KnownModel) -> Path:
         if marker.exists() and path.exists():
             return path
         if known.method == "concat":
-            tmp = path.with_suffix(".part")
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as out:
-                for pkg, rel in known.parts:
-                    with open(_package_dir(pkg, known) / rel, "rb") as f:
-                        shutil.copyfileobj(f, out, 1 << 22)
-            os.replace(tmp, path)
+            parts = [_package_dir(pkg, known) / rel for pkg, rel in known.parts]
+            write_via(path, functools.partial(_concat, parts))
         elif known.method == "gemma":
             import importlib
 
@@ -120,6 +117,13 @@ def assembled_gguf(known: KnownModel) -> Path:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(got + "\n")
     return path
+
+
+def _concat(parts: list[Path], dest: Path) -> None:
+    with open(dest, "wb") as out:
+        for part in parts:
+            with open(part, "rb") as f:
+                shutil.copyfileobj(f, out, 1 << 22)
 
 
 def converted_dir(sha256: str) -> Path:
@@ -149,14 +153,14 @@ def convert_gguf(gguf: Path, sha256: str, name: str) -> Path:
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = out.with_name(out.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        model.save_pretrained(str(tmp), safe_serialization=True)
-        tok.save_pretrained(str(tmp))
-        (tmp / "simspec.json").write_text(
-            json.dumps({"name": name, "sha256": sha256, "source": str(gguf)}, indent=1) + "\n"
-        )
-        shutil.rmtree(out, ignore_errors=True)
-        os.replace(tmp, out)
+        info = {"name": name, "sha256": sha256, "source": str(gguf)}
+        write_via(out, functools.partial(_save_hf, model, tok, info))
         del model
     return out
+
+
+def _save_hf(model, tok, info: dict, folder: Path) -> None:
+    """A converted model's HF folder; simspec.json, the marker `convert_gguf` checks, last."""
+    model.save_pretrained(str(folder), safe_serialization=True)
+    tok.save_pretrained(str(folder))
+    (folder / "simspec.json").write_text(json.dumps(info, indent=1) + "\n")

@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from simspec.atomic import write_text, write_via
 from simspec.models.loader import LoadedModel
 from simspec.profile.grid import Grid
 from simspec.profile.schema import SCHEMA_VERSION, sidecar_path
@@ -149,9 +150,8 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
                   seconds: float, command: str, spec: str) -> Path:
     import pandas as pd
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows)
-    df.to_parquet(out, index=False, compression="zstd")
+    write_via(out, lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))
     meta = {
         "schema_version": SCHEMA_VERSION,
         "model": lm.name,
@@ -177,7 +177,7 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
         "platform": platform.platform(),
         "argv": sys.argv,
     }
-    sidecar_path(out).write_text(json.dumps(meta, indent=1) + "\n")
+    write_text(sidecar_path(out), json.dumps(meta, indent=1) + "\n")
     return out
 
 
