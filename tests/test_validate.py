@@ -95,6 +95,8 @@ def test_validate_writes_table_and_acceptance_matches_replay_exactly(setup):
         df["predicted_tokens_per_round"].to_numpy(), rel=1e-9)
     assert df["measured_tokens_per_round"].max() > 1.0  # some drafter is accepted at all
     assert "Spearman" in res.stdout and f"wrote {out / 'tiny.csv'}" in res.stdout
+    page = (out / "tiny.html").read_text()  # the one-page report beside the table
+    assert f"and {out / 'tiny.html'}" in res.stdout and page.count("data:image/png;base64,") == 1
 
 
 def test_predict_only_and_config_subset(setup):

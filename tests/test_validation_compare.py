@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from simspec.validation.compare import agreement, error_table
-from simspec.validation.plot import scatter
+from simspec.report.validation_plot import scatter
 
 
 def rows(pred, meas):

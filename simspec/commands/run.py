@@ -9,8 +9,6 @@ from typing import Optional
 
 import typer
 
-from simspec.errors import InputError
-
 
 def run_cmd(
     target: str = typer.Option(..., "--target", help="known name, GGUF file, HF dir or id, tiny:ARCH"),
@@ -34,86 +32,26 @@ def run_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result here"),
 ) -> None:
     """Decode dataset prompts with a drafter; report tokens/s, tokens per round, time per phase."""
-    import torch
+    from simspec.atomic import write_text
+    from simspec.live.run import RunSettings, run
 
-    from simspec.live.prompts import load_prompts
-    from simspec.live.draft_spec import DraftSpec
-    from simspec.live.runner import check_config, run_config, vocab_rows
-    from simspec.live.tree import Tree
-    from simspec.models import load_model
-
-    spec = DraftSpec.parse(draft)
-    for flag, value, low in (("--gamma", gamma, 0), ("--prompts", prompts, 1),
-                             ("--max-new-tokens", max_new_tokens, 1), ("--batch", batch, 1)):
-        if value < low:
-            raise InputError(None, flag, f"{value} must be >= {low}")
-    if temperature < 0:
-        raise InputError(None, "--temperature", f"{temperature} must be >= 0")
-    try:
-        shape = Tree.parse(tree) if tree else Tree.chain(gamma if spec.kind != "none" else 0)
-    except ValueError as exc:
-        raise InputError(None, "--tree", str(exc)) from None
-    if check_greedy and temperature > 0:
-        raise InputError(None, "--check-greedy", "only meaningful with --temperature 0")
-    if threads is not None:
-        if threads < 1:
-            raise InputError(None, "--threads", f"{threads} must be >= 1")
-        torch.set_num_threads(threads)
-    texts = load_prompts(dataset, prompts)
     say = (lambda s: print(s, file=sys.stderr)) if as_json else typer.echo
-
-    say(f"loading {target} ({dtype}) ...")
-    tgt = load_model(target, dtype=dtype, device=device)
-    dm = None
-    if spec.kind == "model":
-        say(f"loading draft {spec.model} ({dtype}) ...")
-        dm = load_model(spec.model, dtype=dtype, device=device)
-    check_config(tgt, spec, shape, vocab, temperature, dm)
-
-    tok = tgt.tokenizer
-    def encode(text: str) -> list[int]:
-        if chat:
-            ids = tok.apply_chat_template([{"role": "user", "content": text}], add_generation_prompt=True)
-            return list(ids["input_ids"] if isinstance(ids, dict) else ids)
-        return tok(text)["input_ids"]
-    ids = [encode(t) for t in texts]
-    rows = None
-    if vocab is not None:  # calibration: token counts over the dataset's prompts (up to 500)
-        calib = [tok(t)["input_ids"] for t in load_prompts(dataset, 500)]
-        rows = vocab_rows(calib, vocab, tgt.dims.vocab)
-    eos = None if ignore_eos else tok.eos_token_id
-
-    say(f"decoding {len(ids)} prompts x {max_new_tokens} tokens, batch {batch} ...")
-    report = run_config(
-        tgt, spec, shape, ids, max_new_tokens, batch=batch, draft=dm, rows=rows,
-        temperature=temperature, seed=seed, eos=eos, check_greedy=check_greedy,
-        progress=lambda n: say(f"  {n}/{len(ids)} prompts done"),
-    )
-    s = report.stats
-    weights = tgt.weights_bytes
-    result = {
-        "target": tgt.name, "draft": str(spec), "dtype": dtype, "device": device,
-        "tree": list(shape.branching), "vocab": vocab, "batch": batch, "temperature": temperature,
-        "dataset": dataset, "prompts": len(ids), "max_new_tokens": max_new_tokens,
-        "threads": torch.get_num_threads(), **s.as_dict(),
-        # gpt-fast's roofline figure: target weights streamed per second of decoding
-        "target_weight_gb_s": round(weights * s.rounds / s.decode_seconds / 1e9, 3) if s.decode_seconds else None,
-        "cpu_seconds": round(report.extra["cpu_seconds"], 3),
-        "tok_per_cpu_s": round(s.new_tokens / report.extra["cpu_seconds"], 3) if report.extra["cpu_seconds"] else None,
-        "greedy_equal": None if report.greedy_equal is None else sum(report.greedy_equal),
-    }
+    result = run(RunSettings(
+        target=target, draft=draft, gamma=gamma, tree=tree, vocab=vocab, dtype=dtype, device=device,
+        dataset=dataset, prompts=prompts, max_new_tokens=max_new_tokens, batch=batch,
+        temperature=temperature, seed=seed, ignore_eos=ignore_eos, chat=chat, check_greedy=check_greedy,
+        threads=threads), say)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_text(out, json.dumps(result, indent=2) + "\n")
     if as_json:
         print(json.dumps(result))
     else:
-        _print(result, report)
+        _print(result)
     if out is not None:
         say(f"wrote {out}")
 
 
-def _print(r: dict, report) -> None:
+def _print(r: dict) -> None:
     mode = "greedy" if r["temperature"] == 0 else f"sampling T={r['temperature']}"
     shape = "none" if not r["tree"] else (
         f"chain gamma={len(r['tree'])}" if all(c == 1 for c in r["tree"]) else "tree " + ",".join(map(str, r["tree"])))
@@ -130,8 +68,8 @@ def _print(r: dict, report) -> None:
         + "   (prefill: the first round, which carries the prompt)")
     if r["target_weight_gb_s"] is not None:
         typer.echo(f"  target weights  {r['target_weight_gb_s']:.2f} GB/s streamed (weights x verify passes / decode s)")
-    if report.greedy_equal is not None:
-        n, k = len(report.greedy_equal), sum(report.greedy_equal)
+    if r["greedy_equal"] is not None:
+        n, k = r["prompts"], r["greedy_equal"]
         verdict = "identical to" if k == n else "DIFFERENT from"
         typer.echo(f"  greedy check    {verdict} plain greedy on {k}/{n} prompts")
 

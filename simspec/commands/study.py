@@ -12,7 +12,7 @@ from simspec.errors import InputError
 HELP = """Search speculative-decoding settings (Optuna TPE over the simulator) under SLOs.
 
 Writes best.toml, trials.parquet, pareto.csv, plots, vllm_speculative_config.json,
-sglang_args.txt and summary.md into the run folder. Running it again resumes the study.
+sglang_args.txt, summary.md and report.html (all in one page) into the run folder. Running it again resumes the study.
 
 Examples:
 
@@ -41,8 +41,10 @@ def register(app: typer.Typer) -> None:
         capacity: bool = typer.Option(False, "--capacity", help="Find the fewest target replicas for [capacity] rate within [constraints]."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
     ) -> None:
+        from simspec.report import study as study_report
         from simspec.study import capacity as cap_mod
-        from simspec.study import report, runner
+        from simspec.study import runner
+        from simspec.study.outcome import write_results
         from simspec.study.spec import load_study
         from simspec.study.storage import default_url, redact
 
@@ -71,12 +73,16 @@ def register(app: typer.Typer) -> None:
         import optuna
 
         st = optuna.load_study(study_name=info.study_name, storage=runner.open_storage(url))
+
+        def finish() -> dict:
+            return study_report.write(write_results(spec, st, out, url, capacity), out)
+
         if no_progress:
-            res = report.write(spec, st, out, url, capacity)
+            res = finish()
         else:
             from rich.console import Console
 
             with Console(stderr=True).status("per-batch-size schedule, exports, plots ..."):
-                res = report.write(spec, st, out, url, capacity)
+                res = finish()
         typer.echo(res["summary"])
         typer.echo(f"results written to: {out}/ (trials in {redact(url)})")

@@ -2,6 +2,6 @@
 
 spec.py (study files) -> space.py (knobs -> scenario) -> evaluate.py (simulate) ->
 objectives.py (values, SLO constraints) -> runner.py (TPE, workers, storage.py, resume) ->
-results.py / schedule.py (per-batch answer) / capacity.py / export.py / plots.py / report.py.
-Torch-free, like the simulator.
+results.py / schedule.py (per-batch answer) / capacity.py / export.py -> outcome.py (the
+result files; figures, summary.md and report.html are simspec.report's). Torch-free, like the simulator.
 """

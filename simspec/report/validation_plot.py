@@ -6,13 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from simspec.report.mpl import pyplot, save
+
 
 def scatter(df: pd.DataFrame, path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), dpi=110)
     x, y = df["measured_tok_s"], df["predicted_tok_s"]
     lo, hi = 0.9 * min(x.min(), y.min()), 1.1 * max(x.max(), y.max())
@@ -29,7 +27,4 @@ def scatter(df: pd.DataFrame, path: Path, title: str) -> Path:
     ax.set_title(title, fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -1,32 +1,17 @@
-"""Study figures (matplotlib, Agg, PNG): history, importances, Pareto front, gamma vs batch."""
+"""Study figures (PNG): optimisation history, knob importances, Pareto front, gamma vs batch."""
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
+from simspec.report.mpl import pyplot, save
 from simspec.study import results
 
-FILES = ("history.png", "importances.png", "pareto.png", "gamma_vs_batch.png")
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    tmp.replace(path)
+PNG = {"dpi": 110, "bbox_inches": "tight"}
 
 
 def history(study, label: str, path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     trials = results.complete(study)
     maximize = study.directions[0].name == "MAXIMIZE"
@@ -51,48 +36,12 @@ def history(study, label: str, path: Path) -> None:
     ax.set_ylabel(label)
     ax.set_title("Optimisation history")
     ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path, **PNG)
 
 
-def importances(study, path: Path) -> dict[str, float]:
-    """Optuna's PED-ANOVA importances for the first objective; when it cannot run, the share
-    of variance explained by each knob (eta^2; a knob absent from a trial counts as a value)."""
-    import numpy as np
-
-    trials = [t for t in results.complete(study) if t.values and not math.isnan(t.values[0])]
-    imp: dict[str, float] = {}
-    how = "PED-ANOVA, Optuna"
-    try:
-        import optuna
-
-        # PED-ANOVA (no scikit-learn needed) takes lower target = better.
-        # An SLO-violating trial ranks with the worst feasible one (never among the top).
-        sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
-        feas = [sign * t.values[0] for t in trials if results.is_feasible(t)]
-        worst = max(feas) if feas else 0.0
-        import warnings
-
-        with warnings.catch_warnings():  # "lower target is better": the sign above sees to it
-            warnings.simplefilter("ignore")
-            imp = dict(optuna.importance.get_param_importances(
-                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
-                target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
-        imp = {results.knobs_name(k): float(v) for k, v in imp.items()}
-    except Exception:  # too few trials, or a degenerate space: fall back to eta^2
-        imp = {}
-        how = "eta^2"
-    if not imp and len(trials) >= 3:
-        y = np.array([t.values[0] for t in trials])
-        total = float(((y - y.mean()) ** 2).sum())
-        names = sorted({k for t in trials for k in results.knobs(t)})
-        for n in names:
-            groups: dict[str, list[float]] = {}
-            for t, v in zip(trials, y):
-                groups.setdefault(str(results.knobs(t).get(n, "-")), []).append(v)
-            between = sum(len(g) * (np.mean(g) - y.mean()) ** 2 for g in groups.values())
-            imp[n] = float(between / total) if total > 0 else 0.0
-    plt = _plt()
+def importances(imp: dict[str, float], how: str, path: Path) -> None:
+    """Bars of the knob importances for the first objective (`how`: the method, for the axis)."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 0.5 + 0.4 * max(1, len(imp))))
     if imp:
         order = sorted(imp, key=imp.get)
@@ -101,13 +50,11 @@ def importances(study, path: Path) -> dict[str, float]:
     else:
         ax.text(0.5, 0.5, "too few trials", ha="center", va="center")
     ax.set_title("Knob importance")
-    _save(fig, path)
-    plt.close(fig)
-    return imp
+    save(fig, path, **PNG)
 
 
 def pareto(study, names: list[str], path: Path) -> None:
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5))
     trials = results.complete(study)
     front = {t.number for t in results.pareto(study)}
@@ -130,14 +77,13 @@ def pareto(study, names: list[str], path: Path) -> None:
     ax.set_ylabel(yl)
     ax.set_title("Pareto front" if len(names) >= 2 else "Throughput against p99 TPOT")
     ax.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path, **PNG)
 
 
 def gamma_vs_batch(points, path: Path) -> None:
     from simspec.study.schedule import best_per_bucket
 
-    plt = _plt()
+    plt = pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
     best = best_per_bucket(points)
     if best:
@@ -169,5 +115,4 @@ def gamma_vs_batch(points, path: Path) -> None:
     a2.set_title("Speed-up by drafter")
     if kinds:
         a2.legend(fontsize=8)
-    _save(fig, path)
-    plt.close(fig)
+    save(fig, path, **PNG)

@@ -1,0 +1,124 @@
+"""A finished study's report in its run folder: the figures, summary.md and report.html.
+
+Called by `simspec study` after simspec.study.outcome.write_results wrote the results
+(trials, Pareto table, best.toml, engine exports) and returned what the study found.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from simspec.atomic import write_text
+from simspec.report import html, study_plots
+from simspec.study import objectives, results, schedule
+from simspec.study.outcome import Outcome
+from simspec.study.storage import redact
+
+CAPTIONS = {"history.png": "Optimisation history", "importances.png": "Knob importance",
+            "gamma_vs_batch.png": "Best gamma and speed-up against batch size"}
+
+
+def write(o: Outcome, out: Path) -> dict[str, Any]:
+    """Draw the figures, write summary.md and report.html; the summary text and every file
+    of the run folder (the results' first), in the order written."""
+    names, study = o.names, o.study
+    label = names[0] if o.capacity else f"{names[0]} ({objectives.directions(o.spec)[0]})"
+    study_plots.history(study, label, out / "history.png")
+    study_plots.importances(o.importances, o.importance_method, out / "importances.png")
+    study_plots.pareto(study, names, out / "pareto.png")
+    pngs = ["history.png", "importances.png", "pareto.png"]
+    if o.points:
+        study_plots.gamma_vs_batch(o.points, out / "gamma_vs_batch.png")
+        pngs.append("gamma_vs_batch.png")
+    files = o.files + pngs + ["summary.md", "report.html"]
+
+    text = summary_md(o, files)
+    write_text(out / "summary.md", text)
+    title = f"simspec study: {o.spec.name}{' (capacity)' if o.capacity else ''}"
+    captions = dict(CAPTIONS, **{"pareto.png": "Pareto front" if len(names) >= 2 else "Throughput against p99 TPOT"})
+    write_text(out / "report.html", html.page(title, text, [(out / p, captions[p]) for p in pngs]))
+    return {"summary": text, "files": files, "best": o.best}
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.4g}"
+    return str(v)
+
+
+def summary_md(o: Outcome, files: list[str]) -> str:
+    """summary.md: the question, the best configuration against plain decoding, the Pareto
+    front, the best gamma per batch size, the engine configs, knob importance, files."""
+    from optuna.trial import TrialState
+
+    spec, study, capacity, best = o.spec, o.study, o.capacity, o.best
+    counts = {s: len(study.get_trials(deepcopy=False, states=(s,))) for s in
+              (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)}
+    n_feas = len(results.feasible_trials(study))
+    L = [f"# simspec study: {spec.name}{' (capacity)' if capacity else ''}", ""]
+    L.append(f"- study file: `{spec.path}`; storage: `{redact(o.url)}`; sampler: {spec.file.sampler} (seed {spec.file.seed})")
+    L.append(f"- trials: {counts[TrialState.COMPLETE]} complete ({n_feas} meet the SLOs), "
+             f"{counts[TrialState.PRUNED]} invalid, {counts[TrialState.FAIL]} failed")
+    if capacity:
+        c = spec.file.capacity
+        L.append(f"- question: the fewest target replicas serving {c.rate:g} req/s within "
+                 + ", ".join(f"{objectives.metric(k)} {'<=' if v.max is not None else '>='} "
+                             f"{v.max if v.max is not None else v.min:g}" for k, v in spec.file.constraints.items()))
+    else:
+        L.append(f"- objective: {objectives.describe(spec)}")
+    L.append("")
+    if best is None:
+        L += ["**No feasible configuration found.**", ""]
+    else:
+        summ = best.user_attrs.get("summary") or {}
+        plain = None if capacity else o.plain_best()
+        psum = (plain.user_attrs.get("summary") or {}) if plain is not None else {}
+        if capacity:
+            L += [f"**Fewest replicas: {best.user_attrs['replicas']}** (trial #{best.number})", ""]
+        L += [f"## Best configuration (trial #{best.number})", "", "| knob | value |", "|---|---|"]
+        L += [f"| {k} | {v} |" for k, v in o.best_k.items()]
+        L += ["", "| metric | best | " + (f"best plain decoding (#{plain.number}) |" if plain else "|"),
+              "|---|---|" + ("---|" if plain else "")]
+        for m in ("throughput_tok_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p99_s",
+                  "mean_tokens_per_round", "cost_per_mtok"):
+            row = f"| {m} | {_fmt(summ.get(m, float('nan')))} |"
+            if plain:
+                row += f" {_fmt(psum.get(m, float('nan')))} |"
+            L.append(row)
+        if plain and psum.get("throughput_tok_s"):
+            L += ["", f"Throughput {summ['throughput_tok_s'] / psum['throughput_tok_s']:.2f}x "
+                      f"the best plain-decoding trial (#{plain.number})."]
+        elif not capacity and spec.file.constraints:
+            L += ["", "No plain-decoding trial (gamma = 0) met the SLOs."]
+        L.append("")
+    if len(study.directions) > 1 and o.front:
+        L += [f"## Pareto front ({len(o.front)} trials)", "",
+              "| trial | " + " | ".join(objectives.objective_names(spec)) + " | knobs |",
+              "|---|" + "---|" * len(study.directions) + "---|"]
+        for t in o.front[:15]:
+            L.append(f"| {t.number} | " + " | ".join(_fmt(v) for v in t.values)
+                     + f" | {json.dumps(results.knobs(t))} |")
+        L.append("")
+    if o.points:
+        per = schedule.best_per_bucket(o.points)
+        plain_thr = {p.batch: p.throughput_tok_s for p in o.points if p.drafter == "none"}
+        L += ["## Best gamma per batch size", "",
+              "Saturated replica (closed loop, max_batch = batch); every gamma tried per drafter.", "",
+              "| batch | best gamma | drafter | tok/s | vs plain |", "|---|---|---|---|---|"]
+        for b, p in per.items():
+            sp = p.throughput_tok_s / plain_thr[b] if plain_thr.get(b) else float("nan")
+            L.append(f"| {b} | {p.gamma} | {p.drafter} | {_fmt(p.throughput_tok_s)} | {sp:.2f}x |")
+        L += ["", "## Engine configs", "", "vLLM `--speculative-config` (vllm_speculative_config.json):", "",
+              "```json", json.dumps(o.vllm), "```", "", "SGLang (sglang_args.txt):", "", "```",
+              o.sglang.rstrip(), "```", ""]
+    if o.importances:
+        L += ["## Knob importance (first objective)", ""]
+        L += [f"- {k}: {v:.2f}" for k, v in sorted(o.importances.items(), key=lambda kv: -kv[1])]
+        L.append("")
+    if o.notes:
+        L += ["## Notes", ""] + [f"- {n}" for n in o.notes] + [""]
+    L += ["## Files", ""] + [f"- {w}" for w in files]
+    return "\n".join(L) + "\n"

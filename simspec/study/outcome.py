@@ -1,0 +1,153 @@
+"""What a finished study found, and the result files it writes into its run folder.
+
+`write_results` writes trials.parquet, pareto.csv, best.toml and the engine exports, each
+atomically, and returns an `Outcome`: everything simspec.report needs for the figures,
+summary.md and report.html (report/ reads study/, never the other way round).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from simspec.atomic import write_text, write_via
+from simspec.config import resolve_data_path
+from simspec.study import capacity as cap_mod
+from simspec.study import export, objectives, results, schedule, space, tomlw
+from simspec.study.evaluate import Evaluator
+from simspec.study.spec import StudySpec
+
+PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"))
+
+
+@dataclass
+class Outcome:
+    spec: StudySpec
+    study: Any  # optuna.Study
+    url: str  # its storage
+    capacity: bool  # a --capacity study: the objective is the replica count
+    names: list[str]  # objective names (["replicas"] for capacity)
+    front: list  # Pareto trials
+    best: Any  # the best feasible trial, or None
+    best_k: dict[str, Any]  # its knobs
+    points: list[schedule.Point]  # per-batch-size schedule of the best knobs
+    vllm: dict  # vllm_speculative_config.json
+    sglang: str  # sglang_args.txt
+    notes: list[str]
+    importances: dict[str, float]  # knob -> importance for the first objective
+    importance_method: str
+    files: list[str] = field(default_factory=list)  # written into the run folder, in order
+
+    def plain_best(self):
+        """The best feasible plain-decoding trial (gamma = 0), the baseline of the summary."""
+        sign = -1 if self.study.directions[0].name == "MAXIMIZE" else 1
+        cands = [t for t in results.feasible_trials(self.study) if results.knobs(t).get("gamma") == 0]
+        return min(cands, key=lambda t: (sign * t.values[0], t.number)) if cands else None
+
+
+def portable_scenario(d: dict, spec: StudySpec, out: Path) -> dict:
+    """Profile/trace paths re-expressed relative to the run folder, where best.toml lives."""
+    d = json.loads(json.dumps(d))
+    for sec, key in PATH_KEYS:
+        ref = (d.get(sec) or {}).get(key)
+        if isinstance(ref, str) and not Path(ref).is_absolute():
+            p = resolve_data_path(ref, spec.where).resolve()
+            d[sec][key] = os.path.relpath(p, out.resolve())
+    return d
+
+
+def importances(study) -> tuple[dict[str, float], str]:
+    """Optuna's PED-ANOVA importances for the first objective; when it cannot run, the share
+    of variance explained by each knob (eta^2; a knob absent from a trial counts as a value).
+    Returns the importances and the method's name."""
+    import numpy as np
+
+    trials = [t for t in results.complete(study) if t.values and not math.isnan(t.values[0])]
+    imp: dict[str, float] = {}
+    how = "PED-ANOVA, Optuna"
+    try:
+        import optuna
+
+        # PED-ANOVA (no scikit-learn needed) takes lower target = better.
+        # An SLO-violating trial ranks with the worst feasible one (never among the top).
+        sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0
+        feas = [sign * t.values[0] for t in trials if results.is_feasible(t)]
+        worst = max(feas) if feas else 0.0
+        import warnings
+
+        with warnings.catch_warnings():  # "lower target is better": the sign above sees to it
+            warnings.simplefilter("ignore")
+            imp = dict(optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
+                target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
+        imp = {results.knobs_name(k): float(v) for k, v in imp.items()}
+    except Exception:  # too few trials, or a degenerate space: fall back to eta^2
+        imp = {}
+        how = "eta^2"
+    if not imp and len(trials) >= 3:
+        y = np.array([t.values[0] for t in trials])
+        total = float(((y - y.mean()) ** 2).sum())
+        names = sorted({k for t in trials for k in results.knobs(t)})
+        for n in names:
+            groups: dict[str, list[float]] = {}
+            for t, v in zip(trials, y):
+                groups.setdefault(str(results.knobs(t).get(n, "-")), []).append(v)
+            between = sum(len(g) * (np.mean(g) - y.mean()) ** 2 for g in groups.values())
+            imp[n] = float(between / total) if total > 0 else 0.0
+    return imp, how
+
+
+def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
+                  ev: Evaluator | None = None) -> Outcome:
+    """Write the study's result files into `out` and return what it found."""
+    ev = ev or Evaluator(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[str] = []
+    names = ["replicas"] if capacity else objectives.objective_names(spec)
+
+    df = results.frame(study)
+    write_via(out / "trials.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+    written.append("trials.parquet")
+
+    front = results.pareto(study)
+    pf = df[df["number"].isin([t.number for t in front])]
+    write_text(out / "pareto.csv", pf.to_csv(index=False))
+    written.append("pareto.csv")
+
+    best = results.best_trial(study)
+    notes: list[str] = []
+    pts: list[schedule.Point] = []
+    vcfg: dict = {}
+    sgl = ""
+    best_k: dict[str, Any] = {}
+    if best is not None:
+        best_k = results.knobs(best)
+        patch = cap_mod.patch(spec, best.user_attrs["replicas"]) if capacity else None
+        sc_dict = space.build(spec, best_k)
+        if patch:
+            from simspec.study.spec import deep_merge
+
+            sc_dict = deep_merge(sc_dict, patch)
+            sc_dict["workload"] = {k: v for k, v in sc_dict["workload"].items() if v is not None}
+        header = (f"best.toml from `simspec study {spec.path.name}` (study {study.study_name!r}, trial #{best.number})\n"
+                  f"knobs: {json.dumps(best_k)}\n"
+                  "a complete scenario: simspec simulate best.toml")
+        write_text(out / "best.toml", tomlw.dumps(portable_scenario(sc_dict, spec, out), header))
+        written.append("best.toml")
+
+        pts = schedule.run_schedule(spec, ev, study, best_k)
+        ds = spec.file.drafters.get
+        vcfg = export.vllm_config(best_k, ds, pts, notes)
+        sgl = export.sglang_args(best_k, ds, pts, notes)
+        write_text(out / "vllm_speculative_config.json", json.dumps(vcfg, indent=2) + "\n")
+        write_text(out / "sglang_args.txt", sgl)
+        written += ["vllm_speculative_config.json", "sglang_args.txt"]
+    else:
+        notes.append("No trial met every SLO: no best.toml and no engine export. Relax [constraints] or widen [search].")
+
+    imp, how = importances(study)
+    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, vcfg, sgl, notes, imp, how, written)

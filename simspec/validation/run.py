@@ -1,0 +1,144 @@
+"""A validation without the CLI: predict each config of a plan, measure it live, compare.
+
+    inp = load_inputs(plan_file, "1,4")          # every input error, before any model loads
+    rows = predict(inp)                            # simulated only (torch-free)
+    models = load_models(inp, "cpu", threads=2)    # every model error, before any live run
+    res = validate(inp, models, out, command)      # writes <name>.csv and <name>.json
+
+The figure and the HTML page are simspec.report.validation's (report/ reads validation/,
+never the other way round).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import pandas as pd
+
+from simspec.atomic import write_text
+from simspec.config import Scenario, resolve_data_path
+from simspec.errors import InputError
+from simspec.validation.compare import Agreement, agreement, error_table
+from simspec.validation.plan import LiveConfig, Plan, load_plan, scenario_for, select
+
+if TYPE_CHECKING:
+    from simspec.trace.schema import Trace
+
+# (1-based index, config, its row: None before the live run, with the measured figures after)
+Progress = Callable[[int, LiveConfig, "dict | None"], None]
+
+
+@dataclass
+class Inputs:
+    """A plan, the configs chosen from it, its traced prompts and one scenario per config."""
+
+    plan: Plan
+    file: str
+    configs: list[LiveConfig]
+    trace: Trace
+    prompts: list[list[int]]
+    traced: list[list[int]]
+    scenarios: list[Scenario]
+
+
+@dataclass
+class Validation:
+    """What a validation found and where it wrote it."""
+
+    plan: Plan
+    table: pd.DataFrame  # one row per config: predicted, measured, error_pct
+    agreement: Agreement
+    meta: dict  # what <name>.json holds
+    written: list[Path]  # <name>.csv, <name>.json
+
+
+def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
+    """Plan, configs (`--configs` selector), prompts and scenarios, checked whole."""
+    from simspec.validation.live import load_prompts
+
+    file = str(plan_file)
+    plan = load_plan(plan_file)
+    chosen = select(plan, selector, file)
+    trace, prompts, traced = load_prompts(plan, file)
+    scenarios = [scenario_for(plan, c, file) for c in chosen]
+    return Inputs(plan, file, chosen, trace, prompts, traced, scenarios)
+
+
+def predict(inp: Inputs) -> list[dict]:
+    """One row per config: the simulator's tokens/s, tokens per round and seconds per phase."""
+    from simspec.sim.run import simulate
+
+    rows = []
+    for cfg, sc in zip(inp.configs, inp.scenarios):
+        s = simulate(sc, inp.file).summary
+        rows.append({"config": cfg.label(), "dtype": cfg.dtype, "draft": cfg.draft, "gamma": cfg.gamma,
+                     "tree": "-".join(map(str, cfg.tree)) if cfg.tree else "", "vocab": cfg.vocab or "",
+                     "predicted_tok_s": s["throughput_tok_s"],
+                     "predicted_tokens_per_round": s["mean_tokens_per_round"],
+                     **{f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}})
+    return rows
+
+
+def load_models(inp: Inputs, device: str, threads: int | None):
+    """Set torch's threads (`threads`, else the plan's) and load every model the configs use,
+    checking the target against the trace: a wrong model fails before anything runs."""
+    import torch
+
+    from simspec.validation.live import Models, check_target
+
+    n_threads = threads or inp.plan.threads
+    if n_threads is not None:
+        if n_threads < 1:
+            raise InputError(None, "--threads", f"{n_threads} must be >= 1")
+        torch.set_num_threads(n_threads)
+    models = Models(device)
+    for cfg in inp.configs:
+        check_target(inp.trace, models.get(inp.plan.target, cfg.dtype), inp.file)
+        if cfg.kind == "model":
+            models.get(cfg.arg, cfg.dtype)
+    return models
+
+
+def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None) -> Validation:
+    """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`."""
+    from simspec.validation.live import environment, measure
+
+    rows = predict(inp)
+    t0 = time.perf_counter()
+    for i, (cfg, row) in enumerate(zip(inp.configs, rows), 1):
+        if progress:
+            progress(i, cfg, None)
+        row.update(measure(inp.plan, cfg, models, inp.trace, inp.prompts, inp.traced, inp.file))
+        if progress:
+            progress(i, cfg, row)
+    df = error_table(rows)
+    ag = agreement(df)
+    plan = inp.plan
+    csv, js = out / f"{plan.name}.csv", out / f"{plan.name}.json"
+    write_text(csv, df.to_csv(index=False, float_format="%.4f"))
+    meta = {"plan": inp.file, "name": plan.name, "command": command,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_s": round(time.perf_counter() - t0, 1), "prompts": len(inp.prompts),
+            "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(), "environment": environment(models),
+            "inputs": provenance(plan, inp.file), "agreement": ag.as_dict(),
+            "rows": json.loads(df.to_json(orient="records"))}
+    write_text(js, json.dumps(meta, indent=1) + "\n")
+    return Validation(plan, df, ag, meta, [csv, js])
+
+
+def provenance(plan: Plan, file: str) -> dict:
+    """sha256 and capture date of the trace and every profile the predictions used."""
+
+    def one(rel: str) -> dict:
+        p = Path(resolve_data_path(rel, file))
+        side = p.with_suffix(".json")
+        date = json.loads(side.read_text()).get("date") if side.exists() else None
+        return {"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "date": date}
+
+    return {"trace": one(plan.trace),
+            "profiles": {m: {d: one(f) for d, f in by.items()} for m, by in plan.profiles.items()}}
