@@ -96,11 +96,11 @@ def main() -> None:
         draft.model.generation_config.num_assistant_tokens = args.gamma
         draft.model.generation_config.num_assistant_tokens_schedule = "constant"
         draft.model.generation_config.assistant_confidence_threshold = 0.0
-        configs.append((f"draft {draft.name} g={args.gamma}", DraftSpec("model", model=draft.name), args.gamma,
+        configs.append((f"draft {draft.name} g={args.gamma}", DraftSpec("model", draft.name), args.gamma,
                         {"assistant_model": draft.model}))
-    configs.append((f"prompt lookup g={args.lookup}", DraftSpec("ngram", n=3), args.lookup,
+    configs.append((f"prompt lookup g={args.lookup}", DraftSpec("ngram", "3"), args.lookup,
                     {"prompt_lookup_num_tokens": args.lookup, "max_matching_ngram_size": 3}))
-    configs.append((f"early exit {exit_layer} g={args.gamma}", DraftSpec("early_exit", layers=exit_layer),
+    configs.append((f"early exit {exit_layer} g={args.gamma}", DraftSpec("early_exit", str(exit_layer)),
                     args.gamma, {"assistant_early_exit": exit_layer}))
 
     if args.only:

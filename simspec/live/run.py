@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from simspec.errors import InputError
-from simspec.live.draft_spec import DraftSpec
+from simspec.drafters import DraftSpec
 from simspec.live.prompts import load_prompts
 from simspec.live.runner import check_config, run_config, vocab_rows
 from simspec.live.tree import Tree

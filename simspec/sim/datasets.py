@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simspec.atomic import write_via
 from simspec.corpora import approx_tokens, humaneval_problems, sharegpt_turns
 from simspec.errors import InputError
 
@@ -52,9 +53,6 @@ def length_pairs(name: str) -> np.ndarray:
             pairs = None
     if pairs is None:
         pairs = _LOADERS[name]()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, pairs, allow_pickle=False)
-        os.replace(tmp, path)
+        write_via(path, lambda tmp: np.save(tmp, pairs, allow_pickle=False))
     _MEMO[name] = pairs
     return pairs

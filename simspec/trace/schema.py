@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from simspec.atomic import write_text, write_via
 from simspec.errors import InputError
 
 RANK_CAP = 127
@@ -120,16 +121,12 @@ def write_trace(path: str | Path, rows: list[dict], drafters: list[str], tempera
             c = beta_column(d, t)
             cols[c] = pa.array([np.asarray(r[c], dtype=np.float16) for r in rows], type=pa.list_(pa.float16()))
     table = pa.table(cols)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd", compression_level=9)
-    tmp.replace(out)
+    out = write_via(Path(path), lambda tmp: pq.write_table(table, tmp, compression="zstd", compression_level=9))
     meta = dict(meta, schema_version=SCHEMA_VERSION, rank_cap=RANK_CAP, drafters=drafters,
                 temperatures=temperatures, sequences=len(rows),
                 positions=int(sum(int(r["output_len"]) for r in rows)))
     side = sidecar_path(out)
-    side.write_text(json.dumps(meta, indent=1) + "\n")
+    write_text(side, json.dumps(meta, indent=1) + "\n")
     return out, side
 
 

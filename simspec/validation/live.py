@@ -56,7 +56,7 @@ def check_target(trace, lm, file: str) -> None:
 def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
             traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> dict:
     """Decode the plan's prompts with one config; measured figures as a flat dict."""
-    from simspec.live.draft_spec import DraftSpec
+    from simspec.drafters import DraftSpec
     from simspec.live.runner import check_config, run_config
     from simspec.live.tree import Tree
 
