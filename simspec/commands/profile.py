@@ -74,15 +74,20 @@ def profile_cmd(
         None, "--max-batch", help="drop grid batch sizes above N (compute-bound fp32 on CPU: 4)"),
     kernels: bool = typer.Option(False, "--kernels", help="also save a per-operator table"),
     check: Optional[Path] = typer.Option(None, "--check", help="check this profile live"),
+    calibrate: Optional[Path] = typer.Option(
+        None, "--calibrate", help="refit this profile to this machine from ~1 minute of timings; writes --out"),
     points: int = typer.Option(30, help="--check: random off-grid points"),
     repeats: Optional[int] = typer.Option(
         None, help="--check: timed runs per point (default: the profile's own protocol)"),
     seed: int = typer.Option(0, help="--check: random seed of the points"),
     greedy_tokens: int = typer.Option(64, help="--check: tokens of the live greedy decode"),
 ) -> None:
-    """Profile a model (Parquet + JSON sidecar), or --check FILE: live holdout error."""
+    """Profile a model (Parquet + JSON sidecar), or --check FILE: live holdout error, or
+    --calibrate FILE --out NEW: the profile refitted to this machine."""
     if check is not None:
         return _check(check, device, points, repeats, seed, greedy_tokens)
+    if calibrate is not None:
+        return _calibrate(calibrate, out, device, threads)
     if model is None:
         raise InputError(None, "--model", "required (or use --check FILE)")
     from simspec.models import load_model
@@ -118,6 +123,38 @@ def profile_cmd(
         table = kernel_table(lm)
         write_via(kpath, lambda tmp: table.to_parquet(tmp, index=False))
         typer.echo(f"wrote {kpath}")
+
+
+def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> None:
+    from simspec import machine
+    from simspec.models import load_model
+    from simspec.profile import calibrate as cal
+    from simspec.profile.schema import read_profile
+
+    _, meta = read_profile(source)
+    if out is None:
+        out = Path("profiles") / machine.slug(machine.here()) / source.name
+    if out.suffix != ".parquet":
+        raise InputError(str(out), "--out", "must end in .parquet")
+    if out.resolve() == source.resolve():
+        raise InputError(str(out), "--out", "would overwrite the profile being calibrated")
+    _setup_torch(threads)
+    lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
+    command = "simspec " + shlex.join(sys.argv[1:])
+    with _progress(cal.steps(), f"calibrating {lm.name} {lm.dtype}") as bar:
+        task = bar.add_task("", total=cal.steps())
+        path, report, seconds = cal.write_calibrated(
+            lm, source, out, threads, command, step=lambda s: bar.update(task, advance=1, description=s))
+    fit, hold = report["fit"], report["holdout"]
+    typer.echo(f"calibrated {source} to this machine ({machine.label(machine.here())}) in {seconds:.0f} s")
+    typer.echo("  factors (measured / profiled, by tokens per forward): decode "
+               + ", ".join(f"{t}: {f:.3f}" for t, f in report["factors"]["decode"].items())
+               + "; prefill " + ", ".join(f"{t}: {f:.3f}" for t, f in report["factors"]["prefill"].items()))
+    typer.echo(f"  fit points   {fit['points']}: median |error| {fit['median_rel_error']:.1%}, max {fit['max_rel_error']:.1%} "
+               f"(source profile: median {fit['source_median_rel_error']:.1%})")
+    typer.echo(f"  holdout      {hold['points']}: median |error| {hold['median_rel_error']:.1%}, max {hold['max_rel_error']:.1%} "
+               f"(source profile: median {hold['source_median_rel_error']:.1%})")
+    typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
 
 
 def _check(path: Path, device: str, points: int, repeats: int, seed: int,

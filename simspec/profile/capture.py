@@ -12,6 +12,7 @@ from typing import Callable
 
 import torch
 
+from simspec import machine
 from simspec.atomic import write_text, write_via
 from simspec.models.loader import LoadedModel
 from simspec.profile.grid import Grid
@@ -160,6 +161,7 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
         "dims": lm.dims.to_dict(),
         "device": lm.device,
         "device_name": device_name(lm.device),
+        "machine": machine.identify(lm.device, threads),
         "threads": threads,
         "dtype": lm.dtype,
         "versions": versions(),

@@ -1,0 +1,82 @@
+"""Calibration refits a profile to this machine's timings: exact on synthetic timings (no
+clock involved), and the command writes a sidecar that says where the profile came from."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from profhelpers import write_synthetic
+from simspec.profile.calibrate import DECODE_POINTS, HOLDOUT, PREFILL_POINTS, Point, calibrate
+from simspec.profile.costmodel import ProfileCostModel
+from simspec.profile.schema import read_profile
+
+
+def _points(cm, slow):
+    """The calibration's points 'timed' on a machine whose cost is slow(kind, tokens) x the profile's."""
+    fit = [Point("decode", b, q, c, cm.latency_s("decode", b, q, c) * slow("decode", b * q), 0.0)
+           for b, q, c in DECODE_POINTS]
+    fit += [Point("prefill", b, n, 0, cm.latency_s("prefill", b, n, 0) * slow("prefill", b * n), 0.0)
+            for b, n in PREFILL_POINTS]
+    hold = [Point(k, b, q, c, cm.latency_s(k, b, q, c) * slow(k, b * q), 0.0) for k, b, q, c in HOLDOUT]
+    return fit, hold
+
+
+@pytest.fixture
+def source(tmp_path):
+    path = write_synthetic(tmp_path / "p.parquet")
+    df, _ = read_profile(path)
+    return ProfileCostModel.load(path), df
+
+
+def test_uniform_slowdown_is_recovered_exactly(source):
+    cm, df = source
+    fit, hold = _points(cm, lambda kind, t: 1.37)
+    new_df, meta, rep = calibrate(cm, df, fit, hold, token_block=1)
+    new = ProfileCostModel(new_df, meta, "cal")
+    for args in [("decode", 3, 5, 700), ("decode", 16, 32, 4096), ("prefill", 2, 300, 0)]:
+        assert new.latency_s(*args) == pytest.approx(1.37 * cm.latency_s(*args), rel=1e-9)
+    assert rep["holdout"]["max_rel_error"] < 1e-6
+    assert rep["holdout"]["source_median_rel_error"] == pytest.approx(1 - 1 / 1.37, rel=1e-3)
+    # early exit / trimmed head keep their share: every timing column was scaled alike
+    assert new.latency_s("decode", 1, 1, 512, layers=4, head_rows=64) == pytest.approx(
+        1.37 * cm.latency_s("decode", 1, 1, 512, layers=4, head_rows=64), rel=1e-9)
+
+
+def test_a_slowdown_that_grows_with_tokens_is_followed(source):
+    """AVX-512 instead of AMX: small forwards (memory-bound) alike, large ones slower."""
+    cm, df = source
+    slow = lambda kind, t: 1.0 + 0.5 * math.log2(t) / 5 if kind == "decode" else 2.0  # noqa: E731
+    fit, hold = _points(cm, slow)
+    new_df, meta, rep = calibrate(cm, df, fit, hold, token_block=1)
+    new = ProfileCostModel(new_df, meta, "cal")
+    # at a measured tokens count the factor is exact; between them within the curve's bend
+    assert new.latency_s("decode", 1, 8, 512) == pytest.approx(slow("decode", 8) * cm.latency_s("decode", 1, 8, 512), rel=1e-9)
+    assert new.latency_s("decode", 2, 3, 512) == pytest.approx(slow("decode", 6) * cm.latency_s("decode", 2, 3, 512), rel=0.02)
+    assert new.latency_s("prefill", 1, 200, 0) == pytest.approx(2.0 * cm.latency_s("prefill", 1, 200, 0), rel=1e-9)
+    assert rep["factors"]["decode"]["1"] == pytest.approx(1.0) and rep["factors"]["decode"]["32"] == pytest.approx(1.5)
+    assert rep["holdout"]["max_rel_error"] < 0.02 < rep["holdout"]["source_median_rel_error"]
+
+
+def test_calibrate_command_writes_a_sidecar_naming_its_source(tmp_path):
+    pytest.importorskip("torch")
+    from test_profile_cli import run_cli
+
+    src = tmp_path / "t.parquet"
+    r = run_cli("profile", "--model", "tiny:llama:2", "--quick", "--dtype", "fp32", "--threads", "1",
+                "--out", str(src), cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "amd" / "t.parquet"
+    r = run_cli("profile", "--calibrate", str(src), "--out", str(out), "--threads", "1", cache=tmp_path)
+    assert r.returncode == 0, r.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())
+    cal = meta["calibrated"]
+    assert cal["from"] == str(src) and len(cal["from_sha256"]) == 64
+    assert cal["fit"]["points"] == len(DECODE_POINTS) + len(PREFILL_POINTS) and cal["holdout"]["points"] == len(HOLDOUT)
+    assert meta["machine"]["cpu"] and "isa" in meta["machine"]
+    df, _ = read_profile(out)
+    assert len(df) == len(read_profile(src)[0])  # the source's grid, rescaled
+    r = run_cli("profile", "--calibrate", str(src), "--out", str(src), cache=tmp_path)
+    assert r.returncode == 2 and "would overwrite" in r.stderr
