@@ -126,3 +126,31 @@ def test_unknown_config_selector(setup):
     plan = write_plan(setup)
     assert_one_line_exit_2(run_cli("validate", str(plan), "--configs", "nope", "--predict-only", cache=setup),
                            "--configs", "nope")
+
+
+def test_foreign_profile_is_refused_unless_allowed(setup):
+    """A profile whose sidecar says it was captured on another processor prices another machine."""
+    import shutil
+
+    shutil.copy(setup / "t.parquet", setup / "xeon.parquet")
+    meta = json.loads((setup / "t.json").read_text())
+    meta["machine"] = {"cpu": "Intel(R) Xeon(R) Platinum 8480+", "vendor": "GenuineIntel", "arch": "x86_64",
+                       "cores": 2, "isa": ["amx_bf16", "amx_tile", "avx512_bf16", "avx512f", "avx2"]}
+    (setup / "xeon.json").write_text(json.dumps(meta))
+    plan = write_plan(setup, '[[config]]\ndtype = "fp32"\n')
+    plan.write_text(plan.read_text().replace('"tiny:llama:4" = { fp32 = "t.parquet" }',
+                                             '"tiny:llama:4" = { fp32 = "xeon.parquet" }'))
+    out = setup / "foreign"
+    assert_one_line_exit_2(run_cli("validate", str(plan), "--out", str(out), cache=setup),
+                           "xeon.parquet was captured on Intel(R) Xeon(R) Platinum 8480+", "--allow-foreign-profile")
+    assert not out.exists()
+    res = run_cli("validate", str(plan), "--out", str(out), "--allow-foreign-profile", cache=setup)
+    assert res.returncode == 0, res.stderr
+    assert "warning: " in res.stderr and "Xeon" in res.stderr
+    meta = json.loads((out / "tiny.json").read_text())
+    assert meta["machine"]["cpu"] and "isa" in meta["machine"]
+    recorded = meta["inputs"]["profiles"]["xeon.parquet"]["machine"]
+    assert recorded["cpu"] == "Intel(R) Xeon(R) Platinum 8480+"
+    # the profile captured here passes without the flag
+    ok = write_plan(setup, '[[config]]\ndtype = "fp32"\n')
+    assert run_cli("validate", str(ok), "--predict-only", cache=setup).stderr.count("warning") == 0

@@ -25,6 +25,8 @@ def validate_cmd(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: the plan's, else torch's)"),
     predict_only: bool = typer.Option(False, "--predict-only", help="simulate and print; no live runs, nothing written"),
+    allow_foreign_profile: bool = typer.Option(
+        False, "--allow-foreign-profile", help="measure even when a profile was captured on another machine"),
 ) -> None:
     """Run each config live on this device and simulate it on the same prompts; write the table.
 
@@ -33,9 +35,13 @@ def validate_cmd(
     written: predicted and measured tokens/s and tokens per round per config, then median and
     max |error|, Spearman's rho of the ranking and the regret of the simulator's pick.
     """
-    from simspec.validation.run import load_inputs, load_models, predict, validate
+    from simspec import machine
+    from simspec.validation.run import check_machines, load_inputs, load_models, predict, validate
 
     inp = load_inputs(plan_file, configs)  # every input error before any model loads
+    # a profile of another machine prices another machine: warn when predicting, refuse to measure
+    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only):
+        typer.echo(f"warning: {line}", err=True)
     if predict_only:
         for r in predict(inp):
             typer.echo(f"{r['config']:<32} predicted {r['predicted_tok_s']:8.3f} tok/s  "
@@ -48,7 +54,8 @@ def validate_cmd(
 
     plan = inp.plan
     typer.echo(f"validating {len(inp.configs)} configs of {plan.target} on {len(inp.prompts)} traced prompts "
-               f"x <= {plan.max_new_tokens} tokens ({device}, {torch.get_num_threads()} threads)")
+               f"x <= {plan.max_new_tokens} tokens ({device}, {torch.get_num_threads()} threads, "
+               f"{machine.label(machine.here())})")
     t0 = time.perf_counter()
 
     def progress(i: int, cfg, row: dict | None) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from simspec import machine
 from simspec.atomic import write_text
 from simspec.report import html
 from simspec.report.validation_plot import scatter
@@ -50,10 +51,22 @@ def markdown(v: Validation) -> str:
                  + f" | {r['measured_other_s']:.1f} |")
     ins = m["inputs"]
     L += ["", "## Inputs", "", _input("trace", ins["trace"])]
-    L += [_input(f"profile {model} {dtype}", f) for model, by in ins["profiles"].items() for dtype, f in by.items()]
+    L += [_input("profile", f) for f in _profiles(ins["profiles"])]
+    if m.get("machine"):
+        L += ["", f"Measured on {machine.label(m['machine'])}."]
     L += ["", "## Environment", ""] + [f"- {k}: `{val}`" for k, val in env.items()]
     return "\n".join(L) + "\n"
 
 
+def _profiles(profiles: dict) -> list[dict]:
+    """Each profile's record: {ref: record}, or the older {model: {dtype: record}}."""
+    out = []
+    for v in profiles.values():
+        out += [v] if "path" in v else list(v.values())
+    return out
+
+
 def _input(what: str, f: dict) -> str:
-    return f"- {what}: `{f['path']}` (sha256 {f['sha256'][:12]}, captured {f['date'] or 'unknown'})"
+    how = "calibrated" if f.get("calibrated") else "captured"
+    where = f" on {machine.label(f['machine'])}" if f.get("machine") else ""
+    return f"- {what}: `{f['path']}` (sha256 {f['sha256'][:12]}, {how} {f['date'] or 'unknown'}{where})"

@@ -88,6 +88,12 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
     }
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def environment(models: Models) -> dict:
     import platform
 

@@ -7,6 +7,8 @@
     max_new_tokens = 128
     [profiles]                      # model -> dtype -> profile the simulator prices it with
     "qwen2.5-coder-1.5b" = { bf16 = "profiles/cpu/qwen2.5-coder-1.5b-bf16.parquet" }
+                                    # or "auto" (no [profiles] at all: auto for every model):
+                                    # profiles/<machine>/<model>-<dtype>.parquet fitting this machine
     [[config]]
     dtype = "bf16"
     draft = "model:qwen2.5-coder-0.5b"   # none or a drafter kind: model:NAME | early_exit:L | ngram[:N]
@@ -95,7 +97,8 @@ class Plan(Strict):
     sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     max_new_tokens: PosInt = 128
     threads: PosInt | None = None
-    profiles: dict[str, dict[Literal["bf16", "fp32"], str]]
+    # model -> dtype -> profile path or "auto"; no [profiles] table: "auto" for every model
+    profiles: dict[str, dict[Literal["bf16", "fp32"], str]] | None = None
     config: list[LiveConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -137,10 +140,17 @@ def select(plan: Plan, wanted: str | None, file: str) -> list[LiveConfig]:
 
 
 def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
-    by_dtype = plan.profiles.get(model)
-    if not by_dtype or dtype not in by_dtype:
+    """The profile pricing `model` in `dtype`: the plan's path, or for "auto" (and for every model
+    when the plan has no [profiles]) the shipped <model>-<dtype> profile that best fits this machine."""
+    from simspec.profile.select import AUTO, choose
+
+    by_dtype = {} if plan.profiles is None else plan.profiles.get(model)
+    if plan.profiles is not None and (not by_dtype or dtype not in by_dtype):
         raise InputError(file, f"profiles.{model}", f"no {dtype} profile for {model} (needed by {key})")
-    return by_dtype[dtype]
+    ref = by_dtype.get(dtype, AUTO) if by_dtype else AUTO
+    if ref != AUTO:
+        return ref
+    return str(choose(f"{model}-{dtype}", file, f"profiles.{model}.{dtype}").path)
 
 
 def trace_column(cfg: LiveConfig) -> str | None:

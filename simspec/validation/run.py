@@ -106,7 +106,8 @@ def load_models(inp: Inputs, device: str, threads: int | None):
 
 def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None) -> Validation:
     """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`."""
-    from simspec.validation.live import environment, measure
+    from simspec import machine
+    from simspec.validation.live import environment, measure, torch_threads
 
     rows = predict(inp)
     t0 = time.perf_counter()
@@ -125,20 +126,53 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_s": round(time.perf_counter() - t0, 1), "prompts": len(inp.prompts),
             "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(), "environment": environment(models),
-            "inputs": provenance(plan, inp.file), "agreement": ag.as_dict(),
+            "machine": machine.identify(models.device, torch_threads()),
+            "inputs": provenance(inp), "agreement": ag.as_dict(),
             "rows": json.loads(df.to_json(orient="records"))}
     write_text(js, json.dumps(meta, indent=1) + "\n")
     return Validation(plan, df, ag, meta, [csv, js])
 
 
-def provenance(plan: Plan, file: str) -> dict:
-    """sha256 and capture date of the trace and every profile the predictions used."""
+def profiles_used(inp: Inputs) -> list[str]:
+    """The profile references the chosen configs' scenarios price with, each once, in order."""
+    refs: list[str] = []
+    for sc in inp.scenarios:
+        for ref in (sc.target.profile, sc.draft.profile):
+            if ref and ref not in refs:
+                refs.append(ref)
+    return refs
+
+
+def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None) -> list[str]:
+    """One line per profile captured on another machine than this one. A foreign profile
+    prices someone else's kernels (an AMX Xeon's profile read an EPYC 30% off): refused unless
+    `allow_foreign`, then returned as warnings."""
+    from simspec import machine
+    from simspec.profile.select import fit, mismatch_line
+
+    here = here or machine.here()
+    lines = []
+    for ref in profiles_used(inp):
+        path = Path(resolve_data_path(ref, inp.file))
+        captured, verdict = fit(path, here)
+        if verdict.foreign:
+            lines.append(mismatch_line(path, captured, here, verdict))
+    if lines and not allow_foreign:
+        raise InputError(inp.file, "profiles", lines[0] + ": calibrate it to this machine "
+                         f"(simspec profile --calibrate {lines[0].split(' was captured')[0]} --out NEW) "
+                         "or pass --allow-foreign-profile")
+    return lines
+
+
+def provenance(inp: Inputs) -> dict:
+    """sha256, capture date and machine of the trace and of every profile the predictions used."""
+    from simspec import machine
+    from simspec.profile.select import sidecar
 
     def one(rel: str) -> dict:
-        p = Path(resolve_data_path(rel, file))
-        side = p.with_suffix(".json")
-        date = json.loads(side.read_text()).get("date") if side.exists() else None
-        return {"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "date": date}
+        p = Path(resolve_data_path(rel, inp.file))
+        meta = sidecar(p)
+        return {"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "date": meta.get("date"),
+                "machine": machine.from_sidecar(meta), "calibrated": "calibrated" in meta}
 
-    return {"trace": one(plan.trace),
-            "profiles": {m: {d: one(f) for d, f in by.items()} for m, by in plan.profiles.items()}}
+    return {"trace": one(inp.plan.trace), "profiles": {ref: one(ref) for ref in profiles_used(inp)}}
