@@ -154,3 +154,21 @@ def test_foreign_profile_is_refused_unless_allowed(setup):
     # the profile captured here passes without the flag
     ok = write_plan(setup, '[[config]]\ndtype = "fp32"\n')
     assert run_cli("validate", str(ok), "--predict-only", cache=setup).stderr.count("warning") == 0
+
+
+def test_measured_result_repriced_without_live_runs(setup):
+    """--measured prices an earlier run's measurements with the plan's profiles: same profiles,
+    same table; a plan that decodes something else is refused."""
+    plan = write_plan(setup, '[[config]]\ndtype = "fp32"\n\n[[config]]\ndtype = "fp32"\ndraft = "early_exit:2"\ngamma = 2\n')
+    first = setup / "m1"
+    assert run_cli("validate", str(plan), "--out", str(first), cache=setup).returncode == 0
+    again = setup / "m2"
+    res = run_cli("validate", str(plan), "--measured", str(first / "tiny.json"), "--out", str(again), cache=setup)
+    assert res.returncode == 0, res.stderr
+    a, b = pd.read_csv(first / "tiny.csv"), pd.read_csv(again / "tiny.csv")
+    pd.testing.assert_frame_equal(a, b)
+    meta = json.loads((again / "tiny.json").read_text())
+    assert meta["measured_from"]["path"] == str(first / "tiny.json")
+    other = write_plan(setup, '[[config]]\ndtype = "fp32"\n', max_new_tokens=12)
+    assert_one_line_exit_2(run_cli("validate", str(other), "--measured", str(first / "tiny.json"), cache=setup),
+                           "max_new_tokens", "was measured with 20")

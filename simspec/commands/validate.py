@@ -15,6 +15,7 @@ Examples:
   simspec validate studies/validation/qwen1.5b-humaneval.toml
   simspec validate studies/validation/qwen1.5b-humaneval.toml --configs 1,4 --out /tmp/val
   simspec validate studies/validation/qwen1.5b-humaneval.toml --predict-only
+  simspec validate my-plan-with-new-profiles.toml --measured studies/validation/qwen1.5b-humaneval.json --out /tmp/val
 """
 
 
@@ -27,6 +28,8 @@ def validate_cmd(
     predict_only: bool = typer.Option(False, "--predict-only", help="simulate and print; no live runs, nothing written"),
     allow_foreign_profile: bool = typer.Option(
         False, "--allow-foreign-profile", help="measure even when a profile was captured on another machine"),
+    measured: Optional[Path] = typer.Option(
+        None, "--measured", help="no live runs: price this earlier result's measurements (<name>.json) with the plan's profiles"),
 ) -> None:
     """Run each config live on this device and simulate it on the same prompts; write the table.
 
@@ -36,7 +39,7 @@ def validate_cmd(
     max |error|, Spearman's rho of the ranking and the regret of the simulator's pick.
     """
     from simspec import machine
-    from simspec.validation.run import check_machines, load_inputs, load_models, predict, validate
+    from simspec.validation.run import check_machines, load_inputs, load_models, predict, reprice, validate
 
     inp = load_inputs(plan_file, configs)  # every input error before any model loads
     # a profile of another machine prices another machine: warn when predicting, refuse to measure
@@ -47,10 +50,17 @@ def validate_cmd(
             typer.echo(f"{r['config']:<32} predicted {r['predicted_tok_s']:8.3f} tok/s  "
                        f"{r['predicted_tokens_per_round']:.3f} tokens/round")
         return
+    from simspec.report.validation import write
+
+    if measured is not None:
+        res = reprice(inp, measured, out, "simspec " + " ".join(sys.argv[1:]))
+        _print_table(res.table, res.agreement)
+        png, page = write(res, out)
+        csv, js = res.written
+        typer.echo(f"wrote {csv}, {png}, {js} and {page} (measurements of {measured})")
+        return
     models = load_models(inp, device, threads)  # every model error before any live run
     import torch
-
-    from simspec.report.validation import write
 
     plan = inp.plan
     typer.echo(f"validating {len(inp.configs)} configs of {plan.target} on {len(inp.prompts)} traced prompts "

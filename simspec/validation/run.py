@@ -117,17 +117,51 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
         row.update(measure(inp.plan, cfg, models, inp.trace, inp.prompts, inp.traced, inp.file))
         if progress:
             progress(i, cfg, row)
+    extra = {"wall_s": round(time.perf_counter() - t0, 1), "environment": environment(models),
+             "machine": machine.identify(models.device, torch_threads())}
+    return _write(inp, rows, out, command, extra)
+
+
+def reprice(inp: Inputs, measured: Path, out: Path, command: str) -> Validation:
+    """A measured validation (its <name>.json) priced again with this plan's profiles: the live
+    figures do not depend on the profiles, so a new or calibrated profile is checked against
+    them without decoding again. The plan must decode what was measured (same trace, prompts,
+    token budget and configs)."""
+    import json as _json
+
+    key = "--measured"
+    try:
+        old = _json.loads(Path(measured).read_text())
+    except (OSError, ValueError) as exc:
+        raise InputError(str(measured), None, f"not a validation result ({exc})") from None
+    want = provenance(inp)["trace"]["sha256"]
+    got = ((old.get("inputs") or {}).get("trace") or {}).get("sha256")
+    for what, a, b in (("trace", want, got), ("sequences", inp.plan.seqs(), old.get("sequences")),
+                       ("max_new_tokens", inp.plan.max_new_tokens, old.get("max_new_tokens"))):
+        if a != b:
+            raise InputError(str(measured), what, f"was measured with {b!r}, the plan decodes {a!r}")
+    by_label = {r.get("config"): r for r in old.get("rows") or []}
+    rows = predict(inp)
+    for row in rows:
+        m = by_label.get(row["config"])
+        if m is None:
+            raise InputError(str(measured), key, f"has no measured row for config {row['config']!r}")
+        row.update({k: v for k, v in m.items() if k.startswith("measured_") or k == "outputs_equal_trace"})
+    extra = {"wall_s": old.get("wall_s"), "environment": old.get("environment"), "machine": old.get("machine"),
+             "measured_from": {"path": str(measured), "date": old.get("date"), "command": old.get("command")}}
+    return _write(inp, rows, out, command, extra)
+
+
+def _write(inp: Inputs, rows: list[dict], out: Path, command: str, extra: dict) -> Validation:
     df = error_table(rows)
     ag = agreement(df)
     plan = inp.plan
     csv, js = out / f"{plan.name}.csv", out / f"{plan.name}.json"
     write_text(csv, df.to_csv(index=False, float_format="%.4f"))
     meta = {"plan": inp.file, "name": plan.name, "command": command,
-            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "wall_s": round(time.perf_counter() - t0, 1), "prompts": len(inp.prompts),
-            "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(), "environment": environment(models),
-            "machine": machine.identify(models.device, torch_threads()),
-            "inputs": provenance(inp), "agreement": ag.as_dict(),
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": extra.pop("wall_s"),
+            "prompts": len(inp.prompts), "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(),
+            **extra, "inputs": provenance(inp), "agreement": ag.as_dict(),
             "rows": json.loads(df.to_json(orient="records"))}
     write_text(js, json.dumps(meta, indent=1) + "\n")
     return Validation(plan, df, ag, meta, [csv, js])
