@@ -29,6 +29,8 @@ COMMAND_MODULES = [
     "simspec.commands.run",
     "simspec.commands.trace",
     "simspec.commands.study",
+    "simspec.commands.export",
+    "simspec.commands.predict",
     "simspec.commands.validate",
 ]
 

@@ -38,9 +38,13 @@ class Kind:
     model_free: bool = False         # no forward pass: drafting costs nothing
     trees: bool = True               # can propose a token tree (top-k children per node)
     trims_head: bool = False         # a trimmed LM head (`vocab = K`) applies
+    crosses: str = "tokens"          # what a round sends between drafter and target devices:
+                                     # "tokens" (draft and verified ids) or "hidden" (also the
+                                     # target's hidden states, as EAGLE-like drafters read them)
     column_prefix: str | None = None  # rank columns of a `layer` kind: <prefix><l>, e.g. exit26
     vllm_method: str | None = None   # vLLM `speculative_config.method`, None: vLLM lacks it
     sglang_algorithm: str | None = None  # SGLang `--speculative-algorithm`, None: SGLang lacks it
+    trtllm_decoding_type: str | None = None  # TensorRT-LLM `speculative_config.decoding_type`, None: it lacks it
     live: str | Callable | None = None    # make(target, spec, kv, draft, rows) -> live Drafter
     replay: str | Callable | None = None  # model-free: accepts(prompt, tokens, n) -> int[len(tokens)]
 
@@ -110,7 +114,7 @@ def register(kind: Kind) -> Kind:
 
 register(Kind(
     "model", "draft", "a draft model", arg="model", separate_model=True, trims_head=True,
-    vllm_method="draft_model", sglang_algorithm="STANDALONE",
+    vllm_method="draft_model", sglang_algorithm="STANDALONE", trtllm_decoding_type="Draft_Target",
     live="simspec.live.drafters:make_model_drafter",
 ))
 register(Kind(
@@ -121,7 +125,7 @@ register(Kind(
 # match the trailing n-gram, n = N..1. N = 3 in trace replay and in the live engine alike.
 register(Kind(
     "ngram", "ngram", "n-gram lookup", arg="n", default_n=3, model_free=True, trees=False,
-    vllm_method="ngram", sglang_algorithm="NGRAM",
+    vllm_method="ngram", sglang_algorithm="NGRAM", trtllm_decoding_type="NGram",
     live="simspec.live.drafters:make_ngram_drafter", replay="simspec.trace.ngram:lookup_accepts",
 ))
 

@@ -12,11 +12,16 @@ import pytest
 
 from simspec.config import load_scenario
 from simspec.study import export, results
-from simspec.study.schedule import Point, ranges, best_per_bucket
+from simspec.study.engines import Context, versions
+from simspec.study.engines import vllm as vllm_export
+from simspec.study.engines.answer import answer
+from simspec.study.schedule import Point, best_per_bucket, ranges, read_points
 from studyhelpers import simspec, small_study
 
-FILES = ("best.toml", "trials.parquet", "pareto.csv", "history.png", "importances.png", "pareto.png",
-         "gamma_vs_batch.png", "vllm_speculative_config.json", "sglang_args.txt", "summary.md", "study.db")
+ENGINE_FILES = ("vllm_speculative_config.json", "sglang_args.txt", "trtllm_speculative_config.yaml")
+FILES = ("best.toml", "trials.parquet", "pareto.csv", "schedule.csv", "history.png", "importances.png", "pareto.png",
+         "gamma_vs_batch.png", *ENGINE_FILES, "vllm_synthetic_config.json", "sglang_synthetic_env.sh",
+         "synthetic_prediction.csv", "summary.md", "study.db")
 
 
 @pytest.fixture(scope="module")
@@ -58,41 +63,99 @@ def test_best_toml_is_a_scenario_simulate_takes_as_is(run):
     assert sc.gamma == (best.gamma if best.gamma is not pd.NA else 0)
 
 
-def test_vllm_export_holds_only_speculative_config_keys(run):
+def test_vllm_export_holds_only_keys_of_the_newest_vllm(run):
     _, out, _ = run
     cfg = json.loads((out / "vllm_speculative_config.json").read_text())
     assert cfg, "speculation pays in this study: a config is expected"
-    assert set(cfg) <= export.VLLM_KEYS, set(cfg) - export.VLLM_KEYS
+    newest = versions.VLLM.newest
+    assert set(cfg) <= versions.writable("vllm", newest), set(cfg) - versions.writable("vllm", newest)
+    assert "disable_by_batch_size" not in cfg and "speculative_token_tree" not in cfg
     assert cfg["method"] in ("draft_model", "ngram")
-    sched = cfg["num_speculative_tokens_per_batch_size"]
-    assert sched[0][0] == 1
-    for (lo, hi, k), nxt in zip(sched, sched[1:] + [None]):
-        assert lo <= hi and 0 <= k <= cfg["num_speculative_tokens"]
-        if nxt:
-            assert nxt[0] == hi + 1 and nxt[2] != k  # contiguous, merged
+    sched = cfg.get("num_speculative_tokens_per_batch_size")
+    if sched is not None:
+        assert sched[0][0] == 1
+        for (lo, hi, k), nxt in zip(sched, sched[1:] + [None]):
+            assert lo <= hi and 0 <= k <= cfg["num_speculative_tokens"]
+            if nxt:
+                assert nxt[0] == hi + 1 and nxt[2] != k  # contiguous, merged
     if cfg["method"] == "draft_model":
         assert cfg["model"] == "org/draft-0.1b"
+    # the summary's recommendation and the file agree
+    pts = read_points(out / "schedule.csv")
+    a = answer(results.knobs(results.best_trial(optuna.load_study(
+        study_name="small", storage=f"sqlite:///{out / 'study.db'}"))), pts, export.runnable("vllm"))
+    assert (sched is not None) == a.schedule_pays
+    summary = (out / "summary.md").read_text()
+    assert ("**Schedule recommended**" in summary) == a.schedule_pays
+    assert ("**No schedule**" in summary) != a.schedule_pays
 
 
 def test_sglang_flags(run):
     _, out, _ = run
     lines = [l for l in (out / "sglang_args.txt").read_text().splitlines() if l and not l.startswith("#")]
     assert lines and all(l.startswith("--") for l in lines)
-    flags = dict(l.split(" ", 1) for l in lines)
+    flags = dict(l.split(" ", 1) if " " in l else (l, None) for l in lines)
+    assert set(flags) <= versions.writable("sglang", versions.SGLANG.newest)
     assert flags["--speculative-algorithm"] in ("STANDALONE", "NGRAM")
     assert int(flags["--speculative-num-draft-tokens"]) == int(flags["--speculative-num-steps"]) + 1
+    assert "--speculative-adaptive" not in flags  # STANDALONE / NGRAM: SGLang's adaptive mode is EAGLE's
+
+
+def test_the_summary_shows_the_three_engines_files(run):
+    _, out, r = run
+    summary = (out / "summary.md").read_text()
+    for name in ENGINE_FILES + ("vllm_synthetic_config.json", "sglang_synthetic_env.sh"):
+        assert f"({name})" in summary, name
+    for title in ("vLLM 0.28.0", "SGLang 0.5.16", "TensorRT-LLM 1.3.0"):
+        assert title in summary, title
+    assert "## Checking the prediction on a real cluster" in summary and "## Per-batch schedule or one K" in summary
+    import yaml
+
+    trt = yaml.safe_load((out / "trtllm_speculative_config.yaml").read_text())["speculative_config"]
+    assert set(trt) <= versions.writable("trtllm", versions.TRTLLM.newest)
+    assert trt["decoding_type"] in ("Draft_Target", "NGram") and trt["max_draft_len"] >= 1
+    pred = pd.read_csv(out / "synthetic_prediction.csv")
+    assert set(pred.engine) == {"vllm", "sglang"} and (pred.throughput_tok_s > 0).all()
+
+
+def test_export_and_predict_commands_reread_the_run(run, tmp_path):
+    p, out, _ = run
+    r = simspec("export", str(p), "--out", str(out), "--engine", "vllm", "--engine-version", "0.11.0",
+                "--to", str(tmp_path / "old"))
+    assert r.returncode == 0, r.stderr
+    old = json.loads((tmp_path / "old" / "vllm_speculative_config.json").read_text())
+    assert set(old) <= versions.writable("vllm", "0.11.0") and "num_speculative_tokens_per_batch_size" not in old
+    assert not (tmp_path / "old" / "vllm_synthetic_config.json").exists()  # 0.11.0 has no synthetic sampler
+    assert "no synthetic-acceptance config" in r.stdout and f"results written to: {tmp_path / 'old'}/" in r.stdout
+    # the newest-version export equals the study's own files
+    r = simspec("export", str(p), "--out", str(out), "--to", str(tmp_path / "new"))
+    assert r.returncode == 0, r.stderr
+    for name in ENGINE_FILES:
+        assert (tmp_path / "new" / name).read_text() == (out / name).read_text(), name
+    r = simspec("predict", str(p), "--out", str(out), "--to", str(tmp_path / "pred"), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "pred" / "synthetic_prediction.csv").read_text() == (out / "synthetic_prediction.csv").read_text()
+    assert "serve vllm_synthetic_config.json" in r.stdout
+    bad = simspec("export", str(p), "--out", str(tmp_path / "nothing"))
+    assert bad.returncode == 2 and "no study here" in bad.stderr
+    bad = simspec("predict", str(p), "--out", str(out), "--engine", "trtllm")
+    assert bad.returncode == 2 and "--engine" in bad.stderr
 
 
 def test_export_falls_back_when_the_engine_lacks_the_drafter():
     pts = [Point(1, "none", 0, 10.0, 0.1), Point(1, "early_exit", 3, 20.0, 0.1), Point(1, "model", 2, 15.0, 0.1),
            Point(8, "none", 0, 60.0, 0.1), Point(8, "early_exit", 1, 70.0, 0.1), Point(8, "model", 2, 55.0, 0.1)]
-    notes: list[str] = []
-    cfg = export.vllm_config({"gamma": 3, "drafter": "early_exit", "exit_layer": 12}, lambda k: None, pts, notes)
+    best = {"gamma": 3, "drafter": "early_exit", "exit_layer": 12}
+    a = answer(best, pts, export.runnable("vllm"))
+    assert a.kind == "model" and a.fell_back and a.ranges == [[1, 7, 2], [8, 8, 0]]
+    assert a.single_k == 2 and a.schedule_pays  # K=2 is the best single K; plain at batch 8 beats it by 9%
+    e = vllm_export.build(Context(best, a, None, [0.8, 0.7], "test"), "0.24.0")
+    cfg = e.config
     assert cfg["method"] == "draft_model" and cfg["num_speculative_tokens_per_batch_size"] == [[1, 7, 2], [8, 8, 0]]
-    assert cfg["disable_by_batch_size"] == 8 and set(cfg) <= export.VLLM_KEYS
-    assert any("early_exit" in n for n in notes)
+    assert cfg["num_speculative_tokens"] == 2 and set(cfg) <= versions.writable("vllm", "0.24.0")
+    assert any("early_exit" in n for n in e.notes)
     assert ranges(best_per_bucket(pts)) == [[1, 7, 3], [8, 8, 1]]
-    assert export.token_tree([2, 1]) == "[(0,), (1,), (0, 0), (1, 0)]"
+    assert vllm_export.token_tree([2, 1]) == "[(0,), (1,), (0, 0), (1, 0)]"
 
 
 def test_rerun_resumes_and_adds_only_missing_trials(run, tmp_path):

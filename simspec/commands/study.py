@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -11,8 +11,11 @@ from simspec.errors import InputError
 
 HELP = """Search speculative-decoding settings (Optuna TPE over the simulator) under SLOs.
 
-Writes best.toml, trials.parquet, pareto.csv, plots, vllm_speculative_config.json,
-sglang_args.txt, summary.md and report.html (all in one page) into the run folder. Running it again resumes the study.
+Writes best.toml, trials.parquet, pareto.csv, schedule.csv, plots, the engine configs
+(vllm_speculative_config.json, sglang_args.txt, trtllm_speculative_config.yaml, each for the newest
+engine version simspec knows unless --engine-version says otherwise), the synthetic-acceptance configs
+with synthetic_prediction.csv, summary.md and report.html (all in one page) into the run folder.
+Running it again resumes the study.
 
 Examples:
 
@@ -21,6 +24,8 @@ Examples:
   simspec study my_study.toml --trials 200 --workers 2
 
   simspec study my_study.toml --capacity
+
+  simspec study my_study.toml --engine-version vllm=0.21.0 --engine-version sglang=0.5.10
 
   simspec study my_study.toml --storage postgresql://user:pw@127.0.0.1/optuna --workers 4
 """
@@ -40,15 +45,17 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", help="Local worker processes sharing the storage."),
         capacity: bool = typer.Option(False, "--capacity", help="Find the fewest target replicas for [capacity] rate within [constraints]."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        engine_version: Optional[List[str]] = typer.Option(None, "--engine-version", metavar="ENGINE=VERSION", help="Export for this engine version (repeatable), e.g. vllm=0.21.0; default: the newest simspec knows."),
     ) -> None:
         from simspec.report import study as study_report
         from simspec.study import capacity as cap_mod
-        from simspec.study import runner
+        from simspec.study import export, runner
         from simspec.study.outcome import write_results
         from simspec.study.spec import load_study
         from simspec.study.storage import default_url, redact
 
         spec = load_study(study_file)
+        versions = export.parse_pins(engine_version)
         if capacity:
             cap_mod.check(spec)
         if workers < 1:
@@ -75,7 +82,7 @@ def register(app: typer.Typer) -> None:
         st = optuna.load_study(study_name=info.study_name, storage=runner.open_storage(url))
 
         def finish() -> dict:
-            return study_report.write(write_results(spec, st, out, url, capacity), out)
+            return study_report.write(write_results(spec, st, out, url, capacity, versions=versions), out)
 
         if no_progress:
             res = finish()

@@ -49,6 +49,74 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+FENCE = {".json": "json", ".yaml": "yaml", ".sh": "sh"}
+
+
+def schedule_section(exps) -> list[str]:
+    """Per batch bucket: the schedule's gain over the best single K, and the recommendation."""
+    L: list[str] = []
+    seen: dict = {}
+    for eng, a in exps.answers.items():
+        if a.kind is not None:
+            seen.setdefault(a.kind, (a, []))[1].append(eng)
+    for kind, (a, engs) in seen.items():
+        L += [f"## Per-batch schedule or one K ({kind}: {', '.join(engs)})", "",
+              f"One K for every batch size: K = {a.single_k} (the highest throughput relative to each bucket's "
+              "best, summed over the buckets).", "",
+              "| batch | schedule K | tok/s | one K tok/s | gain |", "|---|---|---|---|---|"]
+        for bk in a.buckets:
+            L.append(f"| {bk.batch} | {bk.best.gamma} | {_fmt(bk.best.throughput_tok_s)} | "
+                     f"{_fmt(bk.single.throughput_tok_s)} | {100 * bk.gain:+.1f}% |")
+        verdict = (f"**Schedule recommended**: it beats K = {a.single_k} by {100 * a.max_gain:.1f}% in some bucket, "
+                   f"above the {100 * a.threshold:.1f}% threshold"
+                   if a.schedule_pays else
+                   f"**No schedule**: its best gain over K = {a.single_k} is {100 * a.max_gain:.1f}%, below the "
+                   f"{100 * a.threshold:.1f}% threshold")
+        L += ["", verdict + " (the lowest TPOT cost of a schedule that vLLM users measured, 6.6-21.6%, "
+              "vLLM issue #49548).", ""]
+    return L
+
+
+def engine_sections(exps) -> list[str]:
+    L = schedule_section(exps)
+    titles = {"vllm": "vLLM", "sglang": "SGLang", "trtllm": "TensorRT-LLM"}
+    L += ["## Engine configs", "", "Each for the version named (`simspec export --engine E --engine-version V` "
+          "writes another); only keys that version accepts are written.", ""]
+    synthetic = []
+    for e in exps.engines:
+        for name, text in e.files.items():
+            if name == e.synthetic:
+                synthetic.append((e, name, text))
+                continue
+            what = f"{titles[e.engine]} {e.version}" + (" server config" if name == e.main else "")
+            if name.endswith(".json") and len(text) > 4000:
+                L += [f"{what} ({name}): {len(text)} characters, not shown.", ""]
+                continue
+            L += [f"{what} ({name}):", "", "```" + FENCE.get(Path(name).suffix, ""), text.rstrip(), "```", ""]
+    if synthetic or exps.prediction:
+        L += ["## Checking the prediction on a real cluster", "",
+              "Serve the config below (acceptance fixed to simspec's, per position), measure throughput and TPOT "
+              "at each batch size, and compare with the table: a miss there means the serving model is off; "
+              "a match there but not with the real drafter means the drafter accepts differently.", ""]
+        for e, name, text in synthetic:
+            L += [f"{titles[e.engine]} {e.version} ({name}):", "", "```" + FENCE.get(Path(name).suffix, ""),
+                  text.rstrip(), "```", ""]
+        if exps.prediction:
+            L += ["Expected under the synthetic acceptance (synthetic_prediction.csv; `simspec predict`); "
+                  "'study' is the study's own figure at that K:", "",
+                  "| engine | batch | K | tok/s | TPOT p50 (s) | TPOT p99 (s) | tokens/round | study tok/s |",
+                  "|---|---|---|---|---|---|---|---|"]
+            merged: dict = {}
+            for r in exps.prediction:  # engines that run the same K at a batch share a row
+                key = (r.batch, r.k, r.throughput_tok_s, r.tpot_p50_s)
+                merged.setdefault(key, [r, []])[1].append(r.engine)
+            for r, engs in sorted(merged.values(), key=lambda x: (x[0].batch, x[0].k)):
+                L.append(f"| {', '.join(engs)} | {r.batch} | {r.k} | {_fmt(r.throughput_tok_s)} | {_fmt(r.tpot_p50_s)} | "
+                         f"{_fmt(r.tpot_p99_s)} | {_fmt(r.tokens_per_round)} | {_fmt(r.study_throughput_tok_s)} |")
+            L.append("")
+    return L
+
+
 def summary_md(o: Outcome, files: list[str]) -> str:
     """summary.md: the question, the best configuration against plain decoding, the Pareto
     front, the best gamma per batch size, the engine configs, knob importance, files."""
@@ -111,9 +179,9 @@ def summary_md(o: Outcome, files: list[str]) -> str:
         for b, p in per.items():
             sp = p.throughput_tok_s / plain_thr[b] if plain_thr.get(b) else float("nan")
             L.append(f"| {b} | {p.gamma} | {p.drafter} | {_fmt(p.throughput_tok_s)} | {sp:.2f}x |")
-        L += ["", "## Engine configs", "", "vLLM `--speculative-config` (vllm_speculative_config.json):", "",
-              "```json", json.dumps(o.vllm), "```", "", "SGLang (sglang_args.txt):", "", "```",
-              o.sglang.rstrip(), "```", ""]
+        L.append("")
+        if o.exports is not None and o.exports.engines:
+            L += engine_sections(o.exports)
     if o.importances:
         L += ["## Knob importance (first objective)", ""]
         L += [f"- {k}: {v:.2f}" for k, v in sorted(o.importances.items(), key=lambda kv: -kv[1])]

@@ -1,118 +1,192 @@
-"""Engine configs from a study's answer: vLLM `speculative_config` JSON, SGLang flags.
+"""Engine configs from a study's answer: vLLM, SGLang and TensorRT-LLM, each for a version.
 
-Only keys vLLM's SpeculativeConfig accepts are written (VLLM_KEYS; a test holds the export
-to it). Early-exit drafting has no vLLM or SGLang method, so an engine export falls back to
-the best drafter the engine can run, and says so.
+`export(...)` turns the best knobs and the per-batch schedule points into every engine's
+files (simspec.study.engines: one builder per engine, each held to the version table), the
+synthetic-acceptance configs and the throughput/TPOT a synthetic run should show
+(`synthetic_prediction.csv`). Early exit has no engine method: an engine export falls back
+to the best drafter the engine can run, and says so in its notes.
 """
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from simspec import drafters
-from simspec.study.schedule import Point, best_per_bucket, ranges
-from simspec.tree_shape import TreeShape
+from simspec.atomic import write_text
+from simspec.config import resolve_data_path
+from simspec.errors import InputError
+from simspec.study import schedule
+from simspec.study.engines import Context, EngineExport, sglang, synthetic, trtllm, vllm
+from simspec.study.engines import versions as V
+from simspec.study.engines.answer import SCHEDULE_MIN_GAIN, Answer, answer
+from simspec.study.schedule import Point
+from simspec.study.spec import StudySpec
 
-# vLLM SpeculativeConfig fields this exporter may write.
-VLLM_KEYS = frozenset({
-    "method", "model", "num_speculative_tokens", "num_speculative_tokens_per_batch_size",
-    "draft_tensor_parallel_size", "disable_by_batch_size", "prompt_lookup_min",
-    "prompt_lookup_max", "speculative_token_tree",
-})
-
-
-def engine_drafter(best_kind: str | None, pts: list[Point], engine_methods: dict) -> str | None:
-    """The study's drafter if the engine has it, else the engine-runnable drafter whose
-    schedule delivers the most (summed over buckets)."""
-    if best_kind in engine_methods:
-        return best_kind
-    scores = {}
-    for kind in engine_methods:
-        per = best_per_bucket(pts, kind)
-        if any(p.drafter == kind for p in per.values()):
-            scores[kind] = sum(p.throughput_tok_s for p in per.values())
-    return max(scores, key=scores.get) if scores else None
+ENGINES = ("vllm", "sglang", "trtllm")
+BUILDERS = {"vllm": vllm.build, "sglang": sglang.build, "trtllm": trtllm.build}
+PREDICTION = "synthetic_prediction.csv"
+SCHEDULE = "schedule.csv"
 
 
-def vllm_methods() -> dict[str, str]:
-    """Drafter kind -> vLLM `method`, for the kinds vLLM runs."""
-    return {n: k.vllm_method for n, k in drafters.KINDS.items() if k.vllm_method}
+def runnable(engine: str) -> set[str]:
+    """The drafter kinds the engine runs."""
+    return set({"vllm": vllm.methods, "sglang": sglang.algorithms, "trtllm": trtllm.decoding_types}[engine]())
 
 
-def sglang_algorithms() -> dict[str, str]:
-    return {n: k.sglang_algorithm for n, k in drafters.KINDS.items() if k.sglang_algorithm}
+@dataclass
+class Exports:
+    engines: list[EngineExport] = field(default_factory=list)
+    answers: dict[str, Answer] = field(default_factory=dict)   # engine -> its answer
+    rates: dict[str, list[float]] = field(default_factory=dict)  # kind -> conditional rates
+    rates_source: dict[str, str] = field(default_factory=dict)
+    prediction: list[synthetic.Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def get(self, engine: str) -> EngineExport | None:
+        return next((e for e in self.engines if e.engine == engine), None)
+
+    def files(self) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for e in self.engines:
+            out.update(e.files)
+        if self.prediction:
+            out[PREDICTION] = synthetic.rows_csv(self.prediction)
+        return out
 
 
-def token_tree(shape: list[int]) -> str:
-    """vLLM's `speculative_token_tree`: every node as its path of child indices."""
-    return str(TreeShape(tuple(shape)).paths())
+def hot_ids(spec: StudySpec, kind: str, k: int) -> tuple[list[int] | None, str]:
+    """The top-k token ids of the trimmed head: the first k of the trace sidecar's
+    `calibration.order` (ids by frequency over the calibration texts), if a trace gives them."""
+    ds = spec.file.drafters.get(kind)
+    ref = ds.acceptance.trace if ds is not None and ds.acceptance is not None else None
+    ref = ref or (spec.base.get("acceptance") or {}).get("trace")
+    if not ref:
+        return None, ""
+    from simspec.trace.schema import sidecar_path
+
+    side = sidecar_path(resolve_data_path(ref, spec.where))
+    try:
+        order = (json.loads(side.read_text()).get("calibration") or {}).get("order") or []
+    except (OSError, ValueError):
+        return None, ""
+    if len(order) < k:
+        return None, ""
+    return [int(x) for x in order[:k]], f"calibration.order of {side.name}"
 
 
-def vllm_config(best: dict[str, Any], drafter_spec, pts: list[Point], notes: list[str]) -> dict[str, Any]:
-    methods = vllm_methods()
-    kind = engine_drafter(best.get("drafter"), pts, methods)
-    per = best_per_bucket(pts, kind)
-    sched = ranges(per)
-    gmax = max((r[2] for r in sched), default=0)
-    if kind is None or gmax == 0:
-        notes.append("vLLM: speculation does not pay at any simulated batch size; run without `speculative_config`.")
-        return {}
-    if best.get("drafter") != kind:
-        notes.append(f"vLLM has no {best.get('drafter')!r} drafter: its export uses {kind!r}, the best runnable one.")
-    cfg: dict[str, Any] = {"method": methods[kind]}
-    ds = drafter_spec(kind)
-    entry = drafters.get(kind)
-    if entry.separate_model:
-        cfg["model"] = (ds.name if ds is not None and ds.name else None) or "<draft model path>"
-    cfg["num_speculative_tokens"] = gmax
-    cfg["num_speculative_tokens_per_batch_size"] = sched
-    if methods[kind] == "ngram":  # vLLM's prompt lookup window
-        cfg["prompt_lookup_min"] = (ds.prompt_lookup_min if ds is not None and ds.prompt_lookup_min else 1)
-        cfg["prompt_lookup_max"] = (ds.prompt_lookup_max if ds is not None and ds.prompt_lookup_max else gmax)
-    if best.get("tree", "chain") != "chain" and best.get("drafter") == kind:
-        cfg["speculative_token_tree"] = token_tree(list(TreeShape.parse(best["tree"]).branching))
-    zero_from = [r[0] for r in sched if r[2] == 0 and r[0] > 1]
-    if zero_from and all(r[2] == 0 for r in sched if r[0] >= zero_from[0]):
-        cfg["disable_by_batch_size"] = zero_from[0]
-    bad = set(cfg) - VLLM_KEYS
-    assert not bad, bad
-    return cfg
+def export(spec: StudySpec, study, best: dict[str, Any], pts: list[Point], ev=None,
+           versions: dict[str, str | None] | None = None, threshold: float = SCHEDULE_MIN_GAIN,
+           predict: bool = True) -> Exports:
+    """Every requested engine's export (default: all three, each at its newest known version)."""
+    versions = versions if versions is not None else {e: None for e in ENGINES}
+    out = Exports()
+    # each drafter's sub-knobs (exit layer, vocabulary, ...) from its best trial; without the
+    # study, the best knobs stand for their own drafter
+    kind_knobs = schedule.drafter_params(spec, study, best) if study is not None else {best.get("drafter"): best}
+    ctxs: dict[str, Context] = {}
+    for eng in versions:
+        a = answer(best, pts, runnable(eng), threshold)
+        out.answers[eng] = a
+        ctx = Context(best, a, spec.file.drafters.get(a.kind) if a.kind else None)
+        if a.speculates:
+            kp = schedule.point_knobs(best, kind_knobs.get(a.kind), a.kind, max(a.max_k, 1))
+            if a.kind not in out.rates or len(out.rates[a.kind]) < a.max_k:
+                out.rates[a.kind], out.rates_source[a.kind] = synthetic.conditional_rates(spec, kp, a.max_k)
+            ctx.rates, ctx.rates_source = out.rates[a.kind][: a.max_k], out.rates_source[a.kind]
+            if ctx.trimmed is not None:
+                ctx.hot_ids, ctx.hot_ids_source = hot_ids(spec, a.kind, ctx.trimmed)
+        ctxs[eng] = ctx
+        e = BUILDERS[eng](ctx, V.resolve(eng, versions[eng]))
+        out.engines.append(e)
+        out.notes += [n for n in e.notes if n not in out.notes]
+    if predict and ev is not None:
+        predictors: dict[str | None, synthetic.Predictor] = {}
+        for e in out.engines:
+            if e.synthetic is None:
+                continue
+            a = out.answers[e.engine]
+            pr = predictors.get(a.kind)
+            if pr is None:
+                pr = predictors[a.kind] = synthetic.Predictor(spec, ev, best, kind_knobs.get(a.kind), a,
+                                                              ctxs[e.engine].rates, pts)
+            out.prediction += pr.rows(e.engine, e.k_at)
+    return out
 
 
-def sglang_args(best: dict[str, Any], drafter_spec, pts: list[Point], notes: list[str]) -> str:
-    algorithms = sglang_algorithms()
-    kind = engine_drafter(best.get("drafter"), pts, algorithms)
-    mb = best.get("max_batch")
-    lines = ["# SGLang server flags chosen by `simspec study` (one config: SGLang has no per-batch schedule)."]
-    per = best_per_bucket(pts, kind)
-    if kind is None or not per:
-        lines.append("# speculation does not pay here: run without --speculative-algorithm")
-        return "\n".join(lines) + "\n"
-    # The bucket the server will sit at: the chosen max batch (or the largest simulated).
-    at = max((b for b in per if mb is None or b <= int(mb)), default=min(per))
-    p = per[at]
-    if best.get("drafter") != kind:
-        notes.append(f"SGLang has no {best.get('drafter')!r} drafter: its flags use {kind!r}.")
-    if p.gamma == 0:
-        lines.append(f"# at batch {at} speculation does not pay: run without --speculative-algorithm")
-        return "\n".join(lines) + "\n"
-    ds = drafter_spec(kind)
-    flags = [f"--speculative-algorithm {algorithms[kind]}"]
-    if drafters.get(kind).separate_model:
-        flags.append(f"--speculative-draft-model-path {(ds.name if ds is not None and ds.name else '<draft model path>')}")
-    tree = TreeShape.parse(best["tree"]) if best.get("tree", "chain") != "chain" else None
-    use_tree = tree is not None and best.get("drafter") == kind and tree.max_depth == p.gamma
-    if use_tree:
-        flags += [f"--speculative-num-steps {tree.max_depth}", f"--speculative-eagle-topk {tree.branching[0]}",
-                  f"--speculative-num-draft-tokens {tree.size}"]
+# Every file an engine's export may write: a rerun removes the ones it no longer writes, so
+# no stale adaptive config or token map from another version stays beside the new files.
+ENGINE_FILES = {"vllm": (vllm.MAIN, vllm.SYNTHETIC),
+                "sglang": (sglang.MAIN, sglang.ADAPTIVE, sglang.TOKEN_MAP_IDS, sglang.SYNTHETIC),
+                "trtllm": (trtllm.MAIN,)}
+
+
+def write(exports: Exports, out: Path) -> list[str]:
+    """Write every export file into `out` (atomically, each); their names, in order."""
+    out = Path(out)
+    files = exports.files()
+    for e in exports.engines:
+        for name in ENGINE_FILES[e.engine]:
+            if name not in files:
+                (out / name).unlink(missing_ok=True)
+    names = []
+    for name, text in files.items():
+        write_text(out / name, text)
+        names.append(name)
+    return names
+
+
+def finished(spec: StudySpec, out: Path, storage: str | None = None, capacity: bool = False):
+    """A finished study's (optuna study, best knobs, schedule points) from its run folder:
+    the points of its schedule.csv, or simulated again (and that file written) when it has
+    none. InputError when there is no study or no feasible trial."""
+    import optuna
+
+    from simspec.study import results, runner
+    from simspec.study.storage import default_url, open_storage, redact
+
+    out = Path(out)
+    url = storage or default_url(out)
+    if storage is None and not (out / "study.db").exists():
+        raise InputError(str(out), None, "no study here (no study.db): run `simspec study` first, or give --storage")
+    name = runner.study_name(spec, capacity)
+    try:
+        study = optuna.load_study(study_name=name, storage=open_storage(url))
+    except KeyError:
+        raise InputError(redact(url), None, f"holds no study named {name!r}") from None
+    best = results.best_trial(study)
+    if best is None:
+        raise InputError(redact(url), None, "no trial met every SLO: nothing to export")
+    best_k = results.knobs(best)
+    sched = out / SCHEDULE
+    if sched.exists():
+        pts = schedule.read_points(sched)
     else:
-        flags += [f"--speculative-num-steps {p.gamma}", "--speculative-eagle-topk 1",
-                  f"--speculative-num-draft-tokens {p.gamma + 1}"]
-    if mb is not None:
-        flags.append(f"--max-running-requests {int(mb)}")
-    lines.append(f"# tuned for batch {at}; per-batch best gamma: "
-                 + ", ".join(f"{b}:{q.gamma}" for b, q in per.items()))
-    if best.get("vocab") and best.get("drafter") == kind:
-        lines.append(f"# trimmed vocabulary K={best['vocab']}: pass its hot-token map with --speculative-token-map <file>")
-    lines += flags
-    return "\n".join(lines) + "\n"
+        from simspec.study.evaluate import Evaluator
+
+        pts = schedule.run_schedule(spec, Evaluator(spec), study, best_k)
+        write_text(sched, schedule.points_csv(pts))
+    return study, best_k, pts
+
+
+def parse_versions(engines: list[str] | None, version: str | None) -> dict[str, str | None]:
+    """--engine (repeatable, default all) and --engine-version (one engine only) -> {engine: version}."""
+    chosen = list(dict.fromkeys(engines or ENGINES))
+    for e in chosen:
+        V.engine(e)
+    if version is not None and len(chosen) != 1:
+        raise InputError(None, "--engine-version", "names one engine's version: give exactly one --engine")
+    return {e: V.resolve(e, version) for e in chosen}
+
+
+def parse_pins(pins: list[str] | None) -> dict[str, str | None]:
+    """`simspec study --engine-version vllm=0.21.0` (repeatable) -> versions for every engine."""
+    out: dict[str, str | None] = {e: None for e in ENGINES}
+    for pin in pins or []:
+        eng, sep, ver = pin.partition("=")
+        if not sep or not ver:
+            raise InputError(None, "--engine-version", f"{pin!r}: expected ENGINE=VERSION, e.g. vllm=0.21.0")
+        V.engine(eng)
+        out[eng] = V.resolve(eng, ver)
+    return out

@@ -1,6 +1,7 @@
 """What a finished study found, and the result files it writes into its run folder.
 
-`write_results` writes trials.parquet, pareto.csv, best.toml and the engine exports, each
+`write_results` writes trials.parquet, pareto.csv, best.toml, schedule.csv and the engine
+exports (vLLM, SGLang, TensorRT-LLM; synthetic-acceptance configs and their prediction), each
 atomically, and returns an `Outcome`: everything simspec.report needs for the figures,
 summary.md and report.html (report/ reads study/, never the other way round).
 """
@@ -36,11 +37,12 @@ class Outcome:
     best_k: dict[str, Any]  # its knobs
     points: list[schedule.Point]  # per-batch-size schedule of the best knobs
     vllm: dict  # vllm_speculative_config.json
-    sglang: str  # sglang_args.txt
+    sglang: str  # sglang_args.txt (the other engines' files: `exports`)
     notes: list[str]
     importances: dict[str, float]  # knob -> importance for the first objective
     importance_method: str
     files: list[str] = field(default_factory=list)  # written into the run folder, in order
+    exports: Any = None  # export.Exports: every engine's files, answers, synthetic prediction
 
     def plain_best(self):
         """The best feasible plain-decoding trial (gamma = 0), the baseline of the summary."""
@@ -102,8 +104,9 @@ def importances(study) -> tuple[dict[str, float], str]:
 
 
 def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
-                  ev: Evaluator | None = None) -> Outcome:
-    """Write the study's result files into `out` and return what it found."""
+                  ev: Evaluator | None = None, versions: dict[str, str | None] | None = None) -> Outcome:
+    """Write the study's result files into `out` and return what it found. `versions`: the
+    engines to export for and their versions (default: all three, each at its newest known)."""
     ev = ev or Evaluator(spec)
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -123,6 +126,7 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
     pts: list[schedule.Point] = []
     vcfg: dict = {}
     sgl = ""
+    exps = export.Exports()
     best_k: dict[str, Any] = {}
     if best is not None:
         best_k = results.knobs(best)
@@ -140,14 +144,17 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
         written.append("best.toml")
 
         pts = schedule.run_schedule(spec, ev, study, best_k)
-        ds = spec.file.drafters.get
-        vcfg = export.vllm_config(best_k, ds, pts, notes)
-        sgl = export.sglang_args(best_k, ds, pts, notes)
-        write_text(out / "vllm_speculative_config.json", json.dumps(vcfg, indent=2) + "\n")
-        write_text(out / "sglang_args.txt", sgl)
-        written += ["vllm_speculative_config.json", "sglang_args.txt"]
+        write_text(out / export.SCHEDULE, schedule.points_csv(pts))
+        written.append(export.SCHEDULE)
+        exps = export.export(spec, study, best_k, pts, ev, versions)
+        notes += exps.notes
+        written += export.write(exps, out)
+        v, g = exps.get("vllm"), exps.get("sglang")
+        vcfg = v.config if v is not None else {}
+        sgl = g.files[g.main] if g is not None else ""
     else:
         notes.append("No trial met every SLO: no best.toml and no engine export. Relax [constraints] or widen [search].")
 
     imp, how = importances(study)
-    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, vcfg, sgl, notes, imp, how, written)
+    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, vcfg, sgl, notes, imp, how, written,
+                   exps)

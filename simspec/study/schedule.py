@@ -63,22 +63,35 @@ def drafter_params(spec: StudySpec, study, best: dict[str, Any]) -> dict[str, di
     return out
 
 
-def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any]) -> list[Point]:
+def saturated(spec: StudySpec, b: int) -> dict[str, Any]:
+    """The scenario patch of bucket b: a closed loop of b users on a replica with max_batch = b."""
     sched = spec.file.schedule
-    per_kind = drafter_params(spec, study, best)
+    n = max(sched.min_requests, b * sched.requests_per_slot)
+    return {"serving": {"max_batch": b},
+            "workload": {"arrival": "closed", "concurrency": b, "rate": None, "requests": n}}
+
+
+def point_knobs(best: dict[str, Any], kind_knobs: dict[str, Any] | None, kind: str | None, g: int) -> dict[str, Any]:
+    """The knobs of one schedule point: the drafter's best sub-knobs, the best trial's
+    placement and dtype, gamma g (chain, max_batch left to the bucket)."""
     common = {k: v for k, v in best.items() if k in ("placement", "dtype")}
+    if g == 0 or kind is None:
+        return {**common, "gamma": 0}
+    p = {**(kind_knobs or {}), **common, "gamma": g, "drafter": kind}
+    p.pop("tree", None)
+    p.pop("max_batch", None)
+    return p
+
+
+def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any]) -> list[Point]:
+    per_kind = drafter_params(spec, study, best)
     pts: list[Point] = []
     for b in batch_sizes(spec, best):
-        n = max(sched.min_requests, b * sched.requests_per_slot)
-        patch = {"serving": {"max_batch": b},
-                 "workload": {"arrival": "closed", "concurrency": b, "rate": None, "requests": n}}
-        cands = [("none", {**common, "gamma": 0})]
+        patch = saturated(spec, b)
+        cands = [("none", point_knobs(best, None, None, 0))]
         for kind, kp in per_kind.items():
             for g in gammas(spec):
-                p = {**kp, **common, "gamma": g, "drafter": kind}
-                p.pop("tree", None)
-                p.pop("max_batch", None)
-                cands.append((kind, p))
+                cands.append((kind, point_knobs(best, kp, kind, g)))
         for kind, p in cands:
             try:
                 s = ev.evaluate(p, patch)
@@ -113,4 +126,37 @@ def ranges(best: dict[int, Point]) -> list[list[int]]:
             out[-1][1] = hi
         else:
             out.append([b, hi, g])
+    return out
+
+
+POINT_COLUMNS = ("batch", "drafter", "gamma", "throughput_tok_s", "tpot_p50_s")
+
+
+def points_csv(pts: list[Point]) -> str:
+    """schedule.csv: every simulated (batch, drafter, gamma) point, what `simspec export` and
+    `simspec predict` re-read instead of simulating the schedule again."""
+    lines = [",".join(POINT_COLUMNS)]
+    lines += [f"{p.batch},{p.drafter},{p.gamma},{p.throughput_tok_s!r},{p.tpot_p50_s!r}" for p in pts]
+    return "\n".join(lines) + "\n"
+
+
+def read_points(path) -> list[Point]:
+    """The points of a schedule.csv; a malformed file is an InputError naming it."""
+    import csv
+    from pathlib import Path
+
+    p = Path(path)
+    try:
+        rows = list(csv.DictReader(p.read_text().splitlines()))
+    except OSError as exc:
+        raise InputError(str(p), None, f"cannot read the schedule: {exc.strerror or exc}") from None
+    out = []
+    for i, r in enumerate(rows, start=2):
+        try:
+            out.append(Point(int(r["batch"]), str(r["drafter"]), int(r["gamma"]),
+                             float(r["throughput_tok_s"]), float(r["tpot_p50_s"])))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(str(p), f"line {i}", f"expected the columns {', '.join(POINT_COLUMNS)}") from None
+    if not out:
+        raise InputError(str(p), None, "the schedule holds no points")
     return out
