@@ -86,7 +86,7 @@ def studies(files: list[Path]) -> dict:
                     df = pd.read_csv(d / name)
                     df = df.drop(columns=[c for c in df.columns if c in CLOCK], errors="ignore")
                     res[name] = _clean(json.loads(df.to_json(orient="records", double_precision=15)))
-                elif name.endswith((".toml", ".json", ".txt", ".md")):
+                elif name.endswith((".toml", ".json", ".txt", ".md", ".yaml", ".sh")):
                     text = (d / name).read_text()
                     res[name] = _stable(text.replace(tmp, "<out>"))
             out[str(f.relative_to(ROOT))] = res
