@@ -37,13 +37,32 @@ class CostSpec(Strict):
 
 
 class ModelDims(Strict):
-    """What the KV-capacity arithmetic needs when no profile supplies it."""
+    """What the KV-capacity arithmetic needs when no profile supplies it; with `hidden`,
+    `heads`, `intermediate` and `vocab` too, enough for a roofline estimate (no `cost`,
+    `profile` or `model` needed)."""
 
     layers: PosInt
     kv_heads: PosInt
     head_dim: PosInt
     dtype_bytes: PosInt = 2
     weights_gb: NonNeg = 0.0
+    hidden: PosInt | None = None
+    heads: PosInt | None = None
+    intermediate: PosInt | None = None
+    vocab: PosInt | None = None
+    tied: bool = True
+
+    @property
+    def complete(self) -> bool:
+        """Enough for the roofline (every shape of every kernel)."""
+        return None not in (self.hidden, self.heads, self.intermediate, self.vocab)
+
+
+Dtype = Literal["bf16", "fp16", "fp8", "fp32"]
+
+
+def _roofline_source(model: str | None, dims: ModelDims | None) -> bool:
+    return model is not None or (dims is not None and dims.complete)
 
 
 class TargetSpec(Strict):
@@ -52,11 +71,28 @@ class TargetSpec(Strict):
     profile: str | None = None
     layers: PosInt | None = None
     dims: ModelDims | None = None
+    # A roofline estimate on the target's device: `model` names its dims (a published name,
+    # a profile, an HF config or a GGUF file; simspec.devices.arch), or `dims` gives them all.
+    model: str | None = None
+    dtype: Dtype = "bf16"              # the roofline's compute dtype
+    tensor_parallel: PosInt = 1        # roofline: weights split over this many devices
+    pipeline_stages: PosInt = 1        # roofline what-if: stages a forward passes through
+
+    @property
+    def roofline(self) -> bool:
+        return self.cost is None and self.profile is None and _roofline_source(self.model, self.dims)
 
     @model_validator(mode="after")
     def _one_source(self) -> "TargetSpec":
-        if (self.cost is None) == (self.profile is None):
+        if self.cost is not None and self.profile is not None:
             raise ValueError("give exactly one of `cost` or `profile`")
+        if self.model is not None and (self.cost is not None or self.profile is not None):
+            raise ValueError("give exactly one of `cost`, `profile` or `model`")
+        if self.cost is None and self.profile is None and not self.roofline:
+            raise ValueError("give exactly one of `cost`, `profile` or `model` (or full `dims`: "
+                             "hidden, heads, intermediate, vocab) for a roofline estimate")
+        if not self.roofline and (self.tensor_parallel > 1 or self.pipeline_stages > 1):
+            raise ValueError("`tensor_parallel` and `pipeline_stages` are roofline what-ifs: they need `model` (or full `dims`)")
         return self
 
 
@@ -67,6 +103,13 @@ class DraftSpec(Strict):
     profile: str | None = None
     exit_layer: PosInt | None = None
     vocab: PosInt | None = None
+    model: str | None = None           # a roofline estimate on the drafter's device (as [target])
+    dims: ModelDims | None = None
+    dtype: Dtype = "bf16"
+
+    @property
+    def roofline(self) -> bool:
+        return self.cost is None and self.profile is None and _roofline_source(self.model, self.dims)
 
     @field_validator("kind")
     @classmethod
@@ -82,14 +125,18 @@ class DraftSpec(Strict):
         k = self.entry
         if self.cost is not None and self.profile is not None:
             raise ValueError("give at most one of `cost` or `profile`")
+        if self.model is not None and (self.cost is not None or self.profile is not None):
+            raise ValueError("give at most one of `cost`, `profile` or `model`")
+        if self.roofline and k is not None and not k.separate_model:
+            raise ValueError(f"`model` / `dims` price a separate drafter model, not kind = '{self.kind}'")
         layered = k is not None and k.arg == "layer"
         if layered and self.exit_layer is None:
             raise ValueError(f"kind = '{self.kind}' needs `exit_layer`")
         if not layered and self.exit_layer is not None:
             layer_kinds = [n for n, x in drafters.KINDS.items() if x.arg == "layer"]
             raise ValueError(f"`exit_layer` only applies to kind = '{' or '.join(layer_kinds)}'")
-        if k is not None and k.separate_model and self.cost is None and self.profile is None:
-            raise ValueError(f"kind = '{self.kind}' needs `cost` or `profile`")
+        if k is not None and k.separate_model and self.cost is None and self.profile is None and not self.roofline:
+            raise ValueError(f"kind = '{self.kind}' needs `cost` or `profile` (or `model` for a roofline estimate)")
         return self
 
 
@@ -135,9 +182,86 @@ class SpeculationSpec(Strict):
     clip_to_budget: bool = False
 
 
+Positive = Annotated[float, Field(gt=0)]
+Kernel = Literal["gemv", "gemm", "attention", "head"]
+
+
+class EfficiencySpec(Strict):
+    bw: Annotated[float, Field(gt=0)] = 0.8
+    flops: Annotated[float, Field(gt=0)] = 0.6
+
+
 class DeviceSpec(Strict):
+    """A place forward passes run. A bare name (today's default) only carries busy time and
+    price; `catalog` (simspec/devices/catalog.toml) or inline figures make it a device the
+    roofline can price, and set the link transfers between devices cross."""
+
     memory_gb: NonNeg | None = None
-    price_per_hour: NonNeg = 0.0
+    price_per_hour: NonNeg = 0.0       # default: the catalog entry's price, else 0
+    catalog: str | None = None
+    flops: dict[Dtype, Positive] | None = None      # peak dense FLOP/s per dtype
+    memory_gb_s: Positive | None = None
+    link_gb_s: Positive | None = None
+    link_latency_us: NonNeg | None = None
+    overhead_us: NonNeg | None = None
+    layer_overhead_us: NonNeg | None = None
+    sharpness: Annotated[float, Field(ge=1)] | None = None
+    efficiency: dict[Kernel, EfficiencySpec] | None = None
+    fit: str | None = None             # a profile measured on this device: fit efficiencies to it
+
+    @field_validator("catalog")
+    @classmethod
+    def _known_device(cls, v: str | None) -> str | None:
+        if v is not None:
+            from simspec.devices import catalog
+
+            if v not in catalog.names():
+                raise ValueError(f"unknown catalog device {v!r} (catalog: {', '.join(catalog.names())})")
+        return v
+
+    @model_validator(mode="after")
+    def _figures(self) -> "DeviceSpec":
+        inline = [k for k in ("flops", "memory_gb_s", "link_gb_s", "link_latency_us", "overhead_us",
+                              "layer_overhead_us", "sharpness", "efficiency", "fit") if getattr(self, k) is not None]
+        if inline and self.catalog is None and (self.flops is None or self.memory_gb_s is None):
+            raise ValueError(f"an inline device (`{inline[0]}` without `catalog`) needs `flops` and `memory_gb_s`")
+        return self
+
+    @property
+    def priced(self) -> bool:
+        """Has figures the roofline can price (a catalog entry or inline ones)."""
+        return self.catalog is not None or self.flops is not None
+
+    @property
+    def price(self) -> float:
+        """Per hour: as given, else the catalog entry's, else 0."""
+        if "price_per_hour" in self.model_fields_set or self.catalog is None:
+            return self.price_per_hour
+        from simspec.devices import catalog
+
+        return catalog.get(self.catalog).price_per_hour
+
+    def info(self, name: str):
+        """The catalog entry overridden by the inline figures (a simspec.devices DeviceInfo);
+        None for a bare name."""
+        if not self.priced:
+            return None
+        from simspec.devices import catalog
+
+        d = dict(catalog.raw_entries()[self.catalog]) if self.catalog else {"title": name}
+        for k in ("flops", "memory_gb_s", "link_gb_s", "link_latency_us", "overhead_us",
+                  "layer_overhead_us", "sharpness"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = dict(v) if isinstance(v, dict) else v
+        if self.efficiency is not None:
+            d["efficiency"] = {**(d.get("efficiency") or {}),
+                               **{k: e.model_dump() for k, e in self.efficiency.items()}}
+        if self.memory_gb is not None:
+            d["memory_gb"] = self.memory_gb
+        if "price_per_hour" in self.model_fields_set:
+            d["price_per_hour"] = self.price_per_hour
+        return catalog.info_from_mapping(self.catalog or name, d)
 
 
 class PlacementSpec(Strict):
@@ -229,6 +353,10 @@ class Scenario(Strict):
         draft_dev = pl.draft or pl.target
         if pl.overlap and draft_dev == pl.target:
             raise _KeyError("placement.overlap", "overlap needs draft and target on different devices")
+        if self.target.roofline and not pl.devices[pl.target].priced:
+            raise _KeyError(f"placement.devices.{pl.target}", "a roofline target (`model` / `dims`) needs a device with `catalog` or inline `flops` and `memory_gb_s`")
+        if self.draft.roofline and self.draft.entry is not None and not pl.devices[draft_dev].priced:
+            raise _KeyError(f"placement.devices.{draft_dev}", "a roofline drafter (`model` / `dims`) needs a device with `catalog` or inline `flops` and `memory_gb_s`")
         k = self.draft.entry
         if k is not None and k.target_layers:
             if draft_dev != pl.target:
@@ -276,7 +404,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
             continue
         if isinstance(part, int):
             out[-1:] = [f"{out[-1]}[{part}]"] if out else [f"[{part}]"]
-        elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool"):
+        elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool", "[key]"):
             continue
         else:
             out.append(text)

@@ -12,6 +12,7 @@ from simspec.errors import InputError
 from simspec.sim.acceptance import SurvivalOracle, chain_survival, tree_survival
 from simspec.sim.costs import CostModel, ScaledCost, SyntheticCost, load_profile_cost
 from simspec.sim.round_cost import RoundCost
+from simspec.sim.transfer import Link
 
 
 def _synthetic(cost: CostSpec, total_layers: int | None = None) -> SyntheticCost:
@@ -35,10 +36,50 @@ def _profile(ref: str, key: str, file: str | None) -> CostModel:
         raise InputError(file, key, f"profile support is not installed ({exc.name})") from None
 
 
+def device_info(sc: Scenario, name: str, file: str | None):
+    """The roofline's view of a placement device (catalog + inline figures, efficiencies
+    fitted to its `fit` profile when it has one); None for a bare name."""
+    spec = sc.placement.devices[name]
+    info = spec.info(name)
+    if info is None or spec.fit is None:
+        return info
+    key = f"placement.devices.{name}.fit"
+    path = resolve_data_path(spec.fit, file)
+    if not Path(path).exists():
+        raise InputError(file, key, f"profile file not found: {spec.fit}")
+    from simspec.devices.fit import fitted_device
+
+    return fitted_device(str(Path(path).resolve()), info)
+
+
+def _roofline(model: str | None, dims, dtype: str, device: str, sc: Scenario, key: str,
+              file: str | None, tp: int = 1, stages: int = 1) -> CostModel:
+    from simspec.devices import arch
+    from simspec.devices.roofline import RooflineCost
+
+    try:
+        if model is not None:
+            base = Path(file).parent if file else None
+            a = arch.resolve(model, base)
+        else:
+            a = arch.ArchDims(dims.layers, dims.hidden, dims.heads, dims.kv_heads, dims.head_dim,
+                              dims.intermediate, dims.vocab, dims.tied)
+        info = device_info(sc, device, file)
+        return RooflineCost(a, info, dtype, tensor_parallel=tp, pipeline_stages=stages,
+                            estimate=sc.placement.devices[device].fit is None)
+    except (ValueError, KeyError) as exc:
+        raise InputError(file, key, str(exc).strip("'\"")) from None
+
+
 def target_cost(sc: Scenario, file: str | None) -> CostModel:
-    if sc.target.cost is not None:
-        return _synthetic(sc.target.cost, sc.target.layers)
-    return _profile(sc.target.profile, "target.profile", file)
+    t = sc.target
+    if t.cost is not None:
+        return _synthetic(t.cost, t.layers)
+    if t.roofline:
+        return _roofline(t.model, t.dims, t.dtype, sc.placement.target, sc,
+                         "target.model" if t.model else "target.dims", file,
+                         t.tensor_parallel, t.pipeline_stages)
+    return _profile(t.profile, "target.profile", file)
 
 
 def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel | None:
@@ -52,6 +93,10 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
         return SyntheticCost(0.0)
     if k.target_layers:
         return ScaledCost(target, layers=d.exit_layer, head_rows=d.vocab)
+    if d.roofline:  # priced on the drafter's own device
+        model = _roofline(d.model, d.dims, d.dtype, sc.placement.draft or sc.placement.target, sc,
+                          "draft.model" if d.model else "draft.dims", file)
+        return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
     model = _profile(d.profile, "draft.profile", file)
     return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
 
@@ -92,6 +137,42 @@ def build_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
     return load_trace_oracle(sc, resolve_data_path(acc.trace, file), depth, rng, file)
 
 
+def round_link(sc: Scenario, file: str | None, drafting: bool) -> Link | None:
+    """The link a round's tokens (and hidden states) cross: None on one device, or when
+    either device is a bare name (no figures: transfers cost nothing, as before)."""
+    pl = sc.placement
+    dname = pl.draft or pl.target
+    if not drafting or dname == pl.target:
+        return None
+    a, b = device_info(sc, pl.target, file), device_info(sc, dname, file)
+    if a is None or b is None:
+        return None
+    hidden = 0.0
+    if sc.draft.entry.crosses == "hidden":
+        hidden = _hidden_bytes(sc, file)
+    return Link.between(a, b, hidden)
+
+
+def _hidden_bytes(sc: Scenario, file: str | None) -> float:
+    """Bytes of one target hidden state (its width x dtype), from the target's dims."""
+    from simspec.devices.roofline import DTYPE_BYTES
+
+    t = sc.target
+    if t.roofline:
+        from simspec.devices import arch
+
+        hidden = t.dims.hidden if t.model is None else arch.resolve(t.model, Path(file).parent if file else None).hidden
+        return hidden * DTYPE_BYTES[t.dtype]
+    if t.profile is not None:
+        from simspec.devices import arch
+
+        meta_dims = arch.resolve(str(resolve_data_path(t.profile, file)))
+        return meta_dims.hidden * 2
+    if t.dims is not None and t.dims.hidden:
+        return t.dims.hidden * t.dims.dtype_bytes
+    raise InputError(file, "target", "a drafter that reads hidden states needs the target's width (`dims.hidden`, a profile or `model`)")
+
+
 def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
     tgt = target_cost(sc, file)
     drf = draft_cost(sc, tgt, file)
@@ -100,6 +181,7 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
     k = sc.draft.entry
     drafting = k is not None and drf is not None
     return RoundCost(
+        link=round_link(sc, file, drafting),
         target=tgt,
         draft=drf,
         draft_prefill=drafting and k.separate_model,
@@ -117,12 +199,16 @@ def kv_capacity(sc: Scenario, cost: RoundCost, file: str | None) -> int | None:
     if sc.serving.kv_capacity_tokens is not None:
         return sc.serving.kv_capacity_tokens
     dev = sc.placement.devices[sc.placement.target]
-    if dev.memory_gb is None:
+    memory_gb = dev.memory_gb
+    if memory_gb is None and sc.target.roofline:  # the device's own memory, per the catalog
+        info = dev.info(sc.placement.target)
+        memory_gb = info.memory_bytes / 1e9 if info is not None and info.memory_bytes else None
+    if memory_gb is None:
         return None
     dims = sc.target.dims
     per_token = getattr(cost.target, "kv_bytes_per_token", None)
     weights = getattr(cost.target, "weights_bytes", 0.0) or 0.0
-    if dims is not None:
+    if dims is not None and not sc.target.roofline:
         per_token = 2 * dims.layers * dims.kv_heads * dims.head_dim * dims.dtype_bytes
         weights = dims.weights_gb * 1e9
     if not per_token:
@@ -130,7 +216,7 @@ def kv_capacity(sc: Scenario, cost: RoundCost, file: str | None) -> int | None:
                          "deriving KV capacity needs `target.dims` (or a profile with model dimensions)")
     if cost.draft is not None and (sc.placement.draft or sc.placement.target) == sc.placement.target:
         weights += getattr(cost.draft, "weights_bytes", 0.0) or 0.0
-    free = dev.memory_gb * 1e9 * sc.serving.kv_memory_fraction - weights
+    free = memory_gb * 1e9 * sc.serving.kv_memory_fraction - weights
     if free <= 0:
         raise InputError(file, f"placement.devices.{sc.placement.target}.memory_gb",
                          f"the weights ({weights / 1e9:.2f} GB) leave no room for a KV cache")

@@ -151,7 +151,7 @@ class Replica:
             if depth is not None:
                 k = np.minimum(k, depth)
             t_d_busy = cost.draft_s(b, ctx, depth, behind=bool(batch.behind.any()))
-            wall = t_d_busy + t_v
+            wall = t_d_busy + cost.transfer_s(b) + t_v
             batch.behind = k >= (self.depth if depth is None else depth)
         else:
             # PEARL-style: the drafter pre-drafts round i+1 during verification of round i.
@@ -161,9 +161,10 @@ class Replica:
             n_need = b - n_ready
             t_need = cost.draft_s(n_need, ctx)
             lag = self._lag if n_ready else 0.0
-            t_pre = cost.draft_s(b, ctx)
-            wall = lag + t_need + t_v
-            self._lag = max(0.0, t_pre - t_v)
+            t_pre = cost.pre_draft_s(b, ctx)
+            t_x = cost.transfer_s(b)  # the draft there before verifying, the verdict back after
+            wall = lag + t_need + t_x + t_v
+            self._lag = max(0.0, t_pre - t_v - t_x)
             t_d_busy = t_need + t_pre
             k_ext = self.oracle.draw(batch.handle, batch.gen)
             batch.ready = k_ext > self.depth

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from simspec.sim.costs import CostModel
+from simspec.sim.transfer import Link
 
 CONTEXT_BUCKET = 32  # tokens; context-dependent costs are looked up at this granularity
 
@@ -28,6 +29,7 @@ class RoundCost:
     draft_reads_prompt: bool = False   # with_prefill: the first draft step runs over the prompt
     draft_catch_up: bool = False       # a drafter with its own KV cache: after a fully accepted
                                        # round its first step also feeds the last draft token
+    link: "Link | None" = None         # what crosses devices each round, and over what
     _cache: dict = field(default_factory=dict, repr=False)
     context_dependent: bool = field(init=False)
 
@@ -66,6 +68,31 @@ class RoundCost:
                 q0 = levels.pop(0)
                 t = self.draft.latency_s("decode", batch, q0 + 1, ctx, logits=q0)
             t += sum(self.draft.latency_s("decode", batch, q, ctx) for q in levels)
+            self._cache[key] = t
+        return t
+
+    def pre_draft_s(self, batch: int, ctx: int) -> float:
+        """Overlap: drafting round i+1 while round i verifies. The drafter first feeds its last
+        draft token, whose output is its guess of the target's bonus token, then drafts a
+        full round after that guess: one single-token step more than `draft_s`."""
+        if self.draft is None or batch == 0 or not self.level_queries:
+            return 0.0
+        key = ("p", batch, ctx)
+        t = self._cache.get(key)
+        if t is None:
+            t = self.draft_s(batch, ctx) + self.draft.latency_s("decode", batch, 1, ctx)
+            self._cache[key] = t
+        return t
+
+    def transfer_s(self, batch: int) -> float:
+        """Seconds a round spends moving draft tokens to the target's device and the verdict
+        (and any hidden states) back: 0 on one device or between bare-named devices."""
+        if self.link is None or batch == 0:
+            return 0.0
+        key = ("x", batch)
+        t = self._cache.get(key)
+        if t is None:
+            t = self.link.round_s(batch, self.verify_queries - 1, self.verify_queries)
             self._cache[key] = t
         return t
 

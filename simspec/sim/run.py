@@ -110,9 +110,17 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     busy: dict[str, float] = {}
     for d in devices:
         busy[d.name] = busy.get(d.name, 0.0) + d.busy_s / pl.replicas
-    price = sum(pl.devices[n].price_per_hour for n in {pl.target, pl.draft or pl.target}) * pl.replicas
+    tp = sc.target.tensor_parallel * sc.target.pipeline_stages  # devices a roofline target spans
+    dname = pl.draft or pl.target
+    price = (pl.devices[pl.target].price * tp
+             + (pl.devices[dname].price if dname != pl.target else 0.0)) * pl.replicas
     summary = summarize(rec, sim_time, busy, price, time.perf_counter() - t0,
                         prefill_tokens=0 if sc.speculation.first_round == "with_prefill" else 1)
     for phase in ("prefill", "draft", "verify"):  # summed over replicas
         summary[f"phase_{phase}_s"] = sum(r.phase_s[phase] for r in replicas)
+    # a roofline prices from datasheets (an estimate) unless fitted to a measured profile:
+    # present only when a roofline priced something, so profile-only summaries are unchanged
+    for role, model in (("target", cost.target), ("draft", getattr(cost.draft, "base", cost.draft))):
+        if getattr(model, "estimate", None) is not None:
+            summary[f"{role}_estimate"] = 1.0 if model.estimate else 0.0
     return SimResult(summary, rec, sc)
