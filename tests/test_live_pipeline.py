@@ -1,0 +1,110 @@
+"""The two-process drafter/target pipeline is lossless and cleans up after itself.
+
+Tiny random models (no weights to download): a 4-layer target with a 2-layer drafter of other
+random weights (partial acceptance: the reject and rollback paths) and with an exact copy of
+itself (every draft accepted: the catch-up path, and in overlapped mode the pre-drafted rounds
+that survive). Each mode must reproduce plain greedy decoding token for token.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from simspec.live.engine import plain_greedy  # noqa: E402
+from simspec.live.pipeline import Pipeline, PipelineConfig, WorkerError  # noqa: E402
+from simspec.models import load_model  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+PROMPTS = [list(range(10, 30)), [40, 41, 42, 43, 44], [1, 2, 3, 1, 2, 3, 1, 2]]
+NEW = 24
+TARGET = "tiny:llama:4"
+
+
+@pytest.fixture(scope="module")
+def reference():
+    m = load_model(TARGET).model
+    return [plain_greedy(m, p, NEW) for p in PROMPTS]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("overlap", [False, True], ids=["sequential", "overlapped"])
+@pytest.mark.parametrize("draft", ["tiny:llama:2", TARGET], ids=["other", "copy"])
+def test_pipeline_equals_plain_greedy(reference, overlap, draft):
+    cfg = PipelineConfig(TARGET, draft, gamma=3, overlap=overlap, dtype="fp32",
+                         target_core=0, draft_core=1 if os.cpu_count() > 1 else 0)
+    with Pipeline(cfg) as pipe:
+        pids = pipe.pids
+        for gamma in (1, 3, 5):
+            runs = [pipe.generate(p, NEW, gamma=gamma) for p in PROMPTS]
+            assert [r.tokens for r in runs] == reference, f"gamma={gamma}"
+            if draft == TARGET:  # an exact copy: every draft accepted
+                assert all(r.accepted == r.rounds * gamma for r in runs)
+                if overlap and gamma > 1:
+                    assert sum(r.ready_rounds for r in runs) > 0
+    assert not any(_alive(p) for p in pids)
+
+
+def test_partial_acceptance_is_exercised(reference):
+    """The 'other' drafter must reject some drafts, or the rollback path went untested."""
+    cfg = PipelineConfig(TARGET, "tiny:llama:2", gamma=4, overlap=True, dtype="fp32",
+                         target_core=None, draft_core=None)
+    with Pipeline(cfg) as pipe:
+        runs = [pipe.generate(p, NEW) for p in PROMPTS]
+    assert [r.tokens for r in runs] == reference
+    assert sum(r.accepted for r in runs) < sum(r.rounds for r in runs) * 4
+
+
+def test_worker_error_stops_both_processes():
+    cfg = PipelineConfig(TARGET, "tiny:nosucharch", gamma=2, dtype="fp32", target_core=None, draft_core=None)
+    with pytest.raises(WorkerError, match="tiny models are"):
+        Pipeline(cfg)
+    import multiprocessing as mp
+
+    for child in mp.active_children():
+        child.join(timeout=10)
+    assert not [c for c in mp.active_children() if c.is_alive()]
+
+
+def test_stop_token_ends_decoding(reference):
+    stop = reference[0][5]
+    cfg = PipelineConfig(TARGET, TARGET, gamma=3, dtype="fp32", target_core=None, draft_core=None)
+    with Pipeline(cfg) as pipe:
+        run = pipe.generate(PROMPTS[0], NEW, frozenset({stop}))
+    assert run.tokens == reference[0][:reference[0].index(stop) + 1]
+
+
+def test_pipeline_plan_predicts_and_calls_overlap(tmp_path):
+    """The validation plan's prediction half (torch-free), on the shipped 2-thread profiles in
+    place of the 1-thread ones the live run needs."""
+    import pandas as pd
+
+    from simspec.live.pipeline_validate import load_pipeline_plan, overlap_calls, predict
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "benchmarks/pipeline/qwen-pipeline.toml").read_text()
+    text = text.replace("../../", f"{root}/").replace("profiles/cpu-1t/", "profiles/cpu/")
+    plan_file = tmp_path / "p.toml"
+    plan_file.write_text(text)
+    plan = load_pipeline_plan(plan_file)
+    rows = predict(plan, str(plan_file))
+    assert len(rows) == 6 and all(r["predicted_tok_s"] > 0 for r in rows)
+    df = pd.DataFrame(rows).assign(measured_tok_s=lambda d: d["predicted_tok_s"])
+    calls = overlap_calls(df)
+    assert [c["gamma"] for c in calls] == [2, 4, 6] and all(c["agree"] for c in calls)
