@@ -27,6 +27,20 @@ class Split:
     rest: float
 
 
+def cuda_unavailable(device: str) -> str | None:
+    """Why `device` cannot be timed with CUDA events here (None: it can, or it is not cuda).
+    `simspec profile --device cuda` and the CUDA tests report this instead of failing."""
+    if not device.startswith("cuda"):
+        return None
+    if not torch.cuda.is_available():
+        build = "a CPU-only torch build" if torch.version.cuda is None else f"CUDA {torch.version.cuda} build"
+        return f"torch ({build}) sees no CUDA device"
+    idx = int(device.split(":")[1]) if ":" in device else 0
+    if idx >= torch.cuda.device_count():
+        return f"{device}: only {torch.cuda.device_count()} CUDA device(s)"
+    return None
+
+
 class _Clock:
     def __init__(self, device: str) -> None:
         self.cuda = device.startswith("cuda")
