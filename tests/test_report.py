@@ -121,3 +121,12 @@ def test_atomic_writes(tmp_path):
     write_via(d, folder(1))
     write_via(d, folder(2))  # a folder replaces the folder whole
     assert [x.name for x in d.iterdir()] == ["f2"] and sorted(x.name for x in tmp_path.iterdir()) == ["a", "model", "t.parquet"]
+
+
+def test_summary_labels_roofline_figures_as_estimates():
+    from simspec.report.study import cost_source
+
+    assert cost_source({"throughput_tok_s": 1.0}) == ""  # profiles / synthetic costs: nothing to say
+    line = cost_source({"target_estimate": 1.0, "draft_estimate": 0.0})
+    assert "target roofline ESTIMATE" in line and "draft roofline fitted to a measured profile" in line
+    assert "draft not a roofline" in cost_source({"target_estimate": 1.0})

@@ -94,6 +94,11 @@ def profile_cmd(
     from simspec.profile.capture import run_capture
     from simspec.profile.grid import FULL, QUICK
 
+    from simspec.profile.timer import cuda_unavailable
+
+    reason = cuda_unavailable(device)
+    if reason:
+        raise InputError(None, "--device", reason)
     _setup_torch(threads)
     lm = load_model(model, dtype=dtype, device=device)
     if out is None:

@@ -117,6 +117,18 @@ def engine_sections(exps) -> list[str]:
     return L
 
 
+def cost_source(summ: dict) -> str:
+    """Where the best configuration's figures come from, when a roofline priced a model:
+    datasheet estimates are labelled as such, measured profiles as measured."""
+    roles = {r: summ.get(f"{r}_estimate") for r in ("target", "draft")}
+    if all(v is None for v in roles.values()):
+        return ""  # measured profiles or synthetic costs only: nothing estimated
+    def word(v):
+        return "not a roofline (a measured profile or a given cost)" if v is None else "roofline ESTIMATE (datasheet figures)" if v else \
+            "roofline fitted to a measured profile"
+    return "Costs: " + "; ".join(f"{r} {word(v)}" for r, v in roles.items()) + "."
+
+
 def summary_md(o: Outcome, files: list[str]) -> str:
     """summary.md: the question, the best configuration against plain decoding, the Pareto
     front, the best gamma per batch size, the engine configs, knob importance, files."""
@@ -156,6 +168,9 @@ def summary_md(o: Outcome, files: list[str]) -> str:
             if plain:
                 row += f" {_fmt(psum.get(m, float('nan')))} |"
             L.append(row)
+        source = cost_source(summ)
+        if source:
+            L += ["", source]
         if plain and psum.get("throughput_tok_s"):
             L += ["", f"Throughput {summ['throughput_tok_s'] / psum['throughput_tok_s']:.2f}x "
                       f"the best plain-decoding trial (#{plain.number})."]

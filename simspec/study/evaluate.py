@@ -16,6 +16,7 @@ KEEP = (
     "tpot_p99_s", "e2e_p50_s", "e2e_p99_s", "mean_tokens_per_round", "mean_accepted_per_round",
     "cost_per_mtok", "sim_time_s", "output_tokens", "wall_s",
 )
+ESTIMATE_KEYS = ("target_estimate", "draft_estimate")
 
 
 class Evaluator:
@@ -60,7 +61,10 @@ class Evaluator:
 
     def run(self, sc: Scenario) -> dict[str, Any]:
         summary = simulate(sc, self.spec.where, workload=self.workload(sc)).summary
-        return {k: float(summary[k]) for k in KEEP}
+        kept = {k: float(summary[k]) for k in KEEP}
+        # roofline-priced models say so (1.0: an estimate from datasheets, 0.0: fitted to a profile)
+        kept.update({k: float(summary[k]) for k in ESTIMATE_KEYS if k in summary})
+        return kept
 
     def evaluate(self, p: dict[str, Any], patch: dict | None = None) -> dict[str, Any]:
         return self.run(self.scenario(p, patch))
