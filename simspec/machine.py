@@ -155,6 +155,14 @@ def label(ident: dict) -> str:
     return f"{ident.get('cpu') or 'unknown CPU'}{feats}"
 
 
+def matches_title(ident: dict, title: str) -> bool:
+    """Whether a device's description (a catalog title) names the hardware of `ident`: every
+    word of its slug (vendor, family) appears in the title."""
+    words = slug(ident).split("-")[:2]
+    low = title.lower()
+    return bool(words) and words != ["unknown"] and all(w in low for w in words)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """same: the kernels and caches of the capture; similar: one processor family and ISA, other

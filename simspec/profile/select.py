@@ -86,6 +86,15 @@ def fit(path: Path, here: dict | None = None) -> tuple[dict, machine.Verdict]:
     return captured, machine.compare(captured, here or machine.here())
 
 
+def device_mismatch(path: Path, device: str, title: str) -> str | None:
+    """A line when the profile was captured on other hardware than the catalog device named
+    `device` (its title names the hardware), None when they agree."""
+    captured = machine.from_sidecar(sidecar(Path(path)))
+    if machine.matches_title(captured, title):
+        return None
+    return f"{path} was captured on {machine.label(captured)}, but the scenario runs it on {device} ({title})"
+
+
 def mismatch_line(path: Path, captured: dict, here: dict, verdict: machine.Verdict) -> str:
     return (f"{path} was captured on {machine.label(captured)}, not this machine "
             f"({machine.label(here)}: {'; '.join(verdict.reasons)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,8 +27,45 @@ def _load_profile(path: str, mtime_ns: int) -> CostModel:
     return load_profile_cost(path)
 
 
-def _profile(ref: str, key: str, file: str | None) -> CostModel:
+_SAID: set[str] = set()
+
+
+def _say_once(line: str) -> None:
+    """A line the user must see (which profile "auto" chose, a profile on a foreign device), once
+    per process: a study simulates the same scenario hundreds of times."""
+    if line not in _SAID:
+        _SAID.add(line)
+        print(line, file=sys.stderr)
+
+
+def _check_device(path: Path, sc: Scenario, role: str, file: str | None) -> None:
+    """A profile priced on a catalog device it was not captured on prices another machine."""
+    from simspec.profile.select import device_mismatch
+
+    dev = sc.placement.target if role == "target" else (sc.placement.draft or sc.placement.target)
+    spec = sc.placement.devices[dev]
+    if spec.catalog is not None:
+        from simspec.devices import catalog
+
+        line = device_mismatch(path, dev, catalog.get(spec.catalog).title)
+        if line:
+            _say_once(f"warning: {file or '<scenario>'}: {role}.profile: {line}")
+
+
+def _profile(ref: str, key: str, file: str | None, name: str | None = None,
+             sc: Scenario | None = None) -> CostModel:
+    from simspec import machine
+    from simspec.profile.select import AUTO, choose
+
+    if ref == AUTO:  # the shipped <name>.parquet that fits this machine best, said out loud
+        if not name:
+            raise InputError(file, key, f'"{AUTO}" picks profiles/<machine>/<name>.parquet: give `{key.split(".")[0]}.name`')
+        choice = choose(name, file, key)
+        _say_once(f"{file or '<scenario>'}: {key}: {choice.note(machine.here())}")
+        ref = str(choice.path)
     path = resolve_data_path(ref, file)
+    if sc is not None and Path(path).exists():
+        _check_device(Path(path), sc, key.split(".")[0], file)
     if not Path(path).exists():
         raise InputError(file, key, f"profile file not found: {ref}")
     try:
@@ -79,7 +117,7 @@ def target_cost(sc: Scenario, file: str | None) -> CostModel:
         return _roofline(t.model, t.dims, t.dtype, sc.placement.target, sc,
                          "target.model" if t.model else "target.dims", file,
                          t.tensor_parallel, t.pipeline_stages)
-    return _profile(t.profile, "target.profile", file)
+    return _profile(t.profile, "target.profile", file, t.name, sc)
 
 
 def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel | None:
@@ -97,7 +135,7 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
         model = _roofline(d.model, d.dims, d.dtype, sc.placement.draft or sc.placement.target, sc,
                           "draft.model" if d.model else "draft.dims", file)
         return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
-    model = _profile(d.profile, "draft.profile", file)
+    model = _profile(d.profile, "draft.profile", file, d.name, sc)
     return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
 
 
