@@ -4,59 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from simspec.errors import InputError
 from simspec.models.allocator import retain_freed_memory
-from simspec.models.gemv import install as install_gemv
 from simspec.models.dims import Dims
+# A loaded model's type and the checks every model builder shares live in models/loaded.py
+# (tiny.py builds models too, and imports them from there: no loader <-> tiny import cycle).
+from simspec.models.loaded import DTYPES, LoadedModel, check_device, install_kernels, torch_dtype  # noqa: F401
 from simspec.models.registry import KNOWN
 from simspec.models.store import assembled_gguf, check_gguf_magic, convert_gguf, sha256_file
-
-DTYPES = ("fp32", "bf16")
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to run: HF CausalLM in eval mode on `device` in `dtype`."""
-
-    model: Any
-    tokenizer: Any
-    name: str
-    sha256: str
-    dims: Dims
-    dtype: str
-    device: str
-
-    @property
-    def dtype_bytes(self) -> int:
-        return 4 if self.dtype == "fp32" else 2
-
-    @property
-    def weights_bytes(self) -> int:
-        return sum(p.numel() * p.element_size() for p in self.model.parameters())
-
-
-def torch_dtype(dtype: str):
-    import torch
-
-    if dtype not in DTYPES:
-        raise InputError(None, "dtype", f"{dtype!r} is not one of {', '.join(DTYPES)}")
-    return torch.float32 if dtype == "fp32" else torch.bfloat16
-
-
-def check_device(device: str) -> str:
-    import torch
-
-    if device == "cpu":
-        return device
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise InputError(None, "device", f"{device} requested but torch sees no CUDA device")
-        return device
-    raise InputError(None, "device", f"{device!r} is not cpu, cuda or cuda:N")
 
 
 def _dir_sha256(path: Path) -> str:
@@ -73,6 +30,20 @@ def _dir_sha256(path: Path) -> str:
         h.update(p.name.encode())
         h.update(sha256_file(p).encode())
     return h.hexdigest()
+
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def check_safetensors(path: Path) -> None:
+    """An HF directory must hold its weights as safetensors (never a pickle)."""
+    if any(path.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    if pickled:
+        raise InputError(str(path), None, f"weights only as pickle ({', '.join(pickled[:3])}): simspec loads "
+                         "safetensors or GGUF only (re-save the model with save_pretrained(safe_serialization=True))")
+    raise InputError(str(path), None, "no *.safetensors weights in this HF model directory")
 
 
 def resolve(spec: str) -> tuple[str, Path | str, str]:
@@ -101,15 +72,6 @@ def resolve(spec: str) -> tuple[str, Path | str, str]:
     )
 
 
-def install_kernels(model) -> None:
-    """simspec's faster CPU kernels (gemv.py: one-row linears, gqa.py: GQA attention), on
-    every model simspec builds, so profiler, tracer and live engine time the same kernels."""
-    from simspec.models.gqa import install as install_gqa  # imports transformers
-
-    install_gemv(model)
-    install_gqa(model)
-
-
 def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedModel:
     """Load a causal LM for inference (eval mode, no grad needed by callers' views)."""
     import torch
@@ -129,8 +91,12 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
         return tiny_model(parts[1], layers=int(parts[2]) if len(parts) == 3 else 4,
                           dtype=dtype, device=device)
     name, where, sha = resolve(spec)
+    if isinstance(where, Path):
+        check_safetensors(where)
     try:
-        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=tdtype)
+        # Weights from safetensors only: a pickled checkpoint (pytorch_model.bin, *.pt) runs
+        # code when unpickled, and a model directory is a file from the user or the hub.
+        model = AutoModelForCausalLM.from_pretrained(str(where), dtype=tdtype, use_safetensors=True)
         tokenizer = AutoTokenizer.from_pretrained(str(where))
     except (OSError, ValueError, KeyError) as exc:
         raise InputError(spec, None, f"cannot load model: {str(exc).splitlines()[0]}") from None

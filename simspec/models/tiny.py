@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 from simspec.models.dims import Dims
-from simspec.models.loader import LoadedModel, check_device, install_kernels, torch_dtype
+from simspec.models.loaded import LoadedModel, check_device, install_kernels, torch_dtype
 
 ARCHS = ("llama", "qwen2", "gemma3")
 SPECIALS = ("<bos>", "<eos>", "<pad>")
