@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -55,7 +56,10 @@ def test_tiny_profile_writes_parquet_and_sidecar(tiny_profile):
     assert meta["dims"]["layers"] == 4 and meta["versions"]["torch"]
     assert "--quick" in meta["command"]
     cm = ProfileCostModel.load(tiny_profile)
-    assert 0 < cm.latency_s("decode", 2, 3, 300) < 1.0
+    # no bound on how fast this machine is: a price is a finite positive number of seconds
+    d = cm.latency_s("decode", 2, 3, 300)
+    assert math.isfinite(d) and d > 0
+    # (1, 1, 128) is a grid point: the split of the same forward, less 3 of its 4 layers
     assert cm.latency_s("decode", 1, 1, 128, layers=1) < cm.latency_s("decode", 1, 1, 128)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from pathlib import Path
 
@@ -33,8 +34,19 @@ def test_smollm2_quick_profile(tmp_path):
     assert meta["sha256"] == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
     assert meta["dims"]["layers"] == 30 and meta["dims"]["vocab"] == 49152
     cm = ProfileCostModel.load(out)
-    # 135M bf16 on a CPU: a decode step takes milliseconds to a second, not micro or minutes
-    d = cm.latency_s("decode", 1, 1, 128)
-    assert 1e-3 < d < 2.0
-    assert cm.latency_s("decode", 1, 1, 128, layers=15) < d
-    assert cm.latency_s("prefill", 2, 128, 0) > cm.latency_s("prefill", 1, 16, 0)
+    # How fast this machine runs a 135M model is a measurement, not a test (see
+    # benchmarks/): every grid price is a finite positive number of seconds, and at grid
+    # points the split of a forward (rest + layers + head) adds back up to its total.
+    g = meta["grid"]
+    for b in g["batch"]:
+        for q in g["q"]:
+            for c in g["context"]:
+                d = cm.latency_s("decode", b, q, c)
+                assert math.isfinite(d) and d > 0, (b, q, c)
+                assert cm.latency_s("decode", b, q, c, layers=30) == pytest.approx(d, rel=0.02), (b, q, c)
+                assert cm.latency_s("decode", b, q, c, layers=15) < d, (b, q, c)
+    for b in g["prefill_batch"]:
+        for n in g["prefill_len"]:
+            p = cm.latency_s("prefill", b, n, 0)
+            assert math.isfinite(p) and p > 0, (b, n)
+            assert cm.latency_s("prefill", b, n, 0, layers=30) == pytest.approx(p, rel=0.02), (b, n)

@@ -28,8 +28,29 @@ def test_a_slower_second_timing_is_not_kept_and_monotone_blocks_untouched():
     assert retime_non_monotone(flat, lambda i: pytest.fail("re-timed")) == 0
 
 
+class FakeClock:
+    """A perf_counter that only moves when a fake forward says so: no test here sleeps or
+    depends on how long anything takes on this machine."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.fixture()
+def clock(monkeypatch):
+    from simspec.profile import capture, timer
+
+    c = FakeClock()
+    monkeypatch.setattr(timer, "time", c)
+    monkeypatch.setattr(capture, "time", c)
+    return c
+
+
 class FakeTimer:
-    """time_once returns scripted totals; the warm-up is timed for real (fn sleeps)."""
+    """time_once returns scripted totals; the warm-up is timed by the fake clock (see warm)."""
 
     def __init__(self, totals):
         from simspec.profile.timer import Split
@@ -43,37 +64,39 @@ class FakeTimer:
         return self.splits.pop(0)
 
 
-def warm(seconds):
-    import time
+def warm(clock, seconds):
+    """A forward whose untimed warm-up run takes exactly `seconds` on the fake clock."""
+    def fn():
+        clock.now += seconds
 
-    return lambda: time.sleep(seconds)
+    return fn
 
 
-def test_runs_until_two_agree_then_keeps_the_fastest():
+def test_runs_until_two_agree_then_keeps_the_fastest(clock):
     from simspec.profile.timer import measure
 
-    t = FakeTimer([0.020, 0.030, 0.0205, 9.0])  # warm-up ~0.05 s: a stall, then 20 vs 30 ms
-    m = measure(t, warm(0.05), runs=1, agree=0.05, max_runs=4)
+    t = FakeTimer([0.020, 0.030, 0.0205, 9.0])  # warm-up 0.05 s: a stall, then 20 vs 30 ms
+    m = measure(t, warm(clock, 0.05), runs=1, agree=0.05, max_runs=4)
     assert t.calls == 3  # 50/20 and 30/20 disagree; 20.5/20 agree
     assert m.total == pytest.approx(0.020) and m.repeats == 4
 
 
-def test_agreement_stops_at_max_runs_and_is_off_by_default():
+def test_agreement_stops_at_max_runs_and_is_off_by_default(clock):
     from simspec.profile.timer import measure
 
     t = FakeTimer([0.010, 0.020, 0.040, 0.080])
-    m = measure(t, warm(0.05), runs=1, agree=0.05, max_runs=3)
+    m = measure(t, warm(clock, 0.05), runs=1, agree=0.05, max_runs=3)
     assert t.calls == 2 and m.total == pytest.approx(0.010)
     t = FakeTimer([0.010, 0.020])
-    measure(t, warm(0.05), runs=1)  # no agree: exactly `runs` timed runs
+    measure(t, warm(clock, 0.05), runs=1)  # no agree: exactly `runs` timed runs
     assert t.calls == 1
 
 
-def test_a_quiet_point_needs_one_timed_run():
+def test_a_quiet_point_needs_one_timed_run(clock):
     from simspec.profile.timer import measure
 
     t = FakeTimer([0.0105])
-    m = measure(t, warm(0.010), runs=1, agree=0.5, max_runs=4)
+    m = measure(t, warm(clock, 0.010), runs=1, agree=0.5, max_runs=4)
     assert t.calls == 1 and m.repeats == 2
 
 
@@ -105,9 +128,7 @@ def test_a_later_run_merges_into_a_point():
     assert (slower.total, slower.total_max, slower.layer) == (0.2, 0.4, 0.01)
 
 
-def test_second_prefill_pass_keeps_the_faster_and_stops_at_the_deadline(monkeypatch):
-    import time
-
+def test_second_prefill_pass_keeps_the_faster_and_stops_at_the_deadline(monkeypatch, clock):
     from simspec.profile import capture
     from simspec.profile.timer import Measured
 
@@ -116,6 +137,6 @@ def test_second_prefill_pass_keeps_the_faster_and_stops_at_the_deadline(monkeypa
            (1, 4096): Measured(30.0, 30.0, 30.0, 0.0, 0.0, 0.0, 2),  # would pass the deadline
            (2, 16): Measured(0.3, 0.3, 0.3, 0.0, 0.0, 0.0, 2)}
     t, labels = FakeTimer([0.1, 0.5]), []
-    n = capture.again_prefill(t, None, pts, time.perf_counter() + 10.0, labels.append)
+    n = capture.again_prefill(t, None, pts, clock.perf_counter() + 10.0, labels.append)
     assert n == 2 and t.calls == 2 and len(labels) == 3 and "skipped" in labels[1]
     assert pts[1, 16].total == 0.1 and pts[2, 16].total == 0.3 and pts[1, 4096].repeats == 2
