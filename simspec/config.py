@@ -316,7 +316,7 @@ class ServingSpec(Strict):
     max_batch: PosInt = 1
     kv_capacity_tokens: PosInt | None = None
     kv_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
-    seed: int = 0
+    seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take non-negative seeds
 
 
 class Scenario(Strict):
@@ -450,6 +450,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
         raise InputError(str(p), None, f"not valid TOML: {exc}") from None
     except UnicodeDecodeError:
         raise InputError(str(p), None, "not a text file") from None
+    except RecursionError:
+        raise InputError(str(p), None, "not valid TOML: nested too deeply") from None
 
 
 def parse_scenario(data: dict[str, Any], file: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
@@ -476,4 +478,7 @@ def resolve_data_path(ref: str, scenario_file: str | Path | None) -> Path:
     if p.is_absolute() or scenario_file is None:
         return p
     alt = Path(scenario_file).parent / p
-    return alt if alt.exists() else p
+    try:
+        return alt if alt.exists() else p
+    except OSError:  # a name the file system cannot hold (too long): it exists nowhere
+        return p

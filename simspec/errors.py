@@ -14,4 +14,10 @@ class InputError(Exception):
 
     def line(self) -> str:
         parts = [p for p in (self.file, self.key) if p]
-        return ": ".join(parts + [self.reason])
+        return _printable(": ".join(parts + [self.reason]))
+
+
+def _printable(text: str) -> str:
+    """One line whatever the user wrote: control characters (a newline in a key, an escape in a
+    path) are shown escaped, as repr() would, instead of breaking the line or the terminal."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 SCHEMA_VERSION = 1
 KINDS = ("prefill", "decode", "head")
 COLUMNS = {
@@ -61,31 +63,70 @@ def read_profile(path: Path):
     for col, kind in COLUMNS.items():
         if col not in df.columns:
             raise InputError(str(path), col, "missing column")
-        if kind in ("int", "float") and not pd.api.types.is_numeric_dtype(df[col]):
+        if kind in ("int", "float") and (not pd.api.types.is_numeric_dtype(df[col])
+                                         or pd.api.types.is_bool_dtype(df[col])):
             raise InputError(str(path), col, f"expected a {kind} column, got {df[col].dtype}")
+    if not df["kind"].map(lambda v: isinstance(v, str)).all():
+        raise InputError(str(path), "kind", f"expected text ({', '.join(KINDS)}) in every row")
     bad = set(df["kind"]) - set(KINDS)
     if bad:
         raise InputError(str(path), "kind", f"unknown kinds {sorted(bad)}; expected {list(KINDS)}")
     for kind in ("prefill", "decode"):
         if not (df["kind"] == kind).any():
             raise InputError(str(path), "kind", f"no {kind} rows")
-    if df[["total_s", "layer_s", "head_s"]].isna().any().any() or (df["total_s"] <= 0).any():
-        raise InputError(str(path), "total_s", "missing or non-positive latencies")
+    for col, kind in COLUMNS.items():
+        if kind == "object":
+            continue
+        x = df[col].to_numpy(dtype=float)
+        if not np.isfinite(x).all():
+            raise InputError(str(path), col, "missing or non-finite values (NaN or inf)")
+        lo, hi, what = LIMITS.get(col, (-MAX_SECONDS, MAX_SECONDS, "a time in seconds"))
+        if (x < lo).any() or (x > hi).any():
+            v = x[(x < lo) | (x > hi)][0]
+            raise InputError(str(path), col, f"{v:g} is out of range: expected {what} in [{lo:g}, {hi:g}]")
     side = sidecar_path(path)
     if not side.is_file():
         raise InputError(str(side), None, "sidecar JSON missing (it must sit beside the Parquet)")
     try:
-        meta = json.loads(side.read_text())
-    except ValueError as exc:
-        raise InputError(str(side), None, f"not valid JSON: {exc}") from None
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise InputError(str(side), None, f"not valid JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not isinstance(meta, dict):
         raise InputError(str(side), None, "expected a JSON object")
     for key in SIDECAR_KEYS:
         if key not in meta:
             raise InputError(str(side), key, "missing key")
     if meta["schema_version"] != SCHEMA_VERSION:
-        raise InputError(str(side), "schema_version", f"{meta['schema_version']} unsupported (want {SCHEMA_VERSION})")
+        raise InputError(str(side), "schema_version", f"{meta['schema_version']!r} unsupported (want {SCHEMA_VERSION})")
+    if not isinstance(meta["dims"], dict):
+        raise InputError(str(side), "dims", "expected a JSON object")
     for key in ("layers", "vocab", "kv_heads", "head_dim"):
-        if not isinstance(meta["dims"], dict) or key not in meta["dims"]:
+        if key not in meta["dims"]:
             raise InputError(str(side), f"dims.{key}", "missing key")
+        _count(meta["dims"][key], str(side), f"dims.{key}", 1)
+    _count(meta["kv_bytes_per_token"], str(side), "kv_bytes_per_token", 1)
+    _count(meta["weights_bytes"], str(side), "weights_bytes", 0)
+    if "token_block" in meta:
+        _count(meta["token_block"], str(side), "token_block", 1)
     return df, meta
+
+
+# Grid axes and latencies a profile may hold (beyond them the file is damaged, not measured).
+MAX_SECONDS = 1e6
+MAX_AXIS = 2.0**31
+LIMITS = {
+    "batch": (1, MAX_AXIS, "a count >= 1"), "q": (1, MAX_AXIS, "a count >= 1"),
+    "rows": (1, MAX_AXIS, "a count >= 1"), "context": (0, MAX_AXIS, "a count >= 0"),
+    "repeats": (0, MAX_AXIS, "a count >= 0"),
+    "total_s": (1e-12, MAX_SECONDS, "a positive time in seconds"),
+    "layer_s": (0, MAX_SECONDS, "a time >= 0 in seconds"), "head_s": (0, MAX_SECONDS, "a time >= 0 in seconds"),
+}
+
+
+def _count(v, file: str, key: str, lo: int) -> int:
+    """A sidecar integer (JSON int, not bool or text) >= lo, or InputError."""
+    from simspec.errors import InputError
+
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= 2**53:
+        raise InputError(file, key, f"expected an integer >= {lo}, got {v!r}"[:200])
+    return v

@@ -64,6 +64,12 @@ def _profile(ref: str, key: str, file: str | None, name: str | None = None,
         _say_once(f"{file or '<scenario>'}: {key}: {choice.note(machine.here())}")
         ref = str(choice.path)
     path = resolve_data_path(ref, file)
+    try:
+        if Path(path).is_dir():
+            raise InputError(file, key, f"is a directory, not a profile: {ref!r}")
+        Path(path).exists()
+    except OSError as exc:  # e.g. a name too long for the file system
+        raise InputError(file, key, f"not a usable path ({exc.strerror})") from None
     if sc is not None and Path(path).exists():
         _check_device(Path(path), sc, key.split(".")[0], file)
     if not Path(path).exists():
@@ -130,6 +136,11 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
     if k.model_free:
         return SyntheticCost(0.0)
     if k.target_layers:
+        layers, vocab = getattr(target, "num_layers", None), getattr(target, "vocab_size", None)
+        if layers and d.exit_layer > layers:
+            raise InputError(file, "draft.exit_layer", f"{d.exit_layer} > the target profile's {layers} layers")
+        if vocab and d.vocab and d.vocab > vocab:
+            raise InputError(file, "draft.vocab", f"{d.vocab} > the target profile's vocabulary of {vocab}")
         return ScaledCost(target, layers=d.exit_layer, head_rows=d.vocab)
     if d.roofline:  # priced on the drafter's own device
         model = _roofline(d.model, d.dims, d.dtype, sc.placement.draft or sc.placement.target, sc,

@@ -131,7 +131,8 @@ class ScheduleSpec(Strict):
 
 
 class StudyFile(Strict):
-    name: str | None = None
+    # the run folder's name (runs/<name>/): a plain name, never a path out of it
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", max_length=200)] | None = None
     scenario: str | dict[str, Any]
     patch: dict[str, Any] = Field(default_factory=dict)
     workload: dict[str, Any] | None = None  # replaces the scenario's [workload] whole

@@ -32,8 +32,9 @@ def load_study(path: str | Path) -> StudySpec:
         sf = StudyFile.model_validate(data)
     except ValidationError as exc:
         err = _pydantic_error(str(p), exc)
-        if err.key and err.key.endswith(".[key]"):  # a bad table name inside a keyed section
-            err = InputError(err.file, err.key[: -len(".[key]")], "unknown section " + err.reason.replace("Input should be", "(should be"). rstrip() + ")" if "Input should be" in err.reason else err.reason)
+        keyed = any("[key]" in map(str, e.get("loc", ())) for e in exc.errors())
+        if err.key and keyed and "Input should be" in err.reason:  # a bad table name inside a keyed section
+            err = InputError(err.file, err.key, "unknown section " + err.reason.replace("Input should be", "(should be"). rstrip() + ")" if "Input should be" in err.reason else err.reason)
         raise err from None
     if isinstance(sf.scenario, str):
         ref = Path(sf.scenario)
@@ -47,6 +48,9 @@ def load_study(path: str | Path) -> StudySpec:
     base = merge_scenario(base, sf.patch)
     if sf.workload is not None:
         base["workload"] = dict(sf.workload)
+    for sec, v in base.items():  # the search space patches these sections as tables
+        if not isinstance(v, dict):
+            raise InputError(str(p), f"scenario.{sec}", f"must be a table, not {type(v).__name__}")
     sf = _from_trace(sf, p)
     spec = StudySpec(sf, p, base)
     check(spec)

@@ -163,6 +163,8 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
             meta = json.loads(side.read_text())
         except ValueError as exc:
             raise InputError(str(side), None, f"sidecar is not valid JSON ({exc})") from None
+        if not isinstance(meta, dict):
+            raise InputError(str(side), None, f"sidecar must be a JSON object, not {type(meta).__name__}")
     names = set(table.column_names)
     for name in [*BASE_COLUMNS, *LIST_COLUMNS]:
         if name not in names:

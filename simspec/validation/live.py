@@ -33,7 +33,10 @@ def load_prompts(plan: Plan, file: str):
     """(trace, prompt ids, traced outputs) of the plan's sequences."""
     from simspec.trace.schema import load_trace
 
-    trace = load_trace(resolve_data_path(plan.trace, file))
+    path = resolve_data_path(plan.trace, file)
+    if not Path(path).is_file():
+        raise InputError(file, "trace", f"trace file not found: {plan.trace!r}")
+    trace = load_trace(path)
     seqs = plan.seqs()
     bad = [s for s in seqs if s >= trace.n_seq]
     if bad:

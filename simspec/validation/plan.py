@@ -93,7 +93,7 @@ class Plan(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     target: str
     trace: str
-    prompts: PosInt | None = None
+    prompts: Annotated[int, Field(gt=0, le=100_000)] | None = None
     sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     max_new_tokens: PosInt = 128
     threads: PosInt | None = None
