@@ -1,4 +1,6 @@
-"""A real PostgreSQL server on loopback, two workers on one study: no trial lost or duplicated.
+"""A real PostgreSQL server on loopback, two workers on one study: no trial lost or duplicated;
+a study on it killed at six random points (trials, report, exports, plots) and resumed: no
+completed trial lost, every killed worker's trial failed by the heartbeat and run again.
 
 The server comes from Debian's packages (installed here when missing: `apt-get install -y
 postgresql`, as root). The test skips only when the server truly cannot be started, and says why.
@@ -104,3 +106,26 @@ def test_two_workers_on_postgres_lose_and_duplicate_nothing(pg_url, tmp_path):
     st = optuna.load_study(study_name="pg", storage=pg_url)
     assert sorted(t.number for t in st.trials) == list(range(20))
     assert "trials in postgresql+psycopg2://postgres@127.0.0.1" in r.stdout
+
+
+def test_six_random_sigkills_on_postgres_lose_nothing_and_rerun_the_killed_trials(pg_url, tmp_path):
+    """Shared storage: no run owns it, so a killed run's RUNNING trial is found by the next
+    run's heartbeat check (a 1 s heartbeat, 2 s grace here; the pause between a kill and the
+    rerun is longer), marked FAIL, and its parameters enqueued and run again."""
+    import killhelpers as kh
+
+    n = 26  # > the 21 trials the three trial kills may wait for
+    p = small_study(tmp_path, name="pgkill", trials=n, requests=120, out_max=256)
+    out = tmp_path / "run"
+    out.mkdir()
+    env = {"SIMSPEC_HEARTBEAT_S": "1", "SIMSPEC_HEARTBEAT_GRACE_S": "2"}
+    final = kh.run_with_kills(p, out, pg_url, "pgkill", n, ["--storage", pg_url], env=env, pause_s=3.0)
+    assert not (out / "study.db").exists()
+    st = optuna.load_study(study_name="pgkill", storage=pg_url)
+    failed = [t for t in st.trials if t.state.name == "FAIL"]
+    for t in failed:  # each trial a kill interrupted was run again (retry_history: Optuna's retry chain)
+        again = [u for u in st.trials if t.number in (u.system_attrs.get("retry_history") or [])]
+        assert any(u.state.name in ("COMPLETE", "PRUNED") for u in again), t.number
+        if t.params:  # with the same parameters (one killed before it drew any: its retry draws its own)
+            assert all(u.params == t.params for u in again), t.number
+    assert sum(s == "FAIL" for s, _, _ in final.values()) == len(failed)

@@ -41,9 +41,16 @@ def study_name(spec: StudySpec, capacity: bool) -> str:
     return spec.name + ("-capacity" if capacity else "")
 
 
+SEED_RANGE = 2**32  # numpy's RandomState, behind Optuna's samplers, takes seeds in [0, 2**32)
+
+
 def make_sampler(spec: StudySpec, seed: int, workers: int):
+    """The study's sampler. Any integer seed (negative, or beyond 2**32 after the offsets a
+    resumed run or a worker adds) is folded into the range numpy takes; seeds inside it are
+    used as they are."""
     import optuna
 
+    seed %= SEED_RANGE
     if spec.file.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
@@ -109,31 +116,33 @@ def _done(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _load(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int):
+def _load(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int, heartbeat: bool = False):
     import optuna
 
-    storage = open_storage(url)
+    storage = open_storage(url, heartbeat=heartbeat)
     return optuna.load_study(study_name=study_name(spec, capacity), storage=storage,
                              sampler=make_sampler(spec, seed, workers))
 
 
-def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int) -> None:
+def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int,
+            heartbeat: bool = False) -> None:
     _quiet()
     spec = load_study(study_path)
-    study = _load(spec, url, capacity, seed, workers)
+    study = _load(spec, url, capacity, seed, workers, heartbeat)
     ev = Evaluator(spec)
     obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
     study.optimize(obj, n_trials=n_trials, gc_after_trial=False)
 
 
 def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
-    """Create or load the study; enqueue baselines once; fail trials a killed run left RUNNING."""
+    """Create or load the study; enqueue baselines once; fail trials a killed run left RUNNING
+    (own storage: all of them; shared storage: those whose heartbeat stopped, re-enqueued)."""
     import optuna
 
-    from simspec.study.storage import fail_stale_running
+    from simspec.study.storage import fail_stale_heartbeats, fail_stale_running
 
     _quiet()
-    storage = open_storage(url)
+    storage = open_storage(url, heartbeat=not own_storage)
     name = study_name(spec, capacity)
     dirs = directions(spec, capacity)
     try:
@@ -144,7 +153,7 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
         raise InputError(spec.where, "objectives",
                          f"the stored study {name!r} has directions {[d.name.lower() for d in study.directions]}; "
                          "use another --out or --storage for new objectives")
-    stale = fail_stale_running(storage, study._study_id) if own_storage else 0
+    stale = fail_stale_running(storage, study._study_id) if own_storage else fail_stale_heartbeats(study)
     if not study.get_trials(deepcopy=False):
         if not capacity:
             study.set_metric_names(objectives.objective_names(spec))
@@ -168,12 +177,12 @@ def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, 
     procs = []
     ctx = mp.get_context("spawn")
     for i in range(1, workers):
-        pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers),
-                         daemon=False)
+        pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers,
+                                               not own_storage), daemon=False)
         pr.start()
         procs.append(pr)
     try:
-        study = _load(spec, url, capacity, seed, workers)
+        study = _load(spec, url, capacity, seed, workers, not own_storage)
         ev = Evaluator(spec)
         obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
         if progress:

@@ -3,6 +3,8 @@ Optuna storage URL (PostgreSQL for many hosts). Every worker opens its own conne
 
 from __future__ import annotations
 
+import os
+import warnings
 from pathlib import Path
 
 from simspec.errors import InputError
@@ -18,8 +20,31 @@ def is_local(url: str, out: Path) -> bool:
     return url == default_url(out)
 
 
-def open_storage(url: str):
-    """An RDB storage with settings that suit several local processes on one file or server."""
+# Heartbeats on shared storage (a URL given with --storage: other hosts or runs may use it):
+# every running trial records a beat every HEARTBEAT_S seconds, and a trial whose last beat is
+# older than GRACE_S (its worker was killed, or its host died) is marked FAIL by the next worker
+# that starts a trial (Optuna's fail_stale_trials), which enqueues its parameters again
+# (RetryFailedTrialCallback, up to MAX_RETRY times): the killed trial is re-run, not lost.
+# The run folder's own SQLite file has one owner, which fails a killed run's trials at start.
+HEARTBEAT_S = int(os.environ.get("SIMSPEC_HEARTBEAT_S", "10"))
+GRACE_S = int(os.environ.get("SIMSPEC_HEARTBEAT_GRACE_S", "60"))
+MAX_RETRY = 2
+
+
+def heartbeat_kwargs() -> dict:
+    import inspect
+
+    import optuna
+
+    retry = optuna.storages.RetryFailedTrialCallback(max_retry=MAX_RETRY)
+    params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    cb = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else "failed_trial_callback"
+    return {"heartbeat_interval": max(1, HEARTBEAT_S), "grace_period": max(1, GRACE_S), cb: retry}
+
+
+def open_storage(url: str, heartbeat: bool = False):
+    """An RDB storage with settings that suit several local processes on one file or server;
+    `heartbeat`: with Optuna's heartbeat and retry of stale trials (shared storage)."""
     import optuna
 
     if url.startswith("sqlite"):
@@ -27,7 +52,9 @@ def open_storage(url: str):
     else:
         kwargs = {"pool_pre_ping": True}
     try:
-        storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # heartbeats and the retry callback are "experimental"
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs, **(heartbeat_kwargs() if heartbeat else {}))
     except Exception as exc:  # bad URL, missing driver, server down: one line, not a traceback
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise InputError(None, "--storage", f"cannot open storage {redact(url)}: {reason}") from None
@@ -59,6 +86,58 @@ def redact(url: str) -> str:
         if ":" in creds:
             return f"{scheme}://{creds.split(':', 1)[0]}:***@{host}"
     return url
+
+
+def fail_stale_heartbeats(study) -> int:
+    """Shared storage: RUNNING trials whose heartbeat stopped more than GRACE_S ago are marked
+    FAIL and their parameters enqueued again; returns how many were failed."""
+    import optuna
+    from optuna.trial import TrialState
+
+    def running() -> set[int]:
+        return {t._trial_id for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    before = running()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+        _fail_beatless(study)
+    return len(before - running())
+
+
+def _fail_beatless(study) -> None:
+    """Optuna's check skips RUNNING trials that never recorded a heartbeat: a worker killed
+    between creating its trial and the first beat (the beat thread starts right after) leaves
+    one RUNNING for ever. A simspec worker beats within milliseconds of starting a trial, so
+    one without any beat GRACE_S after it started is dead: failed and retried alike."""
+    import copy
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    storage = study._storage
+    rdb = getattr(storage, "_backend", storage)  # the RDBStorage behind Optuna's cache
+    try:
+        from optuna.storages._rdb.models import TrialHeartbeatModel
+
+        with rdb.engine.connect() as c:
+            beating = {r[0] for r in c.execute(text(f"SELECT trial_id FROM {TrialHeartbeatModel.__tablename__}"))}
+    except (ImportError, SQLAlchemyError):  # another storage layout: leave it to Optuna's own check
+        return
+    now = datetime.datetime.now()
+    callback = rdb.get_heartbeat_stale_trial_callback()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        started = t.datetime_start
+        if t._trial_id in beating or started is None or (now - started).total_seconds() <= GRACE_S:
+            continue
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL) and callback is not None:
+                callback(study, copy.deepcopy(storage.get_trial(t._trial_id)))
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # another worker got there first
 
 
 def fail_stale_running(storage, study_id: int) -> int:
