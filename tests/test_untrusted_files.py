@@ -9,15 +9,13 @@ tested on snippets holding each forbidden use, so it cannot pass by finding noth
 from __future__ import annotations
 
 import ast
-import io
 import json
 import pickle
-import sys
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import pytest
 
+from fuzzhelpers import run_main
 from simspec.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -237,25 +235,6 @@ def test_plain_study_names_are_accepted(tmp_path, name):
     from simspec.study.spec import load_study
 
     assert load_study(_study(tmp_path, name)).name == name
-
-
-def run_main(*args: str) -> tuple[int, str, str]:
-    """`simspec ARGS` in this process: (exit code, stdout, stderr)."""
-    from simspec import cli
-
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = ["simspec", *args]
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            try:
-                cli.main()
-                code = 0
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize("name", ["../../escaped", "/ABSOLUTE"])

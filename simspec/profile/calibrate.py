@@ -38,7 +38,7 @@ class Point:
     q: int
     context: int
     measured_s: float
-    profiled_s: float  # the source profile's price of it
+    profiled_s: float = float("nan")  # the source profile's price of it (set by `calibrate`)
     calibrated_s: float = float("nan")
 
     @property
@@ -79,7 +79,8 @@ def calibrated_frame(df, decode: Factor, prefill: Factor):
 
 
 def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) -> tuple[list[Point], list[Point]]:
-    """(fit points, holdout points) timed on this machine with the source profile's protocol."""
+    """(fit points, holdout points) timed on this machine with the source profile's protocol
+    (priced later by `calibrate`, with this machine's GEMM blocking)."""
     from simspec.profile.timer import PhaseTimer, measure
     from simspec.profile.workloads import FilledCache, decode_fn, prefill_fn, settle
 
@@ -101,7 +102,7 @@ def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) ->
             for bb, q, cc in points:
                 if (bb, cc) == (b, ctx):
                     t = timed(decode_fn(model, cache, b, q), cache.reset)
-                    out.append(Point("decode", b, q, ctx, t, source.latency_s("decode", b, q, ctx)))
+                    out.append(Point("decode", b, q, ctx, t))
                     step(f"decode b={b} q={q} ctx={ctx}")
             del cache
         return out
@@ -109,7 +110,7 @@ def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) ->
     def prefill(points) -> list[Point]:
         out = []
         for b, n in points:
-            out.append(Point("prefill", b, n, 0, timed(prefill_fn(model, b, n)), source.latency_s("prefill", b, n, 0)))
+            out.append(Point("prefill", b, n, 0, timed(prefill_fn(model, b, n))))
             step(f"prefill b={b} len={n}")
         return out
 

@@ -25,6 +25,7 @@ class Choice:
     captured: dict        # the profile's machine identity
     verdict: machine.Verdict
     calibrated: bool
+    date: float  # the capture's (or calibration's) time, for the newest-first tie-break
 
     def note(self, here: dict) -> str:
         how = "calibrated to" if self.calibrated else "captured on"
@@ -62,13 +63,12 @@ def choose(name: str, file: str | Path | None, key: str, here: dict | None = Non
             meta = sidecar(p)
             captured = machine.from_sidecar(meta)
             v = machine.compare(captured, here)
-            cands.append(Choice(p, captured, v, "calibrated" in meta))
+            cands.append(Choice(p, captured, v, "calibrated" in meta, _date_key(meta.get("date"))))
     if not cands:
         raise InputError(str(file) if file else None, key,
                          f'"auto": no profile {name}.parquet under {", ".join(map(str, roots(file))) or "any profiles/ folder"}')
     # same machine first; then a full capture before a calibrated one; then the newest
-    return min(cands, key=lambda c: (_RANK[c.verdict.level], c.calibrated,
-                                     -_date_key(sidecar(c.path).get("date"))))
+    return min(cands, key=lambda c: (_RANK[c.verdict.level], c.calibrated, -c.date))
 
 
 def _date_key(date: str | None) -> float:

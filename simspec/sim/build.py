@@ -63,19 +63,19 @@ def _profile(ref: str, key: str, file: str | None, name: str | None = None,
         choice = choose(name, file, key)
         _say_once(f"{file or '<scenario>'}: {key}: {choice.note(machine.here())}")
         ref = str(choice.path)
-    path = resolve_data_path(ref, file)
+    path = Path(resolve_data_path(ref, file))
     try:
-        if Path(path).is_dir():
-            raise InputError(file, key, f"is a directory, not a profile: {ref!r}")
-        Path(path).exists()
+        is_dir, exists = path.is_dir(), path.exists()
     except OSError as exc:  # e.g. a name too long for the file system
         raise InputError(file, key, f"not a usable path ({exc.strerror})") from None
-    if sc is not None and Path(path).exists():
-        _check_device(Path(path), sc, key.split(".")[0], file)
-    if not Path(path).exists():
+    if is_dir:
+        raise InputError(file, key, f"is a directory, not a profile: {ref!r}")
+    if not exists:
         raise InputError(file, key, f"profile file not found: {ref}")
+    if sc is not None:
+        _check_device(path, sc, key.split(".")[0], file)
     try:
-        return _load_profile(str(Path(path).resolve()), Path(path).stat().st_mtime_ns)
+        return _load_profile(str(path.resolve()), path.stat().st_mtime_ns)
     except ModuleNotFoundError as exc:
         raise InputError(file, key, f"profile support is not installed ({exc.name})") from None
 

@@ -185,17 +185,17 @@ def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None) -
     from simspec.profile.select import fit, mismatch_line
 
     here = here or machine.here()
-    lines = []
+    foreign = []
     for ref in profiles_used(inp):
         path = Path(resolve_data_path(ref, inp.file))
         captured, verdict = fit(path, here)
         if verdict.foreign:
-            lines.append(mismatch_line(path, captured, here, verdict))
-    if lines and not allow_foreign:
-        raise InputError(inp.file, "profiles", lines[0] + ": calibrate it to this machine "
-                         f"(simspec profile --calibrate {lines[0].split(' was captured')[0]} --out NEW) "
-                         "or pass --allow-foreign-profile")
-    return lines
+            foreign.append((path, mismatch_line(path, captured, here, verdict)))
+    if foreign and not allow_foreign:
+        path, line = foreign[0]
+        raise InputError(inp.file, "profiles", f"{line}: calibrate it to this machine "
+                         f"(simspec profile --calibrate {path} --out NEW) or pass --allow-foreign-profile")
+    return [line for _, line in foreign]
 
 
 def provenance(inp: Inputs) -> dict:
