@@ -126,6 +126,7 @@ def test_six_random_sigkills_on_postgres_lose_nothing_and_rerun_the_killed_trial
     for t in failed:  # each trial a kill interrupted was run again (retry_history: Optuna's retry chain)
         again = [u for u in st.trials if t.number in (u.system_attrs.get("retry_history") or [])]
         assert any(u.state.name in ("COMPLETE", "PRUNED") for u in again), t.number
-        if t.params:  # with the same parameters (one killed before it drew any: its retry draws its own)
-            assert all(u.params == t.params for u in again), t.number
+        # with the same parameters: every one the killed trial had drawn (Optuna's retry enqueues
+        # them fixed); one killed mid-suggestion draws the rest itself, as one killed before any does
+        assert all(t.params.items() <= u.params.items() for u in again), t.number
     assert sum(s == "FAIL" for s, _, _ in final.values()) == len(failed)
