@@ -2,7 +2,7 @@
 
     python benchmarks/roofline_fit.py [--json OUT]
 
-Reads files only (no timing): profiles/cpu/*.parquet and their *.check*.json reports. The fit
+Reads files only (no timing): profiles/intel-xeon/*.parquet and their *.check*.json reports. The fit
 is to the profiles' capture machine (an Intel Xeon with AMX, 2 threads: `xeon-amx-2c`), not to
 the machine running this script.
 """
@@ -51,7 +51,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     a = ap.parse_args()
     fits = [fit_profile(p, catalog.get("xeon-amx-2c")).as_dict()
-            for p in sorted((ROOT / "profiles/cpu").glob("*.parquet"))]
+            for p in sorted((ROOT / "profiles/intel-xeon").glob("*.parquet"))]
     print("| profile | grid median / max | holdout median / max |")
     print("|---|---|---|")
     for f in fits:

@@ -206,7 +206,7 @@ def test_overlap_hides_drafting_only_when_pre_drafts_survive():
 
 # -- the fit to a measured profile -------------------------------------------------------------
 
-PROFILE = ROOT / "profiles/cpu/qwen2.5-coder-1.5b-bf16.parquet"
+PROFILE = ROOT / "profiles/intel-xeon/qwen2.5-coder-1.5b-bf16.parquet"
 
 
 @pytest.mark.skipif(not PROFILE.exists(), reason="shipped profile missing")

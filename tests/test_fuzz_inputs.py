@@ -4,7 +4,7 @@ Scenario, study and validation-plan files are mutated from the shipped examples 
 of their real schemas (config.Scenario, study.spec.StudyFile, validation.plan.Plan): random
 and unknown keys, wrong types, out-of-range values, unicode, huge numbers, NaN/inf, empty
 values, deep nesting, and files damaged as bytes. Profiles and traces are copies of the shipped
-files (profiles/cpu/, a slice of traces/) corrupted as tables (dropped or retyped columns,
+files (profiles/intel-xeon/, a slice of traces/) corrupted as tables (dropped or retyped columns,
 NaN/negative/huge values, missing or duplicated grid rows, shuffled rows), as sidecars
 (missing, not JSON, keys dropped or retyped) and as bytes (truncated Parquet).
 

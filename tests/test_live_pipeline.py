@@ -99,7 +99,7 @@ def test_pipeline_plan_predicts_and_calls_overlap(tmp_path):
 
     root = Path(__file__).resolve().parents[1]
     text = (root / "benchmarks/pipeline/qwen-pipeline.toml").read_text()
-    text = text.replace("../../", f"{root}/").replace("profiles/cpu-1t/", "profiles/cpu/")
+    text = text.replace("../../", f"{root}/").replace("profiles/intel-xeon-1t/", "profiles/intel-xeon/")
     plan_file = tmp_path / "p.toml"
     plan_file.write_text(text)
     plan = load_pipeline_plan(plan_file)

@@ -68,7 +68,7 @@ def profile_cmd(
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
     dtype: str = typer.Option("bf16", help="bf16 or fp32"),
     threads: int = typer.Option(2, help="torch CPU threads (recorded in the sidecar)"),
-    out: Optional[Path] = typer.Option(None, help="profiles/<device>/<model>-<dtype>.parquet"),
+    out: Optional[Path] = typer.Option(None, help="default: profiles/<machine>/<model>-<dtype>.parquet (e.g. intel-xeon, nvidia-h200)"),
     quick: bool = typer.Option(False, "--quick", help="a small grid (tests, smoke runs)"),
     max_batch: Optional[int] = typer.Option(
         None, "--max-batch", help="drop grid batch sizes above N (compute-bound fp32 on CPU: 4)"),
@@ -101,8 +101,10 @@ def profile_cmd(
         raise InputError(None, "--device", reason)
     _setup_torch(threads)
     lm = load_model(model, dtype=dtype, device=device)
-    if out is None:
-        out = Path("profiles") / device.split(":")[0] / f"{lm.name}-{dtype}.parquet"
+    if out is None:  # one folder per machine family: profile = "auto" chooses among them
+        from simspec import machine
+
+        out = Path("profiles") / machine.slug(machine.identify(device, probe=False)) / f"{lm.name}-{dtype}.parquet"
     if out.suffix != ".parquet":
         raise InputError(str(out), "--out", "must end in .parquet")
     grid = QUICK if quick else FULL

@@ -8,8 +8,8 @@ two cores (simspec.live.pipeline), predicted from 1-thread profiles, measured li
     prompts = 4
     max_new_tokens = 128
     [profiles]                     # each model captured at ONE thread (it runs on one core)
-    target = "profiles/cpu-1t/qwen2.5-coder-1.5b-bf16.parquet"
-    draft = "profiles/cpu-1t/qwen2.5-coder-0.5b-bf16.parquet"
+    target = "profiles/intel-xeon-1t/qwen2.5-coder-1.5b-bf16.parquet"
+    draft = "profiles/intel-xeon-1t/qwen2.5-coder-0.5b-bf16.parquet"
     [[config]]
     gamma = 2
     overlap = false

@@ -6,7 +6,7 @@
     prompts = 4                     # the first N traced sequences (or sequences = [..])
     max_new_tokens = 128
     [profiles]                      # model -> dtype -> profile the simulator prices it with
-    "qwen2.5-coder-1.5b" = { bf16 = "profiles/cpu/qwen2.5-coder-1.5b-bf16.parquet" }
+    "qwen2.5-coder-1.5b" = { bf16 = "profiles/intel-xeon/qwen2.5-coder-1.5b-bf16.parquet" }
                                     # or "auto" (no [profiles] at all: auto for every model):
                                     # profiles/<machine>/<model>-<dtype>.parquet fitting this machine
     [[config]]
