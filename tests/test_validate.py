@@ -172,3 +172,34 @@ def test_measured_result_repriced_without_live_runs(setup):
     other = write_plan(setup, '[[config]]\ndtype = "fp32"\n', max_new_tokens=12)
     assert_one_line_exit_2(run_cli("validate", str(other), "--measured", str(first / "tiny.json"), cache=setup),
                            "max_new_tokens", "was measured with 20")
+
+
+def test_a_profile_of_another_speed_is_flagged_before_the_live_runs(setup):
+    """Same processor name and ISA, other speed (another generation or clock): the sidecars
+    agree, so only timing a few points shows it. A profile whose every timing was multiplied by 6
+    prices this machine ~6x slow: a warning naming it, and the JSON keeps the check's figures.
+    (The tolerance is 25% against a 6x error, so load on the machine cannot flip it.)"""
+    import shutil
+
+    from simspec.profile.calibrate import TIME_COLUMNS
+
+    df = pd.read_parquet(setup / "t.parquet")
+    for col in TIME_COLUMNS:
+        if col in df:
+            df[col] = df[col] * 6
+    df.to_parquet(setup / "slow.parquet", index=False)
+    shutil.copy(setup / "t.json", setup / "slow.json")
+    plan = write_plan(setup, '[[config]]\ndtype = "fp32"\n')
+    plan.write_text(plan.read_text().replace('"tiny:llama:4" = { fp32 = "t.parquet" }',
+                                             '"tiny:llama:4" = { fp32 = "slow.parquet" }'))
+    out = setup / "slow"
+    res = run_cli("validate", str(plan), "--out", str(out), cache=setup)
+    assert res.returncode == 0, res.stderr
+    warned = [l for l in res.stderr.splitlines() if l.startswith("warning: slow.parquet prices this machine")]
+    assert len(warned) == 1 and "--calibrate slow.parquet" in warned[0], res.stderr
+    (check,) = json.loads((out / "tiny.json").read_text())["speed_check"]
+    assert check["profile"] == "slow.parquet" and check["off"] and check["ratio"] < 0.75
+    assert len(check["points"]) == 3 and all(p["measured_s"] > 0 for p in check["points"])
+    # each point's price is the profile's, so the ratio is exact arithmetic on the figures kept
+    ratios = sorted(p["measured_s"] / p["profiled_s"] for p in check["points"])
+    assert check["ratio"] == pytest.approx(ratios[1], rel=1e-3)

@@ -39,7 +39,8 @@ def validate_cmd(
     max |error|, Spearman's rho of the ranking and the regret of the simulator's pick.
     """
     from simspec import machine
-    from simspec.validation.run import check_machines, load_inputs, load_models, predict, reprice, validate
+    from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
+                                        validate)
 
     inp = load_inputs(plan_file, configs)  # every input error before any model loads
     # a profile of another machine prices another machine: warn when predicting, refuse to measure
@@ -66,6 +67,13 @@ def validate_cmd(
     typer.echo(f"validating {len(inp.configs)} configs of {plan.target} on {len(inp.prompts)} traced prompts "
                f"x <= {plan.max_new_tokens} tokens ({device}, {torch.get_num_threads()} threads, "
                f"{machine.label(machine.here())})")
+    # same name and ISA is not same speed: time a few points against each profile first
+    checks = speed_checks(inp, models)
+    for c in checks:
+        if c.off:
+            typer.echo(f"warning: {c.line()}", err=True)
+        else:
+            typer.echo(f"speed check: {c.profile} prices this machine {c.ratio:.2f}x (measured / profiled)")
     t0 = time.perf_counter()
 
     def progress(i: int, cfg, row: dict | None) -> None:
@@ -77,7 +85,7 @@ def validate_cmd(
                    f"({err:+.1f}%), tokens/round {row['measured_tokens_per_round']:.2f} vs "
                    f"{row['predicted_tokens_per_round']:.2f}  [{time.perf_counter() - t0:.0f} s]")
 
-    res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress)
+    res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks)
     _print_table(res.table, res.agreement)
     png, page = write(res, out)
     csv, js = res.written

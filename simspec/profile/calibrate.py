@@ -81,6 +81,23 @@ def calibrated_frame(df, decode: Factor, prefill: Factor):
 def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) -> tuple[list[Point], list[Point]]:
     """(fit points, holdout points) timed on this machine with the source profile's protocol
     (priced later by `calibrate`, with this machine's GEMM blocking)."""
+    dec = list(DECODE_POINTS) + [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
+    pre = list(PREFILL_POINTS) + [(b, q) for k, b, q, _ in HOLDOUT if k == "prefill"]
+    # two passes, the faster of each point kept: noise on a shared CPU only slows runs down, and
+    # this VM has slow phases of tens of seconds that one pass cannot tell from the machine's speed
+    pts = time_points(lm, source, dec, pre, step)
+    for p, again in zip(pts, time_points(lm, source, dec, pre, step)):
+        p.measured_s = min(p.measured_s, again.measured_s)
+    hold = {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | \
+        {("prefill", b, q, 0) for k, b, q, _ in HOLDOUT if k == "prefill"}
+    key = lambda p: (p.kind, p.batch, p.q, p.context)  # noqa: E731
+    return [p for p in pts if key(p) not in hold], [p for p in pts if key(p) in hold]
+
+
+def time_points(lm, source: ProfileCostModel, decode_points, prefill_points,
+                step: Callable[[str], None] = lambda s: None) -> list[Point]:
+    """Decode (batch, q, context) and prefill (batch, length) points timed on this machine with
+    the source profile's repeat protocol: decode points in order, then prefill points."""
     from simspec.profile.timer import PhaseTimer, measure
     from simspec.profile.workloads import FilledCache, decode_fn, prefill_fn, settle
 
@@ -94,37 +111,26 @@ def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) ->
         return measure(timer, fn, runs, long_s, long_runs, reset=reset, warmup=1, agree=agree,
                        max_runs=max_runs).total
 
-    def decode(points) -> list[Point]:
-        out = []
-        for (b, ctx) in dict.fromkeys((b, c) for b, _, c in points):
+    out = []
+    try:
+        for (b, ctx) in dict.fromkeys((b, c) for b, _, c in decode_points):
             cache = FilledCache(model, b, ctx)
-            settle(model, cache, b, max(q for bb, q, cc in points if (bb, cc) == (b, ctx)))
-            for bb, q, cc in points:
+            settle(model, cache, b, max(q for bb, q, cc in decode_points if (bb, cc) == (b, ctx)))
+            for bb, q, cc in decode_points:
                 if (bb, cc) == (b, ctx):
-                    t = timed(decode_fn(model, cache, b, q), cache.reset)
-                    out.append(Point("decode", b, q, ctx, t))
+                    out.append(Point("decode", b, q, ctx, timed(decode_fn(model, cache, b, q), cache.reset)))
                     step(f"decode b={b} q={q} ctx={ctx}")
             del cache
-        return out
-
-    def prefill(points) -> list[Point]:
-        out = []
-        for b, n in points:
+        for b, n in prefill_points:
             out.append(Point("prefill", b, n, 0, timed(prefill_fn(model, b, n))))
             step(f"prefill b={b} len={n}")
-        return out
-
-    try:
-        fit = decode(DECODE_POINTS) + prefill(PREFILL_POINTS)
-        hold = decode([(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]) + \
-            prefill([(b, q) for k, b, q, _ in HOLDOUT if k == "prefill"])
     finally:
         timer.close()
-    return fit, hold
+    return out
 
 
 def steps() -> int:
-    return len(DECODE_POINTS) + len(PREFILL_POINTS) + len(HOLDOUT)
+    return 2 * (len(DECODE_POINTS) + len(PREFILL_POINTS) + len(HOLDOUT))
 
 
 def _errors(points: list[Point]) -> dict:

@@ -104,8 +104,24 @@ def load_models(inp: Inputs, device: str, threads: int | None):
     return models
 
 
-def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None) -> Validation:
-    """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`."""
+def speed_checks(inp: Inputs, models) -> list:
+    """A speedcheck.SpeedCheck per profile the configs price with, each timed with the model it
+    prices (a drafter's profile with the drafter, early exit's and the target's with the target)."""
+    from simspec.profile.speedcheck import check
+
+    owner: dict[str, tuple[str, str]] = {}
+    for cfg, sc in zip(inp.configs, inp.scenarios):
+        owner.setdefault(sc.target.profile, (inp.plan.target, cfg.dtype))
+        if sc.draft.profile:
+            owner.setdefault(sc.draft.profile, (cfg.arg if cfg.kind == "model" else inp.plan.target, cfg.dtype))
+    return [check(models.get(*owner[ref]), ref, resolve_data_path(ref, inp.file))
+            for ref in profiles_used(inp)]
+
+
+def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None,
+             checks: list | None = None) -> Validation:
+    """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`
+    (with the profiles' speed `checks`, when run)."""
     from simspec import machine
     from simspec.validation.live import environment, measure, torch_threads
 
@@ -119,6 +135,8 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
             progress(i, cfg, row)
     extra = {"wall_s": round(time.perf_counter() - t0, 1), "environment": environment(models),
              "machine": machine.identify(models.device, torch_threads())}
+    if checks is not None:
+        extra["speed_check"] = [c.as_dict() for c in checks]
     return _write(inp, rows, out, command, extra)
 
 
