@@ -111,7 +111,9 @@ def test_heartbeat_fails_a_killed_workers_trial_and_runs_it_again(tmp_path):
     trials = study.trials
     assert trials[victim.number].state.name == "FAIL"
     again = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
-    assert len(again) == 1 and again[0].params == victim.params
+    # every parameter the victim had drawn is kept (Optuna's retry enqueues them fixed); killed
+    # mid-suggestion, it had only some, and the retry draws the rest itself
+    assert len(again) == 1 and victim.params.items() <= again[0].params.items(), (victim.params, again[0].params)
     assert again[0].state.name in ("COMPLETE", "PRUNED")
     assert sum(t.state.name in ("COMPLETE", "PRUNED") for t in trials) == 12
     assert not any(t.state.name == "RUNNING" for t in trials)
