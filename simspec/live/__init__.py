@@ -7,6 +7,8 @@
                  one factory per kind of simspec.drafters (the --draft spec string lives there)
     sampling.py  acceptance: greedy tree walk, rejection sampling
     engine.py    generate(): prefill, then draft -> verify -> accept -> commit; plain_greedy()
+    serving.py   serve(): continuous batching (arrivals, admission, prefill-first, retirement)
+                 over the engine's rounds, the simulator's policy; summarize()
     stats.py     time per phase, tokens per round
     prompts.py   prompts of a dataset (HumanEval, ShareGPT, a JSONL file)
 """

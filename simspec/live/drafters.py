@@ -69,6 +69,14 @@ class Drafter:
     def commit(self, paths: list[list[int]]) -> None:
         """The target accepted these node paths (root first)."""
 
+    # continuous batching (simspec.live.serving): rows join and leave between rounds
+    def admit(self, prompts: list[list[int]]) -> None:
+        """Sequences with these prompts join the batch (rows appended at the end), in the
+        iteration that prefills them in the target."""
+
+    def retire(self, keep: list[int]) -> None:
+        """Only these rows of the batch remain, in this order (finished sequences leave)."""
+
 
 class ModelDrafter(Drafter):
     def __init__(
@@ -141,6 +149,23 @@ class ModelDrafter(Drafter):
     def commit(self, paths: list[list[int]]) -> None:
         if self.shared is None:
             self.kv.commit(paths)
+
+    @torch.inference_mode()
+    def admit(self, prompts: list[list[int]]) -> None:
+        """A drafter with its own cache prefills the new prompts (as the simulator's draft
+        prefill); an early-exit drafter has nothing to do: the target's prefill fills the
+        shared cache, which the serving loop extends."""
+        if self.shared is not None:
+            return
+        fresh = KV(self.model, len(prompts))
+        none = torch.zeros(len(prompts), 0, dtype=torch.long)
+        ids, kind, m = fresh.with_context(prompts, none, none, self.model.config.vocab_size - 1)
+        fresh.forward(self.model, ids, kind, keep=[m - 1])  # logits unused: drafting starts at the pending token
+        self.kv.extend(fresh)
+
+    def retire(self, keep: list[int]) -> None:
+        if self.shared is None:
+            self.kv.keep_rows(keep)
 
 
 class NgramDrafter(Drafter):

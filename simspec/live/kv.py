@@ -19,6 +19,10 @@ of a cache whose every slot is visible, no mask is passed and HF takes its own c
 draft slots and placeholders are dropped, each row's context is gathered to the right (left
 padding). In the common batch-1 chain case that is a crop, which costs nothing, as with
 gpt-fast's position-indexed cache.
+
+Continuous batching (simspec.live.serving) changes the rows between rounds: `extend(other)`
+appends the rows of a KV that prefilled new sequences, `keep_rows(rows)` drops finished ones.
+Both keep the object (an early-exit drafter holds it), and padding slots are holes like PAD.
 """
 
 from __future__ import annotations
@@ -181,6 +185,46 @@ class KV:
         self.length = self.length - (self.ctx[:, slots:]).sum(1)
         self.ctx, self.node, self.pos = self.ctx[:, :slots], self.node[:, :slots], self.pos[:, :slots]
 
+    # -- rows joining and leaving (continuous batching) ----------------------------------------
+    def keep_rows(self, rows: Sequence[int]) -> None:
+        """Keep only these rows, in this order; slots now a hole in every row are dropped.
+        Between rounds only (no uncommitted draft slots)."""
+        rows = list(rows)
+        if rows == list(range(self.batch)):
+            return
+        idx = torch.tensor(rows, dtype=torch.long, device=self.device)
+        for layer in self.cache.layers:
+            if getattr(layer, "is_initialized", False) and layer.keys is not None and layer.keys.dim() == 4:
+                layer.keys, layer.values = layer.keys[idx], layer.values[idx]
+        self.ctx, self.node, self.pos = self.ctx[idx], self.node[idx], self.pos[idx]
+        self.length = self.length[idx]
+        self.batch = len(rows)
+        self._compact()
+
+    def extend(self, other: "KV") -> None:
+        """Append the rows of `other` (new sequences prefilled in a KV of their own, same
+        model) after this batch's rows. The narrower of the two is left-padded with holes:
+        slots no query sees (like PAD), so every row keeps exactly its own context."""
+        if other.batch == 0:
+            return
+        if self.batch == 0:  # nothing to pad against: take the other's cache as it is
+            self.cache, self.ctx, self.node, self.pos = other.cache, other.ctx, other.node, other.pos
+            self.length, self.batch = other.length, other.batch
+            return
+        mine, theirs = self.cache.layers, other.cache.layers
+        if len(mine) != len(theirs):
+            raise ValueError(f"cannot join KV caches of {len(mine)} and {len(theirs)} layers")
+        w = max(self.slots, other.slots)
+        a, b = w - self.slots, w - other.slots
+        for x, y in zip(mine, theirs):
+            x.keys = torch.cat([_left_keys(x.keys, a), _left_keys(y.keys, b)], 0)
+            x.values = torch.cat([_left_keys(x.values, a), _left_keys(y.values, b)], 0)
+        self.ctx = torch.cat([_left(self.ctx, a, False), _left(other.ctx, b, False)])
+        self.node = torch.cat([_left(self.node, a, -1), _left(other.node, b, -1)])
+        self.pos = torch.cat([_left(self.pos, a, 0), _left(other.pos, b, 0)])
+        self.length = torch.cat([self.length, other.length])
+        self.batch += other.batch
+
     def _compact(self) -> None:
         count = self.ctx.sum(1)
         width = int(count.max().item()) if self.batch else 0
@@ -199,3 +243,17 @@ class KV:
         self.ctx = valid
         self.node = torch.full_like(idx, -1)
         self.pos = self.pos.gather(1, idx)
+
+
+def _left(x: torch.Tensor, n: int, value) -> torch.Tensor:
+    """x [B, S] with n slots of `value` prepended."""
+    if n == 0:
+        return x
+    return torch.cat([torch.full((x.shape[0], n), value, dtype=x.dtype, device=x.device), x], 1)
+
+
+def _left_keys(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Cached keys or values [B, H, S, D] with n zero slots prepended."""
+    if n == 0:
+        return x
+    return torch.cat([x.new_zeros(x.shape[0], x.shape[1], n, x.shape[3]), x], 2)
