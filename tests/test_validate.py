@@ -94,6 +94,11 @@ def test_validate_writes_table_and_acceptance_matches_replay_exactly(setup):
     assert df["measured_tokens_per_round"].to_numpy() == pytest.approx(
         df["predicted_tokens_per_round"].to_numpy(), rel=1e-9)
     assert df["measured_tokens_per_round"].max() > 1.0  # some drafter is accepted at all
+    # the trace was decoded at batch 2: said once, and recorded beside the table
+    num = meta["trace_numerics"]
+    assert (num["trace_batch"], num["trace_dtype"], num["live_batch"], num["live_dtypes"], num["match"]) == \
+        (2, "fp32", 1, ["fp32"], False)
+    assert res.stderr.count("note: tiny.parquet was decoded at batch 2 in fp32") == 1, res.stderr
     assert "Spearman" in res.stdout and f"wrote {out / 'tiny.csv'}" in res.stdout
     page = (out / "tiny.html").read_text()  # the one-page report beside the table
     assert f"and {out / 'tiny.html'}" in res.stdout and page.count("data:image/png;base64,") == 1

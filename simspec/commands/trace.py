@@ -78,7 +78,7 @@ def print_summary(path: Path, gmax: int) -> None:
                    + ", ".join(f"K={k}: {v:.3f}" for k, v in cov.items()))
     secs = m.get("capture_seconds")
     if secs:
-        typer.echo(f"capture time (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()))
+        typer.echo("capture time (s): " + ", ".join(f"{k} {v}" for k, v in secs.items()))
 
 
 def register(app: typer.Typer) -> None:

@@ -40,7 +40,7 @@ def validate_cmd(
     """
     from simspec import machine
     from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
-                                        validate)
+                                        trace_numerics, validate)
 
     inp = load_inputs(plan_file, configs)  # every input error before any model loads
     # a profile of another machine prices another machine: warn when predicting, refuse to measure
@@ -67,6 +67,9 @@ def validate_cmd(
     typer.echo(f"validating {len(inp.configs)} configs of {plan.target} on {len(inp.prompts)} traced prompts "
                f"x <= {plan.max_new_tokens} tokens ({device}, {torch.get_num_threads()} threads, "
                f"{machine.label(machine.here())})")
+    numerics = trace_numerics(inp)["note"]
+    if numerics:
+        typer.echo(f"note: {numerics}", err=True)
     # same name and ISA is not same speed: time a few points against each profile first
     checks = speed_checks(inp, models)
     for c in checks:

@@ -179,10 +179,28 @@ def _write(inp: Inputs, rows: list[dict], out: Path, command: str, extra: dict) 
     meta = {"plan": inp.file, "name": plan.name, "command": command,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": extra.pop("wall_s"),
             "prompts": len(inp.prompts), "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(),
-            **extra, "inputs": provenance(inp), "agreement": ag.as_dict(),
+            **extra, "inputs": provenance(inp), "trace_numerics": trace_numerics(inp), "agreement": ag.as_dict(),
             "rows": json.loads(df.to_json(orient="records"))}
     write_text(js, json.dumps(meta, indent=1) + "\n")
     return Validation(plan, df, ag, meta, [csv, js])
+
+
+def trace_numerics(inp: Inputs) -> dict:
+    """What the trace was decoded with against what the live run decodes with (batch 1, each
+    config's dtype). In bf16 a batch of 16 and a batch of 1 round near-tied logits differently,
+    so a live greedy path can leave the traced one; the replay then prices other tokens than the
+    live run accepted. `outputs_equal_trace` in the table counts the sequences that stayed on it."""
+    meta = inp.trace.meta
+    t_batch, t_dtype = meta.get("batch"), meta.get("dtype")
+    live = sorted({c.dtype for c in inp.configs})
+    differ = [d for d in live if t_batch != 1 or t_dtype != d]
+    line = None
+    if differ:
+        line = (f"{inp.plan.trace} was decoded at batch {t_batch} in {t_dtype}; the live runs decode at batch 1 "
+                f"in {', '.join(live)}: near-tied logits can round apart, so a live greedy path may leave the "
+                f"traced one (outputs_equal_trace counts the sequences that stayed on it)")
+    return {"trace_batch": t_batch, "trace_dtype": t_dtype, "live_batch": 1, "live_dtypes": live,
+            "match": not differ, "note": line}
 
 
 def profiles_used(inp: Inputs) -> list[str]:
