@@ -10,7 +10,6 @@ wall-clock durations. A mutation check shows a join that leaks padding into atte
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
@@ -26,6 +25,7 @@ from simspec.live.serving import (  # noqa: E402
 )
 from simspec.live.tree import Tree  # noqa: E402
 from simspec.models import load_model, trimmed_head  # noqa: E402
+from test_live_greedy import perturbed  # noqa: E402  (a drafter close to the target: some acceptance)
 
 PROMPTS = [list(range(10, 30)), [40, 41, 42, 43, 44], [1, 2, 3, 1, 2, 3, 1, 2], list(range(100, 133)),
            [7, 8, 9, 7, 8, 9, 7, 8, 9, 7], list(range(200, 215)) + list(range(200, 205))]
@@ -45,15 +45,6 @@ def one_thread():
         yield
     finally:
         torch.set_num_threads(threads)
-
-
-def perturbed(model, scale=0.003, seed=1):
-    m = copy.deepcopy(model)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(scale * torch.randn(p.shape, generator=g))
-    return m
 
 
 def build(spec):
