@@ -76,7 +76,24 @@ def test_calibrate_command_writes_a_sidecar_naming_its_source(tmp_path):
     assert cal["from"] == str(src) and len(cal["from_sha256"]) == 64
     assert cal["fit"]["points"] == len(DECODE_POINTS) + len(PREFILL_POINTS) and cal["holdout"]["points"] == len(HOLDOUT)
     assert meta["machine"]["cpu"] and "isa" in meta["machine"]
+    # both passes are kept: every point's slower one, and how far they disagree
+    passes, pts = cal["passes"], cal["points"]
+    assert passes["points"] == len(pts) and all(p["slower_s"] >= p["measured_s"] > 0 for p in pts)
+    assert "two passes" in r.stdout
     df, _ = read_profile(out)
     assert len(df) == len(read_profile(src)[0])  # the source's grid, rescaled
     r = run_cli("profile", "--calibrate", str(src), "--out", str(src), cache=tmp_path)
     assert r.returncode == 2 and "would overwrite" in r.stderr
+
+
+def test_pass_spread_is_the_two_passes_disagreement():
+    from simspec.profile.calibrate import UNSTEADY, pass_spread
+
+    pts = [Point("decode", 1, 1, 512, 1.0, slower_s=1.02), Point("decode", 1, 2, 512, 2.0, slower_s=2.1),
+           Point("prefill", 1, 32, 0, 4.0, slower_s=6.0)]
+    rep = pass_spread(pts)
+    assert rep["points"] == 3 and rep["median"] == pytest.approx(0.05) and rep["max"] == pytest.approx(0.5)
+    assert rep["steady"] is (0.05 <= UNSTEADY)
+    noisy = pass_spread([Point("decode", 1, 1, 512, 1.0, slower_s=1.3)] * 3)
+    assert noisy["steady"] is False
+    assert pass_spread([Point("decode", 1, 1, 512, 1.0)])["points"] == 0  # one pass: nothing to compare

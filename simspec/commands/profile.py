@@ -161,6 +161,14 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
                f"(source profile: median {fit['source_median_rel_error']:.1%})")
     typer.echo(f"  holdout      {hold['points']}: median |error| {hold['median_rel_error']:.1%}, max {hold['max_rel_error']:.1%} "
                f"(source profile: median {hold['source_median_rel_error']:.1%})")
+    passes = report["passes"]
+    if passes["points"]:
+        typer.echo(f"  two passes   {passes['points']}: the slower reads {passes['median']:.1%} above the faster "
+                   f"(median; max {passes['max']:.1%})")
+        if not passes["steady"]:
+            typer.echo(f"warning: the machine was not steady while calibrating (the two passes disagree by a median "
+                       f"{passes['median']:.1%}, over {cal.UNSTEADY:.0%}): calibrate again when it is quiet "
+                       "(python benchmarks/machine_steadiness.py shows it)", err=True)
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
 
 

@@ -40,6 +40,7 @@ class Point:
     measured_s: float
     profiled_s: float = float("nan")  # the source profile's price of it (set by `calibrate`)
     calibrated_s: float = float("nan")
+    slower_s: float = float("nan")  # the slower of the two passes (measured_s is the faster)
 
     @property
     def tokens(self) -> int:
@@ -47,7 +48,7 @@ class Point:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("kind", "batch", "q", "context", "measured_s", "profiled_s",
-                                               "calibrated_s")}
+                                               "calibrated_s", "slower_s")}
 
 
 class Factor:
@@ -87,7 +88,7 @@ def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) ->
     # this VM has slow phases of tens of seconds that one pass cannot tell from the machine's speed
     pts = time_points(lm, source, dec, pre, step)
     for p, again in zip(pts, time_points(lm, source, dec, pre, step)):
-        p.measured_s = min(p.measured_s, again.measured_s)
+        p.measured_s, p.slower_s = min(p.measured_s, again.measured_s), max(p.measured_s, again.measured_s)
     hold = {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | \
         {("prefill", b, q, 0) for k, b, q, _ in HOLDOUT if k == "prefill"}
     key = lambda p: (p.kind, p.batch, p.q, p.context)  # noqa: E731
@@ -140,6 +141,19 @@ def _errors(points: list[Point]) -> dict:
             "max_rel_error": round(max(errs), 4), "source_median_rel_error": round(statistics.median(before), 4)}
 
 
+UNSTEADY = 0.10  # median disagreement of the two passes past which the machine was not steady
+
+
+def pass_spread(points: list[Point]) -> dict:
+    """How far the two passes over the same points disagree (slower / faster - 1): on a steady
+    machine a few percent; on a contended host, more than the error a calibration removes."""
+    spread = [p.slower_s / p.measured_s - 1 for p in points if p.slower_s == p.slower_s]
+    if not spread:
+        return {"points": 0, "median": None, "max": None, "steady": None}
+    med = statistics.median(spread)
+    return {"points": len(spread), "median": round(med, 4), "max": round(max(spread), 4), "steady": med <= UNSTEADY}
+
+
 def calibrate(source: ProfileCostModel, df, fit: list[Point], hold: list[Point], token_block: int):
     """The calibrated (frame, model, report) from timed points; `token_block`: this machine's
     GEMM row block (the source's may be another processor's)."""
@@ -154,7 +168,7 @@ def calibrate(source: ProfileCostModel, df, fit: list[Point], hold: list[Point],
     for p in fit + hold:
         p.calibrated_s = model.latency_s(p.kind, p.batch, p.q, p.context)
     report = {"factors": {"decode": dec.as_dict(), "prefill": pre.as_dict()},
-              "fit": _errors(fit), "holdout": _errors(hold),
+              "fit": _errors(fit), "holdout": _errors(hold), "passes": pass_spread(fit + hold),
               "points": [p.as_dict() for p in fit + hold]}
     return new_df, meta, report
 
