@@ -153,7 +153,7 @@ def _bug_exit_layer_beyond_profile():
     """An early exit at layer 49 of a 30-layer profiled target (or draft.vocab above the
     profile's vocabulary): only a synthetic target's `layers` is checked, so the cost model's
     ValueError ends the simulation."""
-    prof = REPO / "profiles" / "cpu" / "smollm2-135m-bf16.parquet"
+    prof = REPO / "profiles" / "intel-xeon" / "smollm2-135m-bf16.parquet"
     _load_and_run(_scenario('[draft]\nkind = "early_exit"\nexit_layer = 49\n[acceptance]\niid = 0.5\n'
                             '[speculation]\ndraft_len = 2\n', target=f'profile = "{prof}"'))
 
@@ -179,7 +179,7 @@ def _bug_trace_sidecar_list():
     shutil.copy(TRACE, t)
     t.with_suffix(".json").write_text("[1, 2]")
     _load_and_run(_toml_file(fz.dumps({
-        "target": {"profile": str(REPO / "profiles" / "cpu" / "qwen2.5-coder-1.5b-bf16.parquet")},
+        "target": {"profile": str(REPO / "profiles" / "intel-xeon" / "qwen2.5-coder-1.5b-bf16.parquet")},
         "draft": {"kind": "early_exit", "exit_layer": 21},
         "acceptance": {"trace": str(t), "drafter": "exit21"}, "speculation": {"draft_len": 2},
         "workload": {"requests": 2, "dataset": "trace", "max_output_len": 8}})), t, t.with_suffix(".json"))
@@ -227,7 +227,7 @@ def test_known_fuzz_crash_is_fixed(bug):
 
 # -- shared inputs ------------------------------------------------------------------------
 
-SMALL_PROFILE = REPO / "profiles" / "cpu" / "smollm2-135m-bf16.parquet"
+SMALL_PROFILE = REPO / "profiles" / "intel-xeon" / "smollm2-135m-bf16.parquet"
 TRACE = REPO / "traces" / "qwen2.5-coder-1.5b__humaneval.parquet"
 
 
@@ -249,7 +249,7 @@ def make_data(d: Path) -> dict:
     meta = json.loads(TRACE.with_suffix(".json").read_text())
     meta["sequences"] = 6
     trace.with_suffix(".json").write_text(json.dumps(meta))
-    return {"profile": prof, "trace": trace, "profiles": REPO / "profiles" / "cpu"}
+    return {"profile": prof, "trace": trace, "profiles": REPO / "profiles" / "intel-xeon"}
 
 
 def scenario_bases(data) -> list[dict]:
