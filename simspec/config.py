@@ -291,9 +291,12 @@ LengthSpec = Union[PosInt, Annotated[Union[UniformLen, LogNormalLen], Field(disc
 
 class WorkloadSpec(Strict):
     requests: PosInt = 1
-    arrival: Literal["closed", "poisson", "burst"] = "closed"
+    arrival: Literal["closed", "poisson", "burst", "explicit"] = "closed"
     concurrency: PosInt | None = None
     rate: Annotated[float, Field(gt=0)] | None = None
+    # arrival = "explicit": request i arrives at arrival_times[i] seconds (one per request,
+    # non-decreasing): what `simspec validate` gives the simulator to replay a live run's arrivals
+    arrival_times: list[Annotated[float, Field(ge=0, allow_inf_nan=False)]] | None = None
     prompt_len: LengthSpec | None = None
     output_len: LengthSpec | None = None
     dataset: Literal["sharegpt", "humaneval", "trace"] | None = None  # trace: lengths of the replayed sequences
@@ -307,6 +310,15 @@ class WorkloadSpec(Strict):
             raise ValueError("`rate` only applies to arrival = 'poisson'")
         if self.arrival != "closed" and self.concurrency is not None:
             raise ValueError("`concurrency` only applies to arrival = 'closed'")
+        if self.arrival == "explicit":
+            if self.arrival_times is None:
+                raise ValueError("arrival = 'explicit' needs `arrival_times` (seconds, one per request)")
+            if len(self.arrival_times) != self.requests:
+                raise ValueError(f"`arrival_times` has {len(self.arrival_times)} times for {self.requests} requests")
+            if any(b < a for a, b in zip(self.arrival_times, self.arrival_times[1:])):
+                raise ValueError("`arrival_times` must be non-decreasing")
+        elif self.arrival_times is not None:
+            raise ValueError("`arrival_times` only applies to arrival = 'explicit'")
         if self.dataset is None and (self.prompt_len is None or self.output_len is None):
             raise ValueError("give `prompt_len` and `output_len`, or a `dataset`")
         return self

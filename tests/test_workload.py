@@ -59,3 +59,29 @@ def test_dataset_lengths(name):
 def test_dataset_with_fixed_output_override():
     wl = build_workload(spec(dataset="humaneval", prompt_len=None, output_len=64, requests=50), 0)
     assert (wl.output_len == 64).all() and len(np.unique(wl.prompt_len)) > 5
+
+
+def test_explicit_arrival_times_are_kept_and_simulated():
+    """arrival = "explicit": request i arrives at arrival_times[i] (what `simspec validate` gives
+    the simulator to replay a live run's arrivals); the simulator admits none earlier."""
+    from simspec.config import parse_scenario
+    from simspec.errors import InputError
+    from simspec.sim.run import simulate
+
+    times = [0.0, 0.25, 0.25, 3.0]
+    wl = build_workload(spec(requests=4, arrival="explicit", arrival_times=times), 9)
+    assert wl.arrival.tolist() == times and wl.mode == "explicit" and wl.concurrency == 4
+    base = {"target": {"cost": {"step_ms": 10.0}}, "serving": {"max_batch": 2}}
+    sc = parse_scenario({**base, "workload": {"requests": 4, "prompt_len": 8, "output_len": 5,
+                                              "arrival": "explicit", "arrival_times": times}})
+    rec = simulate(sc).records
+    assert rec.arrival.tolist() == times and (rec.admitted >= rec.arrival).all()
+    assert rec.admitted[3] == 3.0  # the machine is idle by then: served on arrival
+    for bad, reason in (({"arrival_times": times}, "only applies to arrival = 'explicit'"),
+                        ({"arrival": "explicit"}, "needs `arrival_times`"),
+                        ({"arrival": "explicit", "arrival_times": times[:3]}, "3 times for 4 requests"),
+                        ({"arrival": "explicit", "arrival_times": [0.0, 2.0, 1.0, 3.0]}, "non-decreasing"),
+                        ({"arrival": "explicit", "arrival_times": [0.0, 1.0, float("nan"), 3.0]}, "finite")):
+        with pytest.raises(InputError, match=reason) as err:
+            parse_scenario({**base, "workload": {"requests": 4, "prompt_len": 8, "output_len": 5, **bad}}, "s.toml")
+        assert "s.toml" in str(err.value) and "\n" not in str(err.value)

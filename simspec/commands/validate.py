@@ -37,6 +37,9 @@ def validate_cmd(
     and is simulated on the plan's profiles replaying those sequences' acceptance. Printed and
     written: predicted and measured tokens/s and tokens per round per config, then median and
     max |error|, Spearman's rho of the ranking and the regret of the simulator's pick.
+    A serving config (max_batch, arrival, ...) is served live with continuous batching and
+    simulated with the same policy, requests and arrival times: throughput, TTFT, TPOT and
+    end-to-end latency (p50, p99), mean batch and tokens per round, predicted vs measured.
     """
     from simspec import machine
     from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
@@ -55,7 +58,7 @@ def validate_cmd(
 
     if measured is not None:
         res = reprice(inp, measured, out, "simspec " + " ".join(sys.argv[1:]))
-        _print_table(res.table, res.agreement)
+        _print_all(res)
         png, page = write(res, out)
         csv, js = res.written
         typer.echo(f"wrote {csv}, {png}, {js} and {page} (measurements of {measured})")
@@ -89,10 +92,44 @@ def validate_cmd(
                    f"{row['predicted_tokens_per_round']:.2f}  [{time.perf_counter() - t0:.0f} s]")
 
     res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks)
-    _print_table(res.table, res.agreement)
+    _print_all(res)
     png, page = write(res, out)
     csv, js = res.written
     typer.echo(f"wrote {csv}, {png}, {js} and {page}")
+
+
+def _print_all(res) -> None:
+    if res.agreement is not None:
+        _print_table(res.table, res.agreement)
+    if res.serving is not None:
+        _print_serving(res.serving, res.serving_agreement)
+
+
+SERVING_COLUMNS = (("tok_s", "tok/s", "{:.2f}"), ("ttft_p50_s", "TTFT p50", "{:.3f}"),
+                   ("ttft_p99_s", "TTFT p99", "{:.3f}"), ("tpot_p50_s", "TPOT p50", "{:.4f}"),
+                   ("tpot_p99_s", "TPOT p99", "{:.4f}"), ("e2e_p50_s", "e2e p50", "{:.3f}"),
+                   ("e2e_p99_s", "e2e p99", "{:.3f}"), ("mean_batch", "batch", "{:.2f}"),
+                   ("tokens_per_round", "tok/round", "{:.3f}"))
+
+
+def _print_serving(df, ag: dict) -> None:
+    """Serving configs: predicted / measured (error) per metric, then the agreement per metric."""
+    typer.echo("")
+    typer.echo("serving (continuous batching): predicted / measured (error %); seconds unless said")
+    for _, r in df.iterrows():
+        typer.echo(f"{r['config']}")
+        cells = []
+        for m, title, f in SERVING_COLUMNS:
+            err = r["error_pct"] if m == "tok_s" else r[f"error_{m}_pct"]
+            cells.append(f"{title} {f.format(r[f'predicted_{m}'])} / {f.format(r[f'measured_{m}'])} ({err:+.1f}%)")
+        typer.echo("  " + "   ".join(cells[:4]))
+        typer.echo("  " + "   ".join(cells[4:]))
+    per = ag["metrics"]
+    typer.echo("median / max |error| over " + f"{ag['n']} serving configs: "
+               + ", ".join(f"{t} {per[m]['median_abs_error_pct']:.1f}% / {per[m]['max_abs_error_pct']:.1f}%"
+                           for m, t, _ in SERVING_COLUMNS))
+    typer.echo(f"serving throughput: Spearman rho {ag['spearman_rho']:.3f}   regret {ag['regret_pct']:.1f}% "
+               f"(predicted best {ag['predicted_best']!r}, measured best {ag['measured_best']!r})")
 
 
 def _print_table(df, ag) -> None:

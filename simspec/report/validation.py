@@ -12,19 +12,30 @@ from simspec import machine
 from simspec.atomic import write_text
 from simspec.report import html
 from simspec.report.validation_plot import scatter
+from simspec.report.validation_serving_plot import serving_figure
 from simspec.validation.run import Validation
 
 PHASES = ("prefill", "draft", "verify")
 
 
 def write(v: Validation, out: Path) -> tuple[Path, Path]:
-    """The scatter and the HTML page (table, agreement, figure, inputs, environment)."""
+    """The figures and the HTML page (table, agreement, figure, inputs, environment): <name>.png,
+    the batch-1 configs' scatter (or, with none, the serving figure), and with both kinds
+    <name>-serving.png too. Returns (the first figure, the page)."""
     name = v.plan.name
-    png = scatter(v.table, out / f"{name}.png", f"{name}: simspec predicted vs measured ({len(v.table)} configs)")
+    figures = []
+    if v.agreement is not None:
+        png = scatter(v.table, out / f"{name}.png", f"{name}: simspec predicted vs measured ({len(v.table)} configs)")
+        figures.append((png, "simspec's predicted tokens/s against the live engine's; grey: ±10%"))
+    if v.serving is not None:
+        path = out / (f"{name}-serving.png" if figures else f"{name}.png")
+        png = serving_figure(v.serving, v.timelines(), path,
+                             f"{name}: serving, simspec predicted vs measured ({len(v.serving)} configs)")
+        figures.append((png, "serving configs: predicted against measured per metric (grey: ±10%), and each "
+                             "config's sequences per round over time, live beside simulated"))
     page = out / f"{name}.html"
-    write_text(page, html.page(f"simspec validation: {name}", markdown(v),
-                               [(png, "simspec's predicted tokens/s against the live engine's; grey: ±10%")]))
-    return png, page
+    write_text(page, html.page(f"simspec validation: {name}", markdown(v), figures))
+    return figures[0][0], page
 
 
 def markdown(v: Validation) -> str:
@@ -34,21 +45,24 @@ def markdown(v: Validation) -> str:
     L = [f"# simspec validation: {plan.name}", "",
          f"- plan: `{m['plan']}`; target: `{plan.target}`; {m['prompts']} traced prompts "
          f"x <= {m['max_new_tokens']} new tokens, batch 1, greedy",
-         f"- run: `{m['command']}` on {env['device']} ({env['threads']} threads), {m['date']}, {m['wall_s']} s",
-         "", "## Agreement", "",
-         f"Median |error| **{ag.median_abs_error_pct:.1f}%**, max |error| {ag.max_abs_error_pct:.1f}%, "
-         f"Spearman's rho {ag.spearman_rho:.3f} over {ag.n} configs; regret of the simulator's pick "
-         f"{ag.regret_pct:.1f}% (predicted best `{ag.predicted_best}`, measured best `{ag.measured_best}`).", "",
-         "## Configurations", "",
-         "Predicted / measured; seconds by phase over all prompts (the live engine's other: acceptance, "
-         "KV commit, Python).", "",
-         "| config | tok/s | error | tokens/round | " + " | ".join(f"{k} s" for k in PHASES) + " | other s |",
-         "|---|" + "---|" * (4 + len(PHASES))]
-    for _, r in v.table.iterrows():
-        L.append(f"| {r['config']} | {r['predicted_tok_s']:.3f} / {r['measured_tok_s']:.3f} | {r['error_pct']:+.1f}% | "
-                 f"{r['predicted_tokens_per_round']:.3f} / {r['measured_tokens_per_round']:.3f} | "
-                 + " | ".join(f"{r[f'predicted_{k}_s']:.1f} / {r[f'measured_{k}_s']:.1f}" for k in PHASES)
-                 + f" | {r['measured_other_s']:.1f} |")
+         f"- run: `{m['command']}` on {env['device']} ({env['threads']} threads), {m['date']}, {m['wall_s']} s"]
+    if ag is not None:
+        L += ["", "## Agreement", "",
+              f"Median |error| **{ag.median_abs_error_pct:.1f}%**, max |error| {ag.max_abs_error_pct:.1f}%, "
+              f"Spearman's rho {ag.spearman_rho:.3f} over {ag.n} configs; regret of the simulator's pick "
+              f"{ag.regret_pct:.1f}% (predicted best `{ag.predicted_best}`, measured best `{ag.measured_best}`).", "",
+              "## Configurations", "",
+              "Predicted / measured; seconds by phase over all prompts (the live engine's other: acceptance, "
+              "KV commit, Python).", "",
+              "| config | tok/s | error | tokens/round | " + " | ".join(f"{k} s" for k in PHASES) + " | other s |",
+              "|---|" + "---|" * (4 + len(PHASES))]
+        for _, r in v.table.iterrows():
+            L.append(f"| {r['config']} | {r['predicted_tok_s']:.3f} / {r['measured_tok_s']:.3f} | {r['error_pct']:+.1f}% | "
+                     f"{r['predicted_tokens_per_round']:.3f} / {r['measured_tokens_per_round']:.3f} | "
+                     + " | ".join(f"{r[f'predicted_{k}_s']:.1f} / {r[f'measured_{k}_s']:.1f}" for k in PHASES)
+                     + f" | {r['measured_other_s']:.1f} |")
+    if v.serving is not None:
+        L += _serving_markdown(v.serving, v.serving_agreement)
     ins = m["inputs"]
     L += ["", "## Inputs", "", _input("trace", ins["trace"])]
     L += [_input("profile", f) for f in _profiles(ins["profiles"])]
@@ -56,6 +70,34 @@ def markdown(v: Validation) -> str:
         L += ["", f"Measured on {machine.label(m['machine'])}."]
     L += ["", "## Environment", ""] + [f"- {k}: `{val}`" for k, val in env.items()]
     return "\n".join(L) + "\n"
+
+
+SERVING = (("tok_s", "tok/s"), ("ttft_p50_s", "TTFT p50 s"), ("ttft_p99_s", "TTFT p99 s"),
+           ("tpot_p50_s", "TPOT p50 s"), ("tpot_p99_s", "TPOT p99 s"), ("e2e_p50_s", "e2e p50 s"),
+           ("e2e_p99_s", "e2e p99 s"), ("mean_batch", "batch"), ("tokens_per_round", "tokens/round"))
+
+
+def _serving_markdown(df, ag: dict) -> list[str]:
+    per = ag["metrics"]
+    L = ["", "## Serving", "",
+         "Continuous batching, prefill-first, live (simspec.live.serving) and simulated with the same requests "
+         "and arrival times. Predicted / measured (error).", "",
+         "| config | " + " | ".join(t for _, t in SERVING) + " | outputs = trace |",
+         "|---|" + "---|" * (len(SERVING) + 1)]
+    for _, r in df.iterrows():
+        cells = []
+        for m, _ in SERVING:
+            err = r["error_pct"] if m == "tok_s" else r[f"error_{m}_pct"]
+            cells.append(f"{r[f'predicted_{m}']:.4g} / {r[f'measured_{m}']:.4g} ({err:+.1f}%)")
+        L.append(f"| {r['config']} | " + " | ".join(cells) + f" | {r['outputs_equal_trace']} |")
+    L += ["", "| over serving configs | " + " | ".join(t for _, t in SERVING) + " |",
+          "|---|" + "---|" * len(SERVING),
+          "| median abs error | " + " | ".join(f"{per[m]['median_abs_error_pct']:.1f}%" for m, _ in SERVING) + " |",
+          "| max abs error | " + " | ".join(f"{per[m]['max_abs_error_pct']:.1f}%" for m, _ in SERVING) + " |",
+          "", f"Throughput over {ag['n']} serving configs: Spearman's rho {ag['spearman_rho']:.3f}; regret of the "
+          f"simulator's pick {ag['regret_pct']:.1f}% (predicted best `{ag['predicted_best']}`, measured best "
+          f"`{ag['measured_best']}`)."]
+    return L
 
 
 def _profiles(profiles: dict) -> list[dict]:

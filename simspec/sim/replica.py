@@ -72,6 +72,9 @@ class Replica:
         self._prefilling = 0                  # admitted, prefill in flight
         # wall seconds by phase (drafting: only the part not hidden behind verification)
         self.phase_s = {"prefill": 0.0, "draft": 0.0, "verify": 0.0}
+        # one (kind, start, seconds, sequences) per iteration: "prefill" (the admitted ones) or
+        # "round" (the running batch), as simspec.live.serving's Iteration records a live run
+        self.log: list[tuple[str, float, float, int]] = []
         self.process = env.process(self._loop())
 
     # -- dispatcher interface ----------------------------------------------------------
@@ -110,6 +113,7 @@ class Replica:
         rec.admitted[ids] = now
         self._prefilling = len(ids)
         yield self.env.timeout(wall)
+        self.log.append(("prefill", now, wall, len(ids)))
         self.phase_s["prefill"] += wall
         self._prefilling = 0
         self.target_dev.charge(t_target)
@@ -169,7 +173,9 @@ class Replica:
             k_ext = self.oracle.draw(batch.handle, batch.gen)
             batch.ready = k_ext > self.depth
             k = np.minimum(k_ext, self.depth)
+        start = self.env.now
         yield self.env.timeout(wall)
+        self.log.append(("round", start, wall, b))
         self.phase_s["verify"] += t_v
         self.phase_s["draft"] += wall - t_v
         self.target_dev.charge(t_v)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
@@ -23,6 +23,8 @@ class SimResult:
     summary: dict
     records: Records
     scenario: Scenario
+    # per replica, one (kind, start, seconds, sequences) per iteration (Replica.log)
+    iterations: list[list[tuple[str, float, float, int]]] = field(default_factory=list)
 
     def requests_frame(self):
         import pandas as pd
@@ -123,4 +125,4 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     for role, model in (("target", cost.target), ("draft", getattr(cost.draft, "base", cost.draft))):
         if getattr(model, "estimate", None) is not None:
             summary[f"{role}_estimate"] = 1.0 if model.estimate else 0.0
-    return SimResult(summary, rec, sc)
+    return SimResult(summary, rec, sc, [r.log for r in replicas])

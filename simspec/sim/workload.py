@@ -19,7 +19,7 @@ class Workload:
     prompt_len: np.ndarray   # int64[N]
     output_len: np.ndarray   # int64[N]
     arrival: np.ndarray      # float64[N]; for closed loops only the first `concurrency` matter
-    mode: str                # closed | poisson | burst
+    mode: str                # closed | poisson | burst | explicit
     concurrency: int         # closed loop users (N for open loops)
 
     @property
@@ -69,6 +69,9 @@ def build_workload(spec: WorkloadSpec, seed: int,
         output = np.minimum(output, spec.max_output_len)
     if spec.arrival == "poisson":
         arrival = np.cumsum(rng.exponential(1.0 / spec.rate, size=n))
+        conc = n
+    elif spec.arrival == "explicit":
+        arrival = np.asarray(spec.arrival_times, dtype=float)
         conc = n
     elif spec.arrival == "burst":
         arrival = np.zeros(n)

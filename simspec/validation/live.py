@@ -13,6 +13,7 @@ from typing import Callable
 
 from simspec.config import resolve_data_path
 from simspec.errors import InputError
+from simspec.validation.compare import SUMMARY_KEYS
 from simspec.validation.plan import LiveConfig, Plan
 
 
@@ -56,11 +57,10 @@ def check_target(trace, lm, file: str) -> None:
         raise InputError(file, "target", f"vocabulary {lm.dims.vocab} != the trace's {trace.meta['vocab']}")
 
 
-def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
-            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> dict:
-    """Decode the plan's prompts with one config; measured figures as a flat dict."""
+def _setup(plan: Plan, cfg: LiveConfig, models: Models, trace, file: str):
+    """(target, draft spec, tree, draft model or None, kept head rows or None) of a config, checked."""
     from simspec.drafters import DraftSpec
-    from simspec.live.runner import check_config, run_config
+    from simspec.live.runner import check_config
     from simspec.live.tree import Tree
 
     tgt = models.get(plan.target, cfg.dtype)
@@ -76,6 +76,68 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
                              f"the trace keeps a token order of {len(order)} ids, fewer than K={cfg.vocab}")
         rows = sorted(int(t) for t in order[: cfg.vocab])  # the same kept set the trace scored
     check_config(tgt, spec, tree, cfg.vocab, 0.0, dm)
+    return tgt, spec, tree, dm, rows
+
+
+def serving_requests(cfg: LiveConfig, prompts: list[list[int]], traced: list[list[int]]):
+    """The requests a serving config serves, live and simulated alike: request i is traced
+    prompt i % n with its traced output length as max_new_tokens (the simulator's output length
+    of the sequence it replays), arriving at cfg.arrival_times()[i] (poisson; closed: ignored)."""
+    from simspec.live.serving import requests_at
+
+    n = len(prompts)
+    idx = [i % n for i in range(cfg.requests)]
+    return requests_at([prompts[i] for i in idx], [len(traced[i]) for i in idx], cfg.arrival_times())
+
+
+def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
+                  traced: list[list[int]], file: str, clock=None) -> dict:
+    """Serve a serving config's requests live (continuous batching on this device); measured
+    figures as a flat dict, plus its per-request arrivals and iterations (`live_*`, lists).
+    `clock`: simspec.live.serving's WallClock by default (FakeClock in tests)."""
+    from simspec.live.engine import generate
+    from simspec.live.kv import KV
+    from simspec.live.runner import make_drafter
+    from simspec.live.serving import serve, summarize
+
+    tgt, spec, tree, dm, rows = _setup(plan, cfg, models, trace, file)
+    reqs = serving_requests(cfg, prompts, traced)
+    if not all(r.max_new_tokens for r in reqs):
+        raise InputError(file, "trace", "a traced sequence has no output tokens to decode")
+    kv = KV(tgt.model, 1)  # untimed warm-up (allocator, thread pool), as run_config's
+    generate(tgt.model, prompts[:1], min(4, plan.max_new_tokens), make_drafter(tgt, spec, kv, dm, rows),
+             tree, 0.0, 0, None, kv)
+    kv = KV(tgt.model, 0)
+    cpu, t0 = time.process_time(), time.perf_counter()
+    res = serve(tgt.model, reqs, make_drafter(tgt, spec, kv, dm, rows), tree, max_batch=cfg.max_batch,
+                kv_capacity_tokens=cfg.kv_capacity_tokens,
+                concurrency=cfg.users if cfg.arrival == "closed" else None,
+                eos=trace.meta.get("stop_ids") or None, kv=kv, clock=clock)
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    s = summarize(res)
+    rounds = [it.batch for it in res.iterations if it.kind == "round"]
+    n = len(prompts)
+    return {
+        **{f"measured_{m}": s[k] for m, k in SUMMARY_KEYS.items()},
+        "measured_mean_batch": sum(rounds) / len(rounds) if rounds else float("nan"),
+        "measured_requests": s["requests"],
+        "measured_output_tokens": s["output_tokens"],
+        "measured_elapsed_s": round(s["elapsed_s"], 4),
+        **{f"measured_{k}_s": round(v, 4) for k, v in res.stats.seconds.items()},
+        "measured_wall_s": round(wall, 2),
+        "measured_cpu_s": round(cpu, 2),
+        "outputs_equal_trace": sum(r.output == traced[i % n] for i, r in enumerate(res.requests)),
+        "live_arrivals": [r.arrival for r in res.requests],
+        "live_iterations": [[it.kind, round(it.start, 6), round(it.seconds, 6), it.batch] for it in res.iterations],
+    }
+
+
+def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
+            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> dict:
+    """Decode the plan's prompts with one config; measured figures as a flat dict."""
+    from simspec.live.runner import run_config
+
+    tgt, spec, tree, dm, rows = _setup(plan, cfg, models, trace, file)
     t0 = time.perf_counter()
     report = run_config(tgt, spec, tree, prompts, plan.max_new_tokens, batch=1, draft=dm, rows=rows,
                         eos=trace.meta.get("stop_ids") or None, progress=progress)

@@ -15,8 +15,22 @@
     gamma = 4                             # or tree = [2, 2, 1]; vocab = K trims the head
     # name = "..." labels it; column = "..." names its trace column when not derivable
 
+    [[config]]                            # a serving config: any of these keys makes one
+    dtype = "bf16"
+    draft = "early_exit:20"
+    gamma = 3
+    max_batch = 4                         # continuous batching, prefill-first
+    arrival = "poisson"                   # or "closed" (concurrency = N users, default max_batch)
+    rate = 0.5                            # poisson: requests/s; seed = S draws the arrivals
+    requests = 16                         # the plan's traced prompts, cycled
+    # kv_capacity_tokens = 4096           # admission holds prompt + output + tree size per request
+
 Live and simulated runs see the same prompts (the trace's own token ids), in the same order,
 at batch 1, with the same stop tokens; the simulator replays those sequences' acceptance.
+A serving config is served live by simspec.live.serving.serve and simulated with the same
+policy (continuous batching, prefill-first, max_batch, KV capacity), the same requests
+(request i: traced prompt i % n, its traced output length as max_new_tokens) and, for
+poisson, the same arrival times (drawn once here, given to both).
 Torch-free: the live half is in simspec.validation.live.
 """
 
@@ -24,6 +38,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+
+import numpy as np
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -41,9 +57,33 @@ class LiveConfig(Strict):
     vocab: PosInt | None = None
     name: str | None = None
     column: str | None = None  # trace column, when the drafter's name there differs from its spec
+    # serving (continuous batching): any of these keys makes a serving config
+    max_batch: PosInt | None = None
+    arrival: Literal["closed", "poisson"] | None = None
+    concurrency: PosInt | None = None
+    rate: Annotated[float, Field(gt=0, le=1e9, allow_inf_nan=False)] | None = None
+    requests: Annotated[int, Field(gt=0, le=100_000)] | None = None
+    kv_capacity_tokens: PosInt | None = None
+    seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+
+    @property
+    def serving(self) -> bool:
+        return any(getattr(self, k) is not None for k in SERVING_KEYS)
 
     @model_validator(mode="after")
     def _check(self) -> "LiveConfig":
+        if self.serving:
+            for k in ("max_batch", "arrival", "requests"):
+                if getattr(self, k) is None:
+                    raise ValueError(f"a serving config (it sets {self._serving_set()}) needs `{k}`")
+            if self.arrival == "poisson" and self.rate is None:
+                raise ValueError("arrival = 'poisson' needs `rate` (requests per second)")
+            if self.arrival != "poisson" and self.rate is not None:
+                raise ValueError("`rate` only applies to arrival = 'poisson'")
+            if self.arrival != "closed" and self.concurrency is not None:
+                raise ValueError("`concurrency` only applies to arrival = 'closed'")
+            if self.arrival != "poisson" and self.seed is not None:
+                raise ValueError("`seed` draws poisson arrivals: arrival = 'closed' takes none")
         try:
             k = DraftSpec.parse(self.draft).entry
         except InputError as exc:
@@ -77,7 +117,33 @@ class LiveConfig(Strict):
     def depth(self) -> int:
         return len(self.tree) if self.tree else self.gamma
 
+    def _serving_set(self) -> str:
+        return ", ".join(f"`{k}`" for k in SERVING_KEYS if getattr(self, k) is not None)
+
+    @property
+    def users(self) -> int:
+        """Closed loop: the concurrent users (default max_batch)."""
+        return self.concurrency or self.max_batch or 1
+
+    def arrival_times(self) -> list[float] | None:
+        """Poisson: the requests' arrival times, drawn once from `seed` exactly as
+        simspec.live.serving.poisson_times draws them; the live run and the simulator are both
+        given this list. None for a closed loop (arrivals follow completions)."""
+        if self.arrival != "poisson":
+            return None
+        gaps = np.random.default_rng(self.seed or 0).exponential(1.0 / self.rate, size=self.requests)
+        return np.cumsum(gaps).tolist()
+
     def label(self) -> str:
+        base = self._label()
+        if self.name or not self.serving:
+            return base
+        load = f"closed c{self.users}" if self.arrival == "closed" else f"poisson {self.rate:g}/s"
+        kv = f" kv{self.kv_capacity_tokens}" if self.kv_capacity_tokens else ""
+        seed = f" s{self.seed}" if self.seed else ""
+        return f"{base} serve b{self.max_batch} {load} n{self.requests}{kv}{seed}"
+
+    def _label(self) -> str:
         if self.name:
             return self.name
         k = self.spec.entry
@@ -87,6 +153,9 @@ class LiveConfig(Strict):
         arg = "" if k is None else (self.arg.split("-")[-1] if k.arg == "model" else self.arg)
         head = f" K{self.vocab}" if self.vocab else ""
         return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}".strip()
+
+
+SERVING_KEYS = ("max_batch", "arrival", "concurrency", "rate", "requests", "kv_capacity_tokens", "seed")
 
 
 class Plan(Strict):
@@ -173,18 +242,34 @@ def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     if cfg.vocab:
         draft["vocab"] = cfg.vocab
     shape: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
-    shape |= {"first_round": "with_prefill", "clip_to_budget": True}  # as simspec's live engine runs
+    # batch 1: as simspec's live engine runs; serving: as simspec.live.serving runs (it prefills
+    # apart from the first round)
+    first = "after_prefill" if cfg.serving else "with_prefill"
+    shape |= {"first_round": first, "clip_to_budget": True}
     seqs = plan.seqs()
     acceptance = {"trace": plan.trace, "sequences": seqs}
     # plain decoding replays only the sequences' lengths; the schema still wants a column
     acceptance["drafter"] = trace_column(cfg) or "none"
+    workload: dict = {"requests": len(seqs), "arrival": "closed", "concurrency": 1, "dataset": "trace",
+                      "max_output_len": plan.max_new_tokens}
+    serving: dict = {"max_batch": 1, "seed": 0}
+    if cfg.serving:  # request i replays sequence seqs[i % n], whose traced length it decodes
+        workload["requests"] = cfg.requests
+        times = cfg.arrival_times()
+        if times is None:
+            workload["concurrency"] = cfg.users
+        else:  # the very times the live run is given
+            del workload["concurrency"]
+            workload |= {"arrival": "explicit", "arrival_times": times}
+        serving["max_batch"] = cfg.max_batch
+        if cfg.kv_capacity_tokens:
+            serving["kv_capacity_tokens"] = cfg.kv_capacity_tokens
     data = {
         "target": {"name": plan.target, "profile": profile_of(plan, plan.target, cfg.dtype, file, key)},
         "draft": draft,
         "acceptance": acceptance,
         "speculation": shape,
-        "workload": {"requests": len(seqs), "arrival": "closed", "concurrency": 1, "dataset": "trace",
-                     "max_output_len": plan.max_new_tokens},
-        "serving": {"max_batch": 1, "seed": 0},
+        "workload": workload,
+        "serving": serving,
     }
     return parse_scenario(data, file)  # data paths resolve against `file` when simulated

@@ -23,7 +23,8 @@ import pandas as pd
 from simspec.atomic import write_text
 from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
-from simspec.validation.compare import Agreement, agreement, error_table
+from simspec.validation.compare import (SUMMARY_KEYS, Agreement, agreement, error_table, serving_agreement,
+                                        serving_table)
 from simspec.validation.plan import LiveConfig, Plan, load_plan, scenario_for, select
 
 if TYPE_CHECKING:
@@ -51,10 +52,16 @@ class Validation:
     """What a validation found and where it wrote it."""
 
     plan: Plan
-    table: pd.DataFrame  # one row per config: predicted, measured, error_pct
-    agreement: Agreement
+    table: pd.DataFrame  # one row per batch-1 config: predicted, measured, error_pct (empty: none)
+    agreement: Agreement | None  # over the batch-1 configs (None: none)
     meta: dict  # what <name>.json holds
     written: list[Path]  # <name>.csv, <name>.json
+    serving: pd.DataFrame | None = None  # one row per serving config (None: none)
+    serving_agreement: dict | None = None  # compare.serving_agreement of it
+
+    def timelines(self) -> dict:
+        """Serving config -> its live and simulated arrivals and iterations (JSON's)."""
+        return (self.meta.get("serving") or {}).get("timelines") or {}
 
 
 def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
@@ -66,21 +73,45 @@ def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
     chosen = select(plan, selector, file)
     trace, prompts, traced = load_prompts(plan, file)
     scenarios = [scenario_for(plan, c, file) for c in chosen]
+    for c, sc in zip(chosen, scenarios):
+        if c.serving and c.kv_capacity_tokens:  # the live loop and the simulator both refuse it later
+            need = max(len(p) + len(t) for p, t in zip(prompts[:c.requests], traced[:c.requests])) + sc.shape.size
+            if need > c.kv_capacity_tokens:
+                raise InputError(file, f"config[{c.label()}].kv_capacity_tokens",
+                                 f"{c.kv_capacity_tokens} cannot hold a request: the largest needs {need} KV tokens "
+                                 f"(prompt + traced output + {sc.shape.size} verify queries)")
     return Inputs(plan, file, chosen, trace, prompts, traced, scenarios)
 
 
 def predict(inp: Inputs) -> list[dict]:
-    """One row per config: the simulator's tokens/s, tokens per round and seconds per phase."""
+    """One row per config: the simulator's tokens/s, tokens per round and seconds per phase; a
+    serving config's row also has its latencies and mean batch (predicted_<metric>) and, under
+    `sim_arrivals` and `sim_iterations`, the simulated run's arrivals and iterations."""
     from simspec.sim.run import simulate
 
     rows = []
     for cfg, sc in zip(inp.configs, inp.scenarios):
-        s = simulate(sc, inp.file).summary
-        rows.append({"config": cfg.label(), "dtype": cfg.dtype, "draft": cfg.draft, "gamma": cfg.gamma,
-                     "tree": "-".join(map(str, cfg.tree)) if cfg.tree else "", "vocab": cfg.vocab or "",
-                     "predicted_tok_s": s["throughput_tok_s"],
-                     "predicted_tokens_per_round": s["mean_tokens_per_round"],
-                     **{f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}})
+        res = simulate(sc, inp.file)
+        s = res.summary
+        row = {"config": cfg.label(), "dtype": cfg.dtype, "draft": cfg.draft, "gamma": cfg.gamma,
+               "tree": "-".join(map(str, cfg.tree)) if cfg.tree else "", "vocab": cfg.vocab or ""}
+        if cfg.serving:
+            row |= {"max_batch": cfg.max_batch, "arrival": cfg.arrival,
+                    "concurrency": cfg.users if cfg.arrival == "closed" else "",
+                    "rate": cfg.rate if cfg.rate is not None else "", "requests": cfg.requests,
+                    "kv_capacity_tokens": cfg.kv_capacity_tokens or "", "seed": (cfg.seed or 0) if cfg.arrival == "poisson" else ""}
+            row |= {f"predicted_{m}": s[k] for m, k in SUMMARY_KEYS.items()}
+            log = [it for rep in res.iterations for it in rep]
+            rounds = [b for kind, _, _, b in log if kind == "round"]
+            row["predicted_mean_batch"] = sum(rounds) / len(rounds) if rounds else float("nan")
+            row |= {f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}
+            row["sim_arrivals"] = res.records.arrival.tolist()
+            row["sim_iterations"] = [[kind, round(t, 6), round(dt, 6), b] for kind, t, dt, b in log]
+        else:
+            row |= {"predicted_tok_s": s["throughput_tok_s"],
+                    "predicted_tokens_per_round": s["mean_tokens_per_round"],
+                    **{f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}}
+        rows.append(row)
     return rows
 
 
@@ -123,14 +154,15 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
     """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`
     (with the profiles' speed `checks`, when run)."""
     from simspec import machine
-    from simspec.validation.live import environment, measure, torch_threads
+    from simspec.validation.live import environment, measure, serve_measure, torch_threads
 
     rows = predict(inp)
     t0 = time.perf_counter()
     for i, (cfg, row) in enumerate(zip(inp.configs, rows), 1):
         if progress:
             progress(i, cfg, None)
-        row.update(measure(inp.plan, cfg, models, inp.trace, inp.prompts, inp.traced, inp.file))
+        run = serve_measure if cfg.serving else measure
+        row.update(run(inp.plan, cfg, models, inp.trace, inp.prompts, inp.traced, inp.file))
         if progress:
             progress(i, cfg, row)
     extra = {"wall_s": round(time.perf_counter() - t0, 1), "environment": environment(models),
@@ -158,31 +190,53 @@ def reprice(inp: Inputs, measured: Path, out: Path, command: str) -> Validation:
                        ("max_new_tokens", inp.plan.max_new_tokens, old.get("max_new_tokens"))):
         if a != b:
             raise InputError(str(measured), what, f"was measured with {b!r}, the plan decodes {a!r}")
-    by_label = {r.get("config"): r for r in old.get("rows") or []}
+    served = old.get("serving") or {}
+    by_label = {r.get("config"): r for r in (old.get("rows") or []) + (served.get("rows") or [])}
+    timelines = served.get("timelines") or {}
     rows = predict(inp)
-    for row in rows:
+    for cfg, row in zip(inp.configs, rows):
         m = by_label.get(row["config"])
-        if m is None:
+        if m is None or cfg.serving != (row["config"] in timelines):
             raise InputError(str(measured), key, f"has no measured row for config {row['config']!r}")
         row.update({k: v for k, v in m.items() if k.startswith("measured_") or k == "outputs_equal_trace"})
+        if cfg.serving:
+            live = timelines[row["config"]]
+            row |= {"live_arrivals": live.get("live_arrivals"), "live_iterations": live.get("live_iterations")}
     extra = {"wall_s": old.get("wall_s"), "environment": old.get("environment"), "machine": old.get("machine"),
              "measured_from": {"path": str(measured), "date": old.get("date"), "command": old.get("command")}}
     return _write(inp, rows, out, command, extra)
 
 
+TIMELINE_KEYS = ("live_arrivals", "sim_arrivals", "live_iterations", "sim_iterations")
+
+
 def _write(inp: Inputs, rows: list[dict], out: Path, command: str, extra: dict) -> Validation:
-    df = error_table(rows)
-    ag = agreement(df)
+    """<name>.csv: one row per config (serving configs' rows after the batch-1 ones, with their
+    extra columns); <name>.json: the batch-1 table and agreement as ever, plus a "serving" block
+    (its rows, agreement per metric and each config's live and simulated timelines)."""
+    batch1 = [r for c, r in zip(inp.configs, rows) if not c.serving]
+    served = [r for c, r in zip(inp.configs, rows) if c.serving]
+    df = error_table(batch1) if batch1 else pd.DataFrame()
+    ag = agreement(df) if batch1 else None
+    timelines = {r["config"]: {k: r.pop(k, None) for k in TIMELINE_KEYS} for r in served}
+    sdf = serving_table(served) if served else None
     plan = inp.plan
     csv, js = out / f"{plan.name}.csv", out / f"{plan.name}.json"
-    write_text(csv, df.to_csv(index=False, float_format="%.4f"))
+    whole = df if sdf is None else pd.concat([df, sdf], ignore_index=True) if batch1 else sdf
+    write_text(csv, whole.to_csv(index=False, float_format="%.4f"))
     meta = {"plan": inp.file, "name": plan.name, "command": command,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": extra.pop("wall_s"),
             "prompts": len(inp.prompts), "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(),
-            **extra, "inputs": provenance(inp), "trace_numerics": trace_numerics(inp), "agreement": ag.as_dict(),
-            "rows": json.loads(df.to_json(orient="records"))}
+            **extra, "inputs": provenance(inp), "trace_numerics": trace_numerics(inp),
+            "agreement": ag.as_dict() if ag else None,
+            "rows": json.loads(df.to_json(orient="records")) if batch1 else []}
+    sag = None
+    if sdf is not None:
+        sag = serving_agreement(sdf)
+        meta["serving"] = {"agreement": sag, "rows": json.loads(sdf.to_json(orient="records")),
+                           "timelines": timelines}
     write_text(js, json.dumps(meta, indent=1) + "\n")
-    return Validation(plan, df, ag, meta, [csv, js])
+    return Validation(plan, df, ag, meta, [csv, js], sdf, sag)
 
 
 def trace_numerics(inp: Inputs) -> dict:
