@@ -289,6 +289,16 @@ class LogNormalLen(Strict):
 LengthSpec = Union[PosInt, Annotated[Union[UniformLen, LogNormalLen], Field(discriminator="dist")]]
 
 
+def check_arrival(arrival: str | None, rate: float | None, concurrency: int | None) -> None:
+    """The arrival keys that go together (a scenario's workload, a serving validation config)."""
+    if arrival == "poisson" and rate is None:
+        raise ValueError("arrival = 'poisson' needs `rate` (requests per second)")
+    if arrival != "poisson" and rate is not None:
+        raise ValueError("`rate` only applies to arrival = 'poisson'")
+    if arrival != "closed" and concurrency is not None:
+        raise ValueError("`concurrency` only applies to arrival = 'closed'")
+
+
 class WorkloadSpec(Strict):
     requests: PosInt = 1
     arrival: Literal["closed", "poisson", "burst", "explicit"] = "closed"
@@ -304,12 +314,7 @@ class WorkloadSpec(Strict):
 
     @model_validator(mode="after")
     def _check(self) -> "WorkloadSpec":
-        if self.arrival == "poisson" and self.rate is None:
-            raise ValueError("arrival = 'poisson' needs `rate` (requests per second)")
-        if self.arrival != "poisson" and self.rate is not None:
-            raise ValueError("`rate` only applies to arrival = 'poisson'")
-        if self.arrival != "closed" and self.concurrency is not None:
-            raise ValueError("`concurrency` only applies to arrival = 'closed'")
+        check_arrival(self.arrival, self.rate, self.concurrency)
         if self.arrival == "explicit":
             if self.arrival_times is None:
                 raise ValueError("arrival = 'explicit' needs `arrival_times` (seconds, one per request)")

@@ -44,7 +44,7 @@ import numpy as np
 from pydantic import Field, ValidationError, model_validator
 
 from simspec import drafters
-from simspec.config import PosInt, Scenario, Strict, _pydantic_error, parse_scenario, read_toml
+from simspec.config import PosInt, Scenario, Strict, check_arrival, _pydantic_error, parse_scenario, read_toml
 from simspec.drafters import DraftSpec
 from simspec.errors import InputError
 
@@ -76,12 +76,7 @@ class LiveConfig(Strict):
             for k in ("max_batch", "arrival", "requests"):
                 if getattr(self, k) is None:
                     raise ValueError(f"a serving config (it sets {self._serving_set()}) needs `{k}`")
-            if self.arrival == "poisson" and self.rate is None:
-                raise ValueError("arrival = 'poisson' needs `rate` (requests per second)")
-            if self.arrival != "poisson" and self.rate is not None:
-                raise ValueError("`rate` only applies to arrival = 'poisson'")
-            if self.arrival != "closed" and self.concurrency is not None:
-                raise ValueError("`concurrency` only applies to arrival = 'closed'")
+            check_arrival(self.arrival, self.rate, self.concurrency)
             if self.arrival != "poisson" and self.seed is not None:
                 raise ValueError("`seed` draws poisson arrivals: arrival = 'closed' takes none")
         try:
