@@ -58,6 +58,7 @@ from simspec.live.kv import KV
 from simspec.live.sampling import probs
 from simspec.live.stats import PHASES, Stats
 from simspec.live.tree import Tree
+from simspec.sim.workload import poisson_times  # noqa: F401  (re-exported: arrivals of a live run)
 
 
 # -- requests and arrivals ------------------------------------------------------------------
@@ -67,14 +68,6 @@ class Request:
     prompt: list[int]
     max_new_tokens: int
     arrival: float = 0.0  # seconds from the start; a closed loop ignores it
-
-
-def poisson_times(n: int, rate: float, seed: int = 0) -> list[float]:
-    """n arrival times of a Poisson process of `rate` requests/s (the first after one gap)."""
-    if rate <= 0:
-        raise ValueError(f"rate {rate} must be > 0")
-    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n)
-    return np.cumsum(gaps).tolist()
 
 
 def requests_at(prompts: Sequence[list[int]], max_new_tokens: int | Sequence[int],

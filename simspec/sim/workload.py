@@ -39,6 +39,15 @@ def _lengths(spec, n: int, rng: np.random.Generator) -> np.ndarray:
     raise TypeError(f"unknown length spec {spec!r}")
 
 
+def poisson_times(n: int, rate: float, seed: int = 0) -> list[float]:
+    """n arrival times of a Poisson process of `rate` requests/s (the first after one gap), from
+    their own generator: what a serving validation gives the live run and the simulator alike."""
+    if rate <= 0:
+        raise ValueError(f"rate {rate} must be > 0")
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, size=n)
+    return np.cumsum(gaps).tolist()
+
+
 def build_workload(spec: WorkloadSpec, seed: int,
                    trace_lengths: tuple[np.ndarray, np.ndarray] | None = None) -> Workload:
     """Draw lengths and arrival times for `spec.requests` requests.

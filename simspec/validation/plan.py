@@ -39,14 +39,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-import numpy as np
-
 from pydantic import Field, ValidationError, model_validator
 
 from simspec import drafters
 from simspec.config import PosInt, Scenario, Strict, check_arrival, _pydantic_error, parse_scenario, read_toml
 from simspec.drafters import DraftSpec
 from simspec.errors import InputError
+from simspec.sim.workload import poisson_times
 
 
 class LiveConfig(Strict):
@@ -121,13 +120,12 @@ class LiveConfig(Strict):
         return self.concurrency or self.max_batch or 1
 
     def arrival_times(self) -> list[float] | None:
-        """Poisson: the requests' arrival times, drawn once from `seed` exactly as
-        simspec.live.serving.poisson_times draws them; the live run and the simulator are both
+        """Poisson: the requests' arrival times, drawn once from `seed` by
+        simspec.sim.workload.poisson_times; the live run and the simulator are both
         given this list. None for a closed loop (arrivals follow completions)."""
         if self.arrival != "poisson":
             return None
-        gaps = np.random.default_rng(self.seed or 0).exponential(1.0 / self.rate, size=self.requests)
-        return np.cumsum(gaps).tolist()
+        return poisson_times(self.requests, self.rate, self.seed or 0)
 
     def label(self) -> str:
         base = self._label()
