@@ -56,9 +56,8 @@ def check(lm, profile: str, path) -> SpeedCheck:
     from simspec.profile.schema import read_profile
 
     df, meta = read_profile(path)
-    source = ProfileCostModel(df, meta, str(path))
     priced = ProfileCostModel(df, dict(meta, token_block=gemm_row_block(lm.device, lm.dtype)), str(path))
-    pts = time_points(lm, source, DECODE, PREFILL)
+    pts = time_points(lm, priced, DECODE, PREFILL)  # the profile's repeat protocol (its grid meta)
     for p in pts:
         p.profiled_s = priced.latency_s(p.kind, p.batch, p.q, p.context)
     return SpeedCheck(profile, pts)
