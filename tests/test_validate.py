@@ -179,6 +179,43 @@ def test_measured_result_repriced_without_live_runs(setup):
                            "max_new_tokens", "was measured with 20")
 
 
+def test_a_trace_per_dtype_replays_that_dtypes_configs(setup):
+    """`traces = { fp32 = ... }`: the fp32 configs replay a trace decoded with the live run's
+    numerics (batch 1, fp32): no numerics note, `match` recorded with the trace used, tokens per
+    round equal to the replay. A per-dtype trace of other prompts is refused, naming the key."""
+    from tracehelpers import capture_tiny
+
+    from simspec.validation.run import load_inputs
+
+    for sub, texts in (("b1", PROMPTS), ("other", PROMPTS[::-1])):
+        (setup / sub).mkdir(exist_ok=True)
+        capture_tiny(setup / sub, texts, target="tiny:llama:4", prompts=4, max_new_tokens=20,
+                     drafters=["tiny:qwen2:2"], exit_layers=[2], vocabs=[None], temperatures=[1.0], batch=1,
+                     dtype="fp32")
+    body = '[[config]]\ndtype = "fp32"\n\n[[config]]\ndtype = "fp32"\ndraft = "early_exit:2"\ngamma = 2\n'
+    plan = write_plan(setup, body)
+    plan.write_text(plan.read_text().replace("[profiles]", 'traces = { fp32 = "b1/tiny.parquet" }\n[profiles]'))
+    inp = load_inputs(plan, None)
+    assert [sc.acceptance.trace for sc in inp.scenarios] == ["b1/tiny.parquet"] * 2
+    assert inp.trace_of("fp32")[0].meta["batch"] == 1 and inp.trace_of("bf16")[0] is inp.trace
+    out = setup / "per-dtype"
+    res = run_cli("validate", str(plan), "--out", str(out), cache=setup)
+    assert res.returncode == 0, res.stderr
+    assert "note:" not in res.stderr, res.stderr
+    meta = json.loads((out / "tiny.json").read_text())
+    num = meta["trace_numerics"]
+    assert num["match"] is True and num["note"] is None
+    assert num["by_dtype"] == {"fp32": {"trace": "b1/tiny.parquet", "batch": 1, "dtype": "fp32"}}
+    assert meta["inputs"]["traces"]["fp32"]["path"] == "b1/tiny.parquet"
+    df = pd.read_csv(out / "tiny.csv")
+    assert (df["outputs_equal_trace"] == 3).all()
+    assert df["measured_tokens_per_round"].to_numpy() == pytest.approx(
+        df["predicted_tokens_per_round"].to_numpy(), rel=1e-9)
+    plan.write_text(plan.read_text().replace("b1/tiny.parquet", "other/tiny.parquet"))
+    assert_one_line_exit_2(run_cli("validate", str(plan), "--predict-only", cache=setup),
+                           "traces.fp32", "another prompt")
+
+
 def test_a_profile_of_another_speed_is_flagged_before_the_live_runs(setup):
     """Same processor name and ISA, other speed (another generation or clock): the sidecars
     agree, so only timing a few points shows it. A profile whose every timing was multiplied by 6

@@ -32,12 +32,7 @@ class Models:
 
 def load_prompts(plan: Plan, file: str):
     """(trace, prompt ids, traced outputs) of the plan's sequences."""
-    from simspec.trace.schema import load_trace
-
-    path = resolve_data_path(plan.trace, file)
-    if not Path(path).is_file():
-        raise InputError(file, "trace", f"trace file not found: {plan.trace!r}")
-    trace = load_trace(path)
+    trace = _load(plan.trace, file, "trace")
     seqs = plan.seqs()
     bad = [s for s in seqs if s >= trace.n_seq]
     if bad:
@@ -46,6 +41,36 @@ def load_prompts(plan: Plan, file: str):
     prompts = [trace.seq_prompt(i).tolist() for i in seqs]
     traced = [trace.seq_tokens(i).tolist()[: plan.max_new_tokens] for i in seqs]
     return trace, prompts, traced
+
+
+def load_dtype_traces(plan: Plan, file: str, primary, prompts: list[list[int]]) -> dict:
+    """dtype -> (trace, traced outputs) for the plan's `traces` entries, each checked to hold the
+    very prompts of `trace` (same ids, same sequences) and the same target model."""
+    out = {}
+    for dtype, ref in (plan.traces or {}).items():
+        key = f"traces.{dtype}"
+        t = _load(ref, file, key)
+        seqs = plan.seqs()
+        if any(s >= t.n_seq for s in seqs):
+            raise InputError(file, key, f"{ref} holds {t.n_seq} sequences; the plan replays {seqs}")
+        for i, s in enumerate(seqs):
+            if t.seq_prompt(s).tolist() != prompts[i]:
+                raise InputError(file, key, f"{ref} sequence {s} has another prompt than {plan.trace}'s: "
+                                 "a per-dtype trace must trace the same prompts")
+        want, got = primary.meta.get("target_sha256"), t.meta.get("target_sha256")
+        if want and got and want != got:
+            raise InputError(file, key, f"{ref} traced another target (sha256 {got[:12]}) than {plan.trace}")
+        out[dtype] = (t, [t.seq_tokens(s).tolist()[: plan.max_new_tokens] for s in seqs])
+    return out
+
+
+def _load(ref: str, file: str, key: str):
+    from simspec.trace.schema import load_trace
+
+    path = resolve_data_path(ref, file)
+    if not Path(path).is_file():
+        raise InputError(file, key, f"trace file not found: {ref!r}")
+    return load_trace(path)
 
 
 def check_target(trace, lm, file: str) -> None:

@@ -3,6 +3,9 @@
     name = "qwen1.5b-humaneval"
     target = "qwen2.5-coder-1.5b"
     trace = "traces/qwen2.5-coder-1.5b__humaneval.parquet"   # prompts + acceptance
+    # traces = { fp32 = "traces/...-b1-fp32.parquet" }   # per dtype: the acceptance replayed for
+                                    # that dtype's configs, decoded with the live run's numerics
+                                    # (batch 1, that dtype); same prompts as `trace`
     prompts = 4                     # the first N traced sequences (or sequences = [..])
     max_new_tokens = 128
     [profiles]                      # model -> dtype -> profile the simulator prices it with
@@ -27,6 +30,9 @@
 
 Live and simulated runs see the same prompts (the trace's own token ids), in the same order,
 at batch 1, with the same stop tokens; the simulator replays those sequences' acceptance.
+Replay is exact only when the trace was decoded with the live run's numerics: in bf16 a batch
+of 16 and a batch of 1 round near-tied logits differently, and fp32 and bf16 greedy paths part,
+so a `traces` entry per dtype names a trace captured at batch 1 in that dtype.
 A serving config is served live by simspec.live.serving.serve and simulated with the same
 policy (continuous batching, prefill-first, max_batch, KV capacity), the same requests
 (request i: traced prompt i % n, its traced output length as max_new_tokens) and, for
@@ -155,6 +161,7 @@ class Plan(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     target: str
     trace: str
+    traces: dict[Literal["bf16", "fp32"], str] | None = None  # dtype -> trace replayed for its configs
     prompts: Annotated[int, Field(gt=0, le=100_000)] | None = None
     sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     max_new_tokens: PosInt = 128
@@ -175,6 +182,10 @@ class Plan(Strict):
 
     def seqs(self) -> list[int]:
         return list(self.sequences) if self.sequences is not None else list(range(self.prompts or 0))
+
+    def trace_for(self, dtype: str) -> str:
+        """The trace whose acceptance replays a config of `dtype` (its `traces` entry, else `trace`)."""
+        return (self.traces or {}).get(dtype, self.trace)
 
 
 def load_plan(path: str | Path) -> Plan:
@@ -240,7 +251,7 @@ def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     first = "after_prefill" if cfg.serving else "with_prefill"
     shape |= {"first_round": first, "clip_to_budget": True}
     seqs = plan.seqs()
-    acceptance = {"trace": plan.trace, "sequences": seqs}
+    acceptance = {"trace": plan.trace_for(cfg.dtype), "sequences": seqs}
     # plain decoding replays only the sequences' lengths; the schema still wants a column
     acceptance["drafter"] = trace_column(cfg) or "none"
     workload: dict = {"requests": len(seqs), "arrival": "closed", "concurrency": 1, "dataset": "trace",

@@ -45,6 +45,12 @@ class Inputs:
     prompts: list[list[int]]
     traced: list[list[int]]
     scenarios: list[Scenario]
+    by_dtype: dict | None = None  # dtype -> (trace, traced outputs) of the plan's `traces` entries
+
+    def trace_of(self, dtype: str) -> tuple[Trace, list[list[int]]]:
+        """The trace a config of `dtype` replays and its traced outputs (what its live run is
+        compared with, token for token)."""
+        return (self.by_dtype or {}).get(dtype, (self.trace, self.traced))
 
 
 @dataclass
@@ -66,12 +72,13 @@ class Validation:
 
 def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
     """Plan, configs (`--configs` selector), prompts and scenarios, checked whole."""
-    from simspec.validation.live import load_prompts
+    from simspec.validation.live import load_dtype_traces, load_prompts
 
     file = str(plan_file)
     plan = load_plan(plan_file)
     chosen = select(plan, selector, file)
     trace, prompts, traced = load_prompts(plan, file)
+    by_dtype = load_dtype_traces(plan, file, trace, prompts)
     scenarios = [scenario_for(plan, c, file) for c in chosen]
     for c, sc in zip(chosen, scenarios):
         if c.serving and c.kv_capacity_tokens:  # the live loop and the simulator both refuse it later
@@ -80,7 +87,7 @@ def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
                 raise InputError(file, f"config[{c.label()}].kv_capacity_tokens",
                                  f"{c.kv_capacity_tokens} cannot hold a request: the largest needs {need} KV tokens "
                                  f"(prompt + traced output + {sc.shape.size} verify queries)")
-    return Inputs(plan, file, chosen, trace, prompts, traced, scenarios)
+    return Inputs(plan, file, chosen, trace, prompts, traced, scenarios, by_dtype)
 
 
 def predict(inp: Inputs) -> list[dict]:
@@ -162,7 +169,8 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
         if progress:
             progress(i, cfg, None)
         run = serve_measure if cfg.serving else measure
-        row.update(run(inp.plan, cfg, models, inp.trace, inp.prompts, inp.traced, inp.file))
+        trace, traced = inp.trace_of(cfg.dtype)
+        row.update(run(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file))
         if progress:
             progress(i, cfg, row)
     extra = {"wall_s": round(time.perf_counter() - t0, 1), "environment": environment(models),
@@ -240,21 +248,27 @@ def _write(inp: Inputs, rows: list[dict], out: Path, command: str, extra: dict) 
 
 
 def trace_numerics(inp: Inputs) -> dict:
-    """What the trace was decoded with against what the live run decodes with (batch 1, each
-    config's dtype). In bf16 a batch of 16 and a batch of 1 round near-tied logits differently,
-    so a live greedy path can leave the traced one; the replay then prices other tokens than the
-    live run accepted. `outputs_equal_trace` in the table counts the sequences that stayed on it."""
-    meta = inp.trace.meta
-    t_batch, t_dtype = meta.get("batch"), meta.get("dtype")
+    """What each config's trace was decoded with against what its live run decodes with (batch 1,
+    the config's dtype). In bf16 a batch of 16 and a batch of 1 round near-tied logits differently,
+    and fp32 and bf16 part at near-ties too, so a live greedy path can leave the traced one; the
+    replay then prices other tokens than the live run accepted. `outputs_equal_trace` in the table
+    counts the sequences that stayed on it; a plan's `traces` entry per dtype avoids it."""
     live = sorted({c.dtype for c in inp.configs})
-    differ = [d for d in live if t_batch != 1 or t_dtype != d]
+    by = {}
+    for d in live:
+        t = inp.trace_of(d)[0]
+        by[d] = {"trace": inp.plan.trace_for(d), "batch": t.meta.get("batch"), "dtype": t.meta.get("dtype")}
+    differ = [d for d in live if by[d]["batch"] != 1 or by[d]["dtype"] != d]
     line = None
     if differ:
-        line = (f"{inp.plan.trace} was decoded at batch {t_batch} in {t_dtype}; the live runs decode at batch 1 "
-                f"in {', '.join(live)}: near-tied logits can round apart, so a live greedy path may leave the "
-                f"traced one (outputs_equal_trace counts the sequences that stayed on it)")
-    return {"trace_batch": t_batch, "trace_dtype": t_dtype, "live_batch": 1, "live_dtypes": live,
-            "match": not differ, "note": line}
+        line = "; ".join(f"{by[d]['trace']} was decoded at batch {by[d]['batch']} in {by[d]['dtype']}, the live "
+                         f"{d} runs at batch 1" for d in differ)
+        line += (": near-tied logits can round apart, so a live greedy path may leave the traced one "
+                 "(outputs_equal_trace counts the sequences that stayed on it; a `traces` entry per dtype "
+                 "names a trace decoded at batch 1 in that dtype)")
+    first = by[live[0]] if live else {}
+    return {"trace_batch": first.get("batch"), "trace_dtype": first.get("dtype"), "live_batch": 1,
+            "live_dtypes": live, "by_dtype": by, "match": not differ, "note": line}
 
 
 def profiles_used(inp: Inputs) -> list[str]:
@@ -299,4 +313,7 @@ def provenance(inp: Inputs) -> dict:
         return {"path": rel, "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "date": meta.get("date"),
                 "machine": machine.from_sidecar(meta), "calibrated": "calibrated" in meta}
 
-    return {"trace": one(inp.plan.trace), "profiles": {ref: one(ref) for ref in profiles_used(inp)}}
+    out = {"trace": one(inp.plan.trace), "profiles": {ref: one(ref) for ref in profiles_used(inp)}}
+    if inp.plan.traces:
+        out["traces"] = {d: one(ref) for d, ref in inp.plan.traces.items()}
+    return out
