@@ -116,3 +116,24 @@ def test_replayed_chain_equals_draft_then_verify(tiny_trace, gamma):
         assert replay == emitted, s
         total_accepted += sum(e - 1 for e in emitted)
     assert total_accepted > 0  # the comparison exercised accepted drafts, not only rejections
+
+
+def test_borrowed_kept_order_is_checked(tmp_path):
+    """--calibration-from: another trace's kept-token order, refused (file, key, reason) when the
+    sidecar has none, another vocabulary or fewer ids than the largest K."""
+    import json
+
+    from simspec.errors import InputError
+    from simspec.trace.capture import borrowed_order
+
+    side = tmp_path / "a.json"
+    side.write_text(json.dumps({"vocab": 256, "calibration": {"texts": 3, "order": list(range(200, 0, -1))}}))
+    order, rec = borrowed_order(str(tmp_path / "a.parquet"), 256, 96)
+    assert order.tolist() == list(range(200, 104, -1)) and rec == {"texts": 3, "from": str(tmp_path / "a.parquet")}
+    for meta, vocab, keep, needle in (({"vocab": 256}, 256, 96, "calibration.order"),
+                                      ({"vocab": 512, "calibration": {"order": [1]}}, 256, 0, "vocab"),
+                                      ({"vocab": 256, "calibration": {"order": [1, 2]}}, 256, 96, "fewer than K=96")):
+        side.write_text(json.dumps(meta))
+        with pytest.raises(InputError) as err:
+            borrowed_order(str(tmp_path / "a.parquet"), vocab, keep)
+        assert str(side) in str(err.value) and needle in str(err.value)

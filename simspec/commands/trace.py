@@ -19,8 +19,26 @@ Examples:
       --vocab 4096,8192,16384,32768,full --dataset humaneval --prompts 100 --max-new-tokens 128
       --out traces/qwen2.5-coder-1.5b__humaneval.parquet
 
+  # the live runs' numerics for a validation plan's `traces` entry: 4 of those prompts at batch 1,
+  # trimmed heads keeping the same K rows as the 100-prompt trace
+  simspec trace --target qwen2.5-coder-1.5b --drafter qwen2.5-coder-0.5b --exit-layers 26 --vocab 8192,full
+      --prompts 4 --batch 1 --dtype bf16 --calibration-from traces/qwen2.5-coder-1.5b__humaneval.parquet
+      --out traces/qwen2.5-coder-1.5b__humaneval-b1-bf16.parquet
+
+  # a long-prompt workload: ShareGPT first turns of 2,000-6,000 characters
+  simspec trace --target qwen2.5-coder-1.5b --drafter qwen2.5-coder-0.5b --exit-layers 24,26
+      --dataset sharegpt --prompt-chars 2000-6000 --prompts 8 --batch 1
+      --out traces/qwen2.5-coder-1.5b__sharegpt-long.parquet
+
   simspec trace --summary traces/qwen2.5-coder-1.5b__humaneval.parquet
 """
+
+
+def _span(text: str) -> tuple[int, int]:
+    lo, sep, hi = text.partition("-")
+    if not sep or not lo.strip().isdigit() or not hi.strip().isdigit() or int(lo) > int(hi):
+        raise InputError(None, "--prompt-chars", f"{text!r} is not LO-HI with 0 <= LO <= HI, e.g. 2000-6000")
+    return int(lo), int(hi)
 
 
 def _ints(text: str, key: str, allow_full: bool = False) -> list:
@@ -99,6 +117,13 @@ def register(app: typer.Typer) -> None:
         device: str = typer.Option("cpu", "--device"),
         chat: bool = typer.Option(True, "--chat/--no-chat", help="Apply the target's chat template when it has one."),
         seed: int = typer.Option(0, "--seed"),
+        prompt_chars: Optional[str] = typer.Option(
+            None, "--prompt-chars", help="Trace only prompts of LO-HI characters, e.g. 2000-6000 (sharegpt or "
+                                         ".jsonl: a long-prompt workload)."),
+        calibration_from: Optional[Path] = typer.Option(
+            None, "--calibration-from",
+            help="Reuse this trace's kept-token order for --vocab K (a trimmed head keeps the same K rows "
+                 "as there; e.g. a batch-1 trace of a few of its prompts)."),
         out: Optional[Path] = typer.Option(None, "--out", help="Output Parquet (a .json sidecar is written beside it)."),
     ) -> None:
         if summary is not None:
@@ -106,6 +131,7 @@ def register(app: typer.Typer) -> None:
             return
         if target is None or out is None:
             raise InputError(None, "--target" if target is None else "--out", "capturing needs --target and --out (or use --summary FILE)")
+        span = _span(prompt_chars) if prompt_chars else None  # before torch loads: a typo fails fast
         from simspec.trace.capture import CaptureSpec, capture
 
         spec = CaptureSpec(
@@ -114,6 +140,8 @@ def register(app: typer.Typer) -> None:
             vocabs=_ints(vocab, "--vocab", allow_full=True) or [None],
             temperatures=_floats(temperatures, "--temperatures"), batch=batch, dtype=dtype,
             device=device, seed=seed, chat=chat,
+            calibration_from=str(calibration_from) if calibration_from else None,
+            prompt_chars=span,
         )
         typer.echo(f"tracing {target} on {dataset} ({prompts} prompts, {max_new_tokens} new tokens) ...", err=True)
         cmd = "simspec " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -45,6 +45,10 @@ class CaptureSpec:
     device: str = "cpu"
     seed: int = 0
     chat: bool = True
+    # another trace whose kept-token order (its sidecar's calibration.order) this one reuses, so
+    # that a trimmed head keeps the same K rows in both (a subset of prompts holds out other texts)
+    calibration_from: str | None = None
+    prompt_chars: tuple[int, int] | None = None  # trace only prompts of lo..hi characters
 
 
 @dataclass
@@ -53,6 +57,28 @@ class Generated:
     tokens: list[int]
     logits: torch.Tensor                 # [T, V] target logits at each generated position
     hidden: dict[int, torch.Tensor]      # exit layer -> [T, hidden] raw hidden state
+
+
+def borrowed_order(path: str, vocab: int, keep: int) -> tuple[np.ndarray, dict]:
+    """(kept-token order, calibration record) taken from another trace's sidecar, checked: same
+    vocabulary, at least `keep` ids."""
+    import json
+
+    from simspec.trace.schema import sidecar_path
+
+    side = sidecar_path(path)
+    try:
+        meta = json.loads(Path(side).read_text())
+        calib = meta["calibration"]
+        order = np.asarray(calib["order"], dtype=np.int64)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(str(side), "calibration.order", f"no kept-token order to reuse ({exc})") from None
+    if meta.get("vocab") != vocab:
+        raise InputError(str(side), "vocab", f"{meta.get('vocab')} != the target's {vocab}")
+    if len(order) < keep:
+        raise InputError(str(side), "calibration.order", f"holds {len(order)} ids, fewer than K={keep}")
+    rec = {k: v for k, v in calib.items() if k != "order"} | {"from": str(path)}
+    return order[:keep] if keep else order[:0], rec
 
 
 def encode(lm: LoadedModel, text: str, chat: bool) -> list[int]:
@@ -214,7 +240,7 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
     """Run the whole capture and write the trace; returns (parquet, sidecar, meta)."""
     t_start = time.perf_counter()
     cpu_start = time.process_time()
-    split = load_split(spec.dataset, spec.prompts, spec.seed)
+    split = load_split(spec.dataset, spec.prompts, spec.seed, spec.prompt_chars)
     t0 = time.perf_counter()
     target = load_model(spec.target, spec.dtype, spec.device)
     n_layers = target.dims.layers
@@ -230,7 +256,12 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
     for k in ks:
         if k >= vocab:
             raise InputError(None, "--vocab", f"K={k} is not smaller than the vocabulary ({vocab})")
-    order = calibration_order(target.tokenizer, split.calibration, vocab, max(ks) if ks else 0)
+    if spec.calibration_from:
+        order, calib = borrowed_order(spec.calibration_from, vocab, max(ks) if ks else 0)
+    else:
+        order = calibration_order(target.tokenizer, split.calibration, vocab, max(ks) if ks else 0)
+        calib = {"texts": len(split.calibration), "chars": sum(map(len, split.calibration)),
+                 "rule": "K most frequent target-tokenizer ids over held-out texts; ties by lower id"}
     trims = TrimSets(torch.as_tensor(order), vocab, ks)
     encoded = [encode(target, p, spec.chat) for p in split.prompts]
     by_len = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
@@ -251,10 +282,9 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
             "exit_layers": spec.exit_layers, "vocabs": [k if k else "full" for k in spec.vocabs],
             "dataset": spec.dataset, "dataset_source": split.source, "prompts": spec.prompts,
             "max_new_tokens": spec.max_new_tokens, "batch": spec.batch, "chat_template": spec.chat,
-            "seed": spec.seed, "stop_ids": sorted(stop_ids(target)),
-            "calibration": {"texts": len(split.calibration), "chars": sum(map(len, split.calibration)),
-                            "rule": "K most frequent target-tokenizer ids over held-out texts; ties by lower id",
-                            "order": order.tolist()},
+            "seed": spec.seed, "prompt_chars": list(spec.prompt_chars) if spec.prompt_chars else None,
+            "stop_ids": sorted(stop_ids(target)),
+            "calibration": {**calib, "order": order.tolist()},
             "capture_seconds": {"total": round(time.perf_counter() - t_start, 1),
                                 "cpu_all_threads": round(time.process_time() - cpu_start, 1),
                                 "load": round(load_s, 1),
