@@ -182,21 +182,30 @@ def test_measured_result_repriced_without_live_runs(setup):
 def test_a_trace_per_dtype_replays_that_dtypes_configs(setup):
     """`traces = { fp32 = ... }`: the fp32 configs replay a trace decoded with the live run's
     numerics (batch 1, fp32): no numerics note, `match` recorded with the trace used, tokens per
-    round equal to the replay. A per-dtype trace of other prompts is refused, naming the key."""
+    round equal to the replay. Its trimmed head keeps the primary trace's rows (`simspec trace
+    --calibration-from`); one keeping other rows, or tracing other prompts, is refused."""
+    import shutil
+
     from tracehelpers import capture_tiny
 
     from simspec.validation.run import load_inputs
 
-    for sub, texts in (("b1", PROMPTS), ("other", PROMPTS[::-1])):
-        (setup / sub).mkdir(exist_ok=True)
-        capture_tiny(setup / sub, texts, target="tiny:llama:4", prompts=4, max_new_tokens=20,
-                     drafters=["tiny:qwen2:2"], exit_layers=[2], vocabs=[None], temperatures=[1.0], batch=1,
-                     dtype="fp32")
-    body = '[[config]]\ndtype = "fp32"\n\n[[config]]\ndtype = "fp32"\ndraft = "early_exit:2"\ngamma = 2\n'
+    (setup / "b1").mkdir(exist_ok=True)
+    capture_tiny(setup / "b1", PROMPTS, target="tiny:llama:4", prompts=4, max_new_tokens=20,
+                 drafters=["tiny:qwen2:2"], exit_layers=[2, 3], vocabs=[None, 96], temperatures=[1.0],
+                 batch=1, dtype="fp32", calibration_from=str(setup / "tiny.parquet"))
+    (setup / "other").mkdir(exist_ok=True)  # other prompts (only they matter to the check)
+    capture_tiny(setup / "other", PROMPTS[::-1], target="tiny:llama:4", prompts=3, max_new_tokens=4,
+                 vocabs=[None, 96], batch=3, dtype="fp32", calibration_from=str(setup / "tiny.parquet"))
+    primary = json.loads((setup / "tiny.json").read_text())["calibration"]
+    borrowed = json.loads((setup / "b1" / "tiny.json").read_text())["calibration"]
+    assert borrowed["order"] == primary["order"][:96] and borrowed["from"] == str(setup / "tiny.parquet")
+    body = ('[[config]]\ndtype = "fp32"\n\n[[config]]\ndtype = "fp32"\ndraft = "early_exit:2"\ngamma = 2\n'
+            '\n[[config]]\ndtype = "fp32"\ndraft = "early_exit:3"\ngamma = 2\nvocab = 96\n')
     plan = write_plan(setup, body)
     plan.write_text(plan.read_text().replace("[profiles]", 'traces = { fp32 = "b1/tiny.parquet" }\n[profiles]'))
     inp = load_inputs(plan, None)
-    assert [sc.acceptance.trace for sc in inp.scenarios] == ["b1/tiny.parquet"] * 2
+    assert [sc.acceptance.trace for sc in inp.scenarios] == ["b1/tiny.parquet"] * 3
     assert inp.trace_of("fp32")[0].meta["batch"] == 1 and inp.trace_of("bf16")[0] is inp.trace
     out = setup / "per-dtype"
     res = run_cli("validate", str(plan), "--out", str(out), cache=setup)
@@ -211,9 +220,17 @@ def test_a_trace_per_dtype_replays_that_dtypes_configs(setup):
     assert (df["outputs_equal_trace"] == 3).all()
     assert df["measured_tokens_per_round"].to_numpy() == pytest.approx(
         df["predicted_tokens_per_round"].to_numpy(), rel=1e-9)
-    plan.write_text(plan.read_text().replace("b1/tiny.parquet", "other/tiny.parquet"))
-    assert_one_line_exit_2(run_cli("validate", str(plan), "--predict-only", cache=setup),
-                           "traces.fp32", "another prompt")
+    # the same trace keeping other K=96 rows: the live trimmed head would not be the replayed one
+    (setup / "b1x").mkdir(exist_ok=True)
+    shutil.copy(setup / "b1" / "tiny.parquet", setup / "b1x" / "tiny.parquet")
+    side = json.loads((setup / "b1" / "tiny.json").read_text())
+    side["calibration"]["order"] = primary["order"][96:192]
+    (setup / "b1x" / "tiny.json").write_text(json.dumps(side))
+    for ref, needles in (("b1x/tiny.parquet", ("traces.fp32", "keeps other K=96 head rows", "--calibration-from")),
+                         ("other/tiny.parquet", ("traces.fp32", "another prompt"))):
+        plan.write_text(plan.read_text().replace(f'fp32 = "{inp.plan.traces["fp32"]}"', f'fp32 = "{ref}"'))
+        inp.plan.traces["fp32"] = ref
+        assert_one_line_exit_2(run_cli("validate", str(plan), "--predict-only", cache=setup), *needles)
 
 
 def test_a_profile_of_another_speed_is_flagged_before_the_live_runs(setup):

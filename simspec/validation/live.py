@@ -60,8 +60,19 @@ def load_dtype_traces(plan: Plan, file: str, primary, prompts: list[list[int]]) 
         want, got = primary.meta.get("target_sha256"), t.meta.get("target_sha256")
         if want and got and want != got:
             raise InputError(file, key, f"{ref} traced another target (sha256 {got[:12]}) than {plan.trace}")
+        for k in sorted({c.vocab for c in plan.config if c.dtype == dtype and c.vocab}):
+            if kept(t, k) != kept(primary, k):
+                raise InputError(file, key, f"{ref} keeps other K={k} head rows than {plan.trace}: retrace it "
+                                 f"with --calibration-from {plan.trace} (a trimmed head must keep the same rows)")
         out[dtype] = (t, [t.seq_tokens(s).tolist()[: plan.max_new_tokens] for s in seqs])
     return out
+
+
+def kept(trace, k: int) -> list[int] | None:
+    """The K head rows a trimmed head keeps in `trace` (its calibration order's first K), sorted;
+    None when the trace keeps fewer than K."""
+    order = (trace.meta.get("calibration") or {}).get("order") or []
+    return sorted(int(t) for t in order[:k]) if len(order) >= k else None
 
 
 def _load(ref: str, file: str, key: str):
@@ -99,7 +110,7 @@ def _setup(plan: Plan, cfg: LiveConfig, models: Models, trace, file: str):
         if len(order) < cfg.vocab:
             raise InputError(file, f"config[{cfg.label()}].vocab",
                              f"the trace keeps a token order of {len(order)} ids, fewer than K={cfg.vocab}")
-        rows = sorted(int(t) for t in order[: cfg.vocab])  # the same kept set the trace scored
+        rows = kept(trace, cfg.vocab)  # the same kept set the trace scored
     check_config(tgt, spec, tree, cfg.vocab, 0.0, dm)
     return tgt, spec, tree, dm, rows
 
