@@ -73,6 +73,8 @@ SHAREGPT_FILTERS = {
     "prompt": lambda q, a: 16 <= len(q) <= 4096,
     # a traced prompt with a real answer (the reply also feeds the trimmed-head calibration)
     "pair": lambda q, a: a is not None and 16 <= len(q) <= 2000 and len(a) >= 16,
+    # the same with no cap on the prompt (a long-prompt trace picks its own span)
+    "pair-any": lambda q, a: a is not None and 16 <= len(q) and len(a) >= 16,
     # vLLM's serving benchmark: 4 <= prompt tokens <= 1024, 4 <= output, prompt + output <= 2048
     "serving": lambda q, a: a is not None and 4 <= approx_tokens(q) <= 1024 and approx_tokens(a) >= 4
     and approx_tokens(q) + approx_tokens(a) <= 2048,

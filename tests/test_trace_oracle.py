@@ -285,3 +285,13 @@ def test_chain_gather_equals_window(trace_file):
     h = rng.integers(0, tr.n_seq, size=5000)
     pos = rng.integers(0, 400, size=5000)
     assert np.array_equal(fast.draw(h, pos), slow.draw(h, pos))
+
+
+def test_trace_prompt_chars_span_errors(tmp_path):
+    """--prompt-chars must be LO-HI: one line naming the option, exit 2, nothing written."""
+    for bad in ("2000", "9-3", "a-b", "-5"):
+        p = _cli(["trace", "--target", "tiny:llama:2", "--prompt-chars", bad, "--out", str(tmp_path / "x.parquet")],
+                 tmp_path)
+        assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (bad, p.stderr)
+        assert "--prompt-chars" in p.stderr and "LO-HI" in p.stderr, p.stderr
+    assert not list(tmp_path.glob("x.*"))

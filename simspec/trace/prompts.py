@@ -30,8 +30,8 @@ def _humaneval() -> list[dict]:
     return list(humaneval_problems("--dataset"))
 
 
-def _sharegpt_pairs(seed: int) -> list[tuple[str, str]]:
-    pairs = sharegpt_turns("pair", "--dataset")
+def _sharegpt_pairs(seed: int, filter: str = "pair") -> list[tuple[str, str]]:
+    pairs = sharegpt_turns(filter, "--dataset")
     order = np.random.default_rng(seed).permutation(len(pairs))
     return [pairs[i] for i in order]
 
@@ -62,10 +62,21 @@ def _take_calibration(texts, budget: int = CALIBRATION_CHARS) -> list[str]:
     return out
 
 
-def load_split(dataset: str, n: int, seed: int = 0) -> Split:
-    """The first n prompts of `dataset` (humaneval | sharegpt | FILE.jsonl) and calibration texts."""
+def load_split(dataset: str, n: int, seed: int = 0, prompt_chars: tuple[int, int] | None = None) -> Split:
+    """The first n prompts of `dataset` (humaneval | sharegpt | FILE.jsonl) and calibration texts.
+    `prompt_chars` = (lo, hi): trace only prompts of lo..hi characters (a long-prompt workload);
+    every other item stays available for calibration."""
+    def fits(text: str) -> bool:
+        return prompt_chars is None or prompt_chars[0] <= len(text) <= prompt_chars[1]
+
+    def too_few(have: int, what: str) -> InputError:
+        span = f" of {prompt_chars[0]}..{prompt_chars[1]} characters" if prompt_chars else ""
+        return InputError(None, "--prompts", f"{what} has {have} usable prompts{span}, asked for {n}")
+
     if dataset == "humaneval":
         probs = _humaneval()
+        if prompt_chars is not None:
+            raise InputError(None, "--prompt-chars", "HumanEval's prompts are fixed: use sharegpt or a .jsonl file")
         if n > len(probs):
             raise InputError(None, "--prompts", f"HumanEval has {len(probs)} problems, asked for {n}")
         prompts = [HUMANEVAL_INSTRUCTION + "```python\n" + p["prompt"] + "```" for p in probs[:n]]
@@ -77,21 +88,33 @@ def load_split(dataset: str, n: int, seed: int = 0) -> Split:
             pass
         return Split(prompts, _take_calibration(held), "humaneval (HumanEval.jsonl.gz, problems 0..n-1)")
     if dataset == "sharegpt":
-        pairs = _sharegpt_pairs(seed)
-        if n > len(pairs):
-            raise InputError(None, "--prompts", f"ShareGPT has {len(pairs)} usable conversations, asked for {n}")
-        return Split([q for q, _ in pairs[:n]], _take_calibration(q + "\n" + a for q, a in pairs[n:]),
-                     f"sharegpt (first human turn, seeded shuffle seed={seed})")
+        pairs = _sharegpt_pairs(seed, "pair" if prompt_chars is None else "pair-any")
+        chosen = [i for i, (q, _) in enumerate(pairs) if fits(q)][:n]
+        if len(chosen) < n:
+            raise too_few(len(chosen), "ShareGPT")
+        taken = set(chosen)
+        span = "" if prompt_chars is None else f", first human turns of {prompt_chars[0]}..{prompt_chars[1]} chars"
+        return Split([pairs[i][0] for i in chosen],
+                     _take_calibration(q + "\n" + a for i, (q, a) in enumerate(pairs) if i not in taken),
+                     f"sharegpt (first human turn, seeded shuffle seed={seed}{span})")
     path = Path(dataset)
     if path.suffix != ".jsonl" or not path.exists():
         raise InputError(None, "--dataset", f"{dataset!r} is not humaneval, sharegpt or an existing .jsonl file")
     rows = _jsonl(path)
-    if n > len(rows):
-        raise InputError(str(path), "--prompts", f"the file has {len(rows)} prompts, asked for {n}")
-    held = [r["prompt"] + "\n" + str(r.get("completion", r.get("response", ""))) for r in rows[n:]]
-    if not held:
-        held = [r["prompt"] + "\n" + str(r.get("completion", r.get("response", ""))) for r in rows[:n]]
-    return Split([r["prompt"] for r in rows[:n]], _take_calibration(held), f"{path.name} (first {n} lines)")
+    chosen = [i for i, r in enumerate(rows) if fits(r["prompt"])][:n]
+    if len(chosen) < n:
+        if prompt_chars is None:
+            raise InputError(str(path), "--prompts", f"the file has {len(rows)} prompts, asked for {n}")
+        raise too_few(len(chosen), str(path))
+    taken = set(chosen)
+
+    def text(r: dict) -> str:
+        return r["prompt"] + "\n" + str(r.get("completion", r.get("response", "")))
+
+    held = [text(r) for i, r in enumerate(rows) if i not in taken] or [text(rows[i]) for i in chosen]
+    last = chosen[-1] + 1 if chosen else 0
+    what = f"first {n} lines" if chosen == list(range(n)) else f"{n} lines of {prompt_chars[0]}..{prompt_chars[1]} chars, up to line {last}"
+    return Split([rows[i]["prompt"] for i in chosen], _take_calibration(held), f"{path.name} ({what})")
 
 
 def calibration_order(tokenizer, texts: list[str], vocab: int, keep: int) -> np.ndarray:
