@@ -272,21 +272,33 @@ class PlacementSpec(Strict):
     replicas: PosInt = 1
 
 
-class UniformLen(Strict):
+# a token length: positive and far below what the samplers' int64 draws can hold
+TokenLen = Annotated[int, Field(gt=0, le=10_000_000)]
+
+
+class _Bounded(Strict):
+    @model_validator(mode="after")
+    def _order(self):
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        return self
+
+
+class UniformLen(_Bounded):
     dist: Literal["uniform"]
-    min: PosInt
-    max: PosInt
+    min: TokenLen
+    max: TokenLen
 
 
-class LogNormalLen(Strict):
+class LogNormalLen(_Bounded):
     dist: Literal["lognormal"]
-    median: Annotated[float, Field(gt=0)]
-    sigma: NonNeg
-    min: PosInt = 1
-    max: PosInt = 1_000_000
+    median: Annotated[float, Field(gt=0, le=10_000_000)]
+    sigma: Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
+    min: TokenLen = 1
+    max: TokenLen = 1_000_000
 
 
-LengthSpec = Union[PosInt, Annotated[Union[UniformLen, LogNormalLen], Field(discriminator="dist")]]
+LengthSpec = Union[TokenLen, Annotated[Union[UniformLen, LogNormalLen], Field(discriminator="dist")]]
 
 
 def check_arrival(arrival: str | None, rate: float | None, concurrency: int | None) -> None:
@@ -310,7 +322,7 @@ class WorkloadSpec(Strict):
     prompt_len: LengthSpec | None = None
     output_len: LengthSpec | None = None
     dataset: Literal["sharegpt", "humaneval", "trace"] | None = None  # trace: lengths of the replayed sequences
-    max_output_len: PosInt | None = None
+    max_output_len: TokenLen | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "WorkloadSpec":

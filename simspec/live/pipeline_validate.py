@@ -31,7 +31,7 @@ from typing import Annotated, Callable
 
 from pydantic import Field, ValidationError, model_validator
 
-from simspec.config import PosInt, Scenario, Strict, _pydantic_error, parse_scenario, read_toml
+from simspec.config import PosInt, Scenario, Strict, TokenLen, _pydantic_error, parse_scenario, read_toml
 from simspec.errors import InputError
 
 
@@ -55,7 +55,7 @@ class PipelinePlan(Strict):
     trace: str
     column: str | None = None            # the drafter's trace column (default: `draft`)
     prompts: PosInt
-    max_new_tokens: PosInt = 128
+    max_new_tokens: TokenLen = 128
     dtype: str = "bf16"
     target_core: Annotated[int, Field(ge=0)] = 0
     draft_core: Annotated[int, Field(ge=0)] = 1

@@ -41,6 +41,8 @@ def load_study(path: str | Path) -> StudySpec:
         sp = ref if ref.is_absolute() else p.parent / ref
         if not sp.exists():
             raise InputError(str(p), "scenario", f"scenario file not found: {sf.scenario}")
+        if sp.is_dir():
+            raise InputError(str(p), "scenario", f"{sf.scenario!r} is a folder, not a scenario file")
         base = read_toml(sp)
         base = _rebase_paths(base, sp.parent, p.parent)
     else:

@@ -152,9 +152,12 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
     where = str(p)
     if not p.exists():
         raise InputError(file or where, "acceptance.trace" if file else None, f"trace file not found: {p}")
+    if p.is_dir():  # pyarrow would read a folder as a dataset of whatever lies in it
+        raise InputError(file or where, "acceptance.trace" if file else None, f"{p} is a folder, not a trace file")
     try:
         table = pq.read_table(p)
-    except (pa.ArrowException, OSError) as exc:
+        names = set(table.column_names)  # a damaged footer can hold names that are not UTF-8
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(where, None, f"not a readable Parquet file ({str(exc).splitlines()[0]})") from None
     side = sidecar_path(p)
     meta: dict = {}
@@ -165,7 +168,6 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
             raise InputError(str(side), None, f"sidecar is not valid JSON ({exc})") from None
         if not isinstance(meta, dict):
             raise InputError(str(side), None, f"sidecar must be a JSON object, not {type(meta).__name__}")
-    names = set(table.column_names)
     for name in [*BASE_COLUMNS, *LIST_COLUMNS]:
         if name not in names:
             raise InputError(where, name, "required column is missing: not a simspec trace")

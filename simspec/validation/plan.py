@@ -48,7 +48,7 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from simspec import drafters
-from simspec.config import PosInt, Scenario, Strict, check_arrival, _pydantic_error, parse_scenario, read_toml
+from simspec.config import PosInt, Scenario, Strict, TokenLen, check_arrival, _pydantic_error, parse_scenario, read_toml
 from simspec.drafters import DraftSpec
 from simspec.errors import InputError
 from simspec.sim.workload import poisson_times
@@ -164,7 +164,7 @@ class Plan(Strict):
     traces: dict[Literal["bf16", "fp32"], str] | None = None  # dtype -> trace replayed for its configs
     prompts: Annotated[int, Field(gt=0, le=100_000)] | None = None
     sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
-    max_new_tokens: PosInt = 128
+    max_new_tokens: TokenLen = 128
     threads: PosInt | None = None
     # model -> dtype -> profile path or "auto"; no [profiles] table: "auto" for every model
     profiles: dict[str, dict[Literal["bf16", "fp32"], str]] | None = None
