@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
+
+from clihelpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,6 @@ def small_study(tmp: Path, name: str = "small", trials: int = 12, seed: int = 0,
     return p
 
 
-def simspec(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "simspec.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env, cwd=kw.pop("cwd", REPO), **kw)
+def simspec(*args: str, cwd: Path | str = REPO, **_kw) -> subprocess.CompletedProcess:
+    """`simspec ARGS` run in this process (tests/clihelpers.py says why)."""
+    return cli(*args, cwd=cwd)

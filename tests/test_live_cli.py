@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
+
+from clihelpers import cli
 
 pytest.importorskip("torch")
 
 
 def simspec(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "simspec.cli", *args], capture_output=True, text=True, cwd=cwd)
+    return cli(*args, cwd=cwd)  # in this process: tests/clihelpers.py says why
 
 
 @pytest.fixture

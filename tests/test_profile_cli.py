@@ -6,21 +6,19 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from clihelpers import cli
 from simspec.profile.costmodel import ProfileCostModel
 from simspec.profile.schema import COLUMNS, SIDECAR_KEYS
 
 
 def run_cli(*args: str, cache: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    env = {**os.environ, "SIMSPEC_CACHE": str(cache), "HF_HUB_OFFLINE": "1",
-           "TRANSFORMERS_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-m", "simspec.cli", *args], capture_output=True,
-                          text=True, env=env, timeout=timeout)
+    """`simspec ARGS` in this process (tests/clihelpers.py), with its own model cache."""
+    return cli(*args, env={"SIMSPEC_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
 def assert_one_line_exit_2(res: subprocess.CompletedProcess, *needles: str) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from clihelpers import cli
 from profhelpers import write_synthetic
 from simspec import machine
 from simspec.profile.select import choose
@@ -63,8 +63,7 @@ def test_auto_prefers_this_machine_then_a_full_capture_then_the_newest(tmp_path)
 def _simulate(tmp_path: Path, body: str) -> subprocess.CompletedProcess:
     sc = tmp_path / "s.toml"
     sc.write_text(body + '\n[workload]\nrequests = 4\nprompt_len = 16\noutput_len = 8\n')
-    return subprocess.run([sys.executable, "-m", "simspec.cli", "simulate", str(sc)], capture_output=True,
-                          text=True, cwd=tmp_path)
+    return cli("simulate", str(sc), cwd=tmp_path)  # in this process: tests/clihelpers.py
 
 
 def test_simulate_says_which_profile_auto_used(tmp_path):

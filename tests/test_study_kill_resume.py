@@ -42,7 +42,7 @@ def _count(db, state="COMPLETE") -> int:
 
 
 def test_sigkill_then_rerun_keeps_completed_trials(tmp_path):
-    p = small_study(tmp_path, name="kr", trials=N, requests=160, out_max=256)
+    p = small_study(tmp_path, name="kr", trials=N, requests=48, out_max=128)
     out = tmp_path / "run"
     db = out / "study.db"
     proc = subprocess.Popen([sys.executable, "-m", "simspec.cli", "study", str(p), "--out", str(out), "--no-progress"],
@@ -76,7 +76,7 @@ def test_sigkill_then_rerun_keeps_completed_trials(tmp_path):
 
 def test_six_random_sigkills_lose_nothing_and_leave_no_half_file(tmp_path):
     n = 26  # > the 21 trials the three trial kills may wait for
-    p = small_study(tmp_path, name="kr6", trials=n, requests=120, out_max=256)
+    p = small_study(tmp_path, name="kr6", trials=n, requests=48, out_max=128)
     out = tmp_path / "run"
     url = f"sqlite:///{out / 'study.db'}"
     out.mkdir()

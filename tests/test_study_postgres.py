@@ -115,7 +115,7 @@ def test_six_random_sigkills_on_postgres_lose_nothing_and_rerun_the_killed_trial
     import killhelpers as kh
 
     n = 26  # > the 21 trials the three trial kills may wait for
-    p = small_study(tmp_path, name="pgkill", trials=n, requests=120, out_max=256)
+    p = small_study(tmp_path, name="pgkill", trials=n, requests=48, out_max=128)
     out = tmp_path / "run"
     out.mkdir()
     env = {"SIMSPEC_HEARTBEAT_S": "1", "SIMSPEC_HEARTBEAT_GRACE_S": "2"}

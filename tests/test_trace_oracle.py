@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clihelpers import cli
 from simspec.config import parse_scenario
 from simspec.errors import InputError
 from simspec.sim.run import simulate
@@ -214,7 +214,7 @@ def test_matching_vocab_and_exit_layer_are_accepted(trace_file):
 
 
 def _cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "simspec.cli", *args], cwd=cwd, capture_output=True, text=True)
+    return cli(*args, cwd=cwd)  # in this process: tests/clihelpers.py says why
 
 
 def _toml(d: dict) -> str:

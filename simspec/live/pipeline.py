@@ -313,10 +313,12 @@ class Pipeline:
         return msg
 
     def generate(self, prompt: list[int], max_new_tokens: int, stops: frozenset[int] = frozenset(),
-                 gamma: int | None = None) -> PromptRun:
-        """Greedy speculative decoding of one prompt (batch 1), `gamma` drafts per round
-        (default: the config's)."""
+                 gamma: int | None = None, overlap: bool | None = None) -> PromptRun:
+        """Greedy speculative decoding of one prompt (batch 1), `gamma` drafts per round and
+        pre-drafting or not (defaults: the config's). Both are the parent's side of the
+        protocol only, so one pair of workers serves every mode (each prompt starts afresh)."""
         g = self.cfg.gamma if gamma is None else gamma
+        pre = self.cfg.overlap if overlap is None else overlap
         if g < 1:
             raise ValueError(f"gamma={g}: the pipeline drafts at least one token")
         t0 = time.perf_counter()
@@ -335,11 +337,11 @@ class Pipeline:
             else:
                 drafts, ready_rounds = ready, ready_rounds + 1
             self.t.send(("verify", [pending] + drafts))
-            if self.cfg.overlap:
+            if pre:
                 self.d.send(("pre",))
             _, k, bonus = self._recv(self.t, "verdict")
             self.d.send(("verdict", k, bonus))
-            if self.cfg.overlap:
+            if pre:
                 msg = self._recv(self.d, ("ready", "rolled"))
                 ready = msg[1] if msg[0] == "ready" else None
             new = drafts[:k] + [bonus]

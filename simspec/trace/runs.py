@@ -11,7 +11,7 @@ import numpy as np
 from simspec import drafters
 from simspec.trace.schema import Trace
 
-_CACHE: dict[tuple, np.ndarray] = {}
+_CACHE: dict[tuple, tuple[Trace, np.ndarray]] = {}  # the trace is kept: its id stays its own
 
 
 def zero_runs(ranks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -28,11 +28,12 @@ def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
     """A model-free drafter's accepted lengths at every traced position, computed from the
     tokens themselves by the kind's replay rule (memoised per trace)."""
     key = ("replay", kind.name, id(trace), arg)
-    if key not in _CACHE:
+    hit = _CACHE.get(key)
+    if hit is None or hit[0] is not trace:  # an id is reused once its object is freed
         accepts = kind.replay_fn()
         parts = [accepts(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
-        _CACHE[key] = np.concatenate(parts).astype(np.int16)
-    return _CACHE[key]
+        hit = _CACHE[key] = (trace, np.concatenate(parts).astype(np.int16))
+    return hit[1]
 
 
 def replayed_kind(column: str) -> tuple[drafters.Kind, str] | None:
