@@ -6,13 +6,9 @@ import json
 
 import pytest
 
-from clihelpers import cli
+from clihelpers import cli as simspec  # in this process: tests/clihelpers.py says why
 
 pytest.importorskip("torch")
-
-
-def simspec(*args, cwd=None):
-    return cli(*args, cwd=cwd)  # in this process: tests/clihelpers.py says why
 
 
 @pytest.fixture

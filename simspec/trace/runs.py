@@ -29,7 +29,7 @@ def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
     tokens themselves by the kind's replay rule (memoised per trace)."""
     key = ("replay", kind.name, id(trace), arg)
     hit = _CACHE.get(key)
-    if hit is None or hit[0] is not trace:  # an id is reused once its object is freed
+    if hit is None:  # the entry holds the trace, so no other trace can take its id meanwhile
         accepts = kind.replay_fn()
         parts = [accepts(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
         hit = _CACHE[key] = (trace, np.concatenate(parts).astype(np.int16))
