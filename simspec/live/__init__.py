@@ -8,7 +8,9 @@
     sampling.py  acceptance: greedy tree walk, rejection sampling
     engine.py    generate(): prefill, then draft -> verify -> accept -> commit; plain_greedy()
     serving.py   serve(): continuous batching (arrivals, admission, prefill-first, retirement)
-                 over the engine's rounds, the simulator's policy; summarize()
+                 over the engine's rounds, with the simulator's ServingPolicy; summarize()
+    forwards.py  the real forwards the serving loop calls (prefill, round, keep rows)
+    clocks.py    wall clock, fake clock
     stats.py     time per phase, tokens per round
     prompts.py   prompts of a dataset (HumanEval, ShareGPT, a JSONL file)
 """

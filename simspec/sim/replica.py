@@ -20,9 +20,10 @@ import simpy
 from simspec.sim.acceptance import AcceptanceOracle
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
+from simspec.sim.iteration import Iteration
+from simspec.sim.policy import ServingPolicy
 from simspec.sim.records import Records
 from simspec.sim.round_cost import RoundCost
-from simspec.sim.scheduler import Scheduler
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,7 @@ class ReplicaOptions:
     overlap: bool               # PEARL-style: pre-draft the next round during verification
     with_prefill: bool = False  # the prefill is also each request's first round
     clip_to_budget: bool = False  # never draft deeper than the batch's remaining budget - 1
+    detail: bool = False        # iteration records with their requests (rids, queue, KV held)
 
 
 class ReplicaDevices(NamedTuple):
@@ -61,59 +63,63 @@ class Replica:
         self.overlap = options.overlap
         self.with_prefill = options.with_prefill
         self.depth = oracle.depth - (1 if self.overlap else 0) if oracle is not None else 0
-        self.clip = options.clip_to_budget and oracle is not None
+        self.detail = options.detail
         self.target_dev = devices.target
         self.draft_dev = devices.draft
         self.rec = records
         self.on_finish = on_finish
-        self.scheduler = Scheduler(env, records, options.max_batch, options.kv_capacity, options.kv_reserve)
+        self.policy = ServingPolicy(options.max_batch, options.kv_capacity, options.kv_reserve,
+                                    records.prompt_len, records.output_len,
+                                    clip_to_budget=options.clip_to_budget and oracle is not None)
+        self._wake: simpy.Event | None = None
         self.batch = RunningBatch()
         self._lag = 0.0                       # overlap: drafter still busy pre-drafting
         self._prefilling = 0                  # admitted, prefill in flight
         # wall seconds by phase (drafting: only the part not hidden behind verification)
         self.phase_s = {"prefill": 0.0, "draft": 0.0, "verify": 0.0}
-        # one (kind, start, seconds, sequences) per iteration: "prefill" (the admitted ones) or
-        # "round" (the running batch), as simspec.live.serving's Iteration records a live run
-        self.log: list[tuple[str, float, float, int]] = []
+        # one record per iteration, the type a live run records (simspec.sim.iteration)
+        self.log: list[Iteration] = []
         self.process = env.process(self._loop())
 
     # -- dispatcher interface ----------------------------------------------------------
     @property
     def load(self) -> int:
         """Requests queued, prefilling or running here (what a dispatcher balances)."""
-        return self.scheduler.queued + self._prefilling + len(self.batch)
+        return self.policy.queued + self._prefilling + len(self.batch)
 
     def submit(self, rid: int) -> None:
-        self.scheduler.submit(rid)
+        """Queue a request, waking the serving loop if it sleeps on an empty replica."""
+        self.policy.arrive(rid)
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
 
     # -- the loop --------------------------------------------------------------------
     def _loop(self) -> Iterator[simpy.Event]:
+        policy = self.policy
         while True:
-            new = self.scheduler.admit(len(self.batch))
-            if new:
+            step, new = policy.next_step(len(self.batch))
+            if step == "prefill":
                 yield from self._prefill(new)
-                continue
-            if len(self.batch) == 0:
-                yield self.scheduler.arrival()
-                continue
-            yield from self._round()
+            elif step == "round":
+                yield from self._round()
+            else:
+                self._wake = self.env.event()
+                yield self._wake
 
     def _prefill(self, new: list[int]) -> Iterator[simpy.Event]:
         rec = self.rec
         ids = np.asarray(new, dtype=np.int64)
         prompts = rec.prompt_len[ids]
-        depth = self.depth
-        if self.clip:
-            depth = min(depth, int(rec.output_len[ids].max()) - 1)
+        depth = self.policy.depth(self.depth, int(rec.output_len[ids].max()))
+        queued = self.policy.waiting() if self.detail else ()
         if self.with_prefill:
             wall, t_target, t_draft = self.cost.first_round_s(prompts.tolist(), depth)
         else:
             wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
-        now = self.env.now
-        rec.admitted[ids] = now
+        start = self.env.now
+        rec.admitted[ids] = start
         self._prefilling = len(ids)
         yield self.env.timeout(wall)
-        self.log.append(("prefill", now, wall, len(ids)))
         self.phase_s["prefill"] += wall
         self._prefilling = 0
         self.target_dev.charge(t_target)
@@ -134,6 +140,11 @@ class Replica:
         rounds = np.full(len(ids), 1 if self.with_prefill else 0, dtype=np.int64)
         self.batch.append(rid=ids, gen=gen, out=rec.output_len[ids], prompt=prompts, rounds=rounds,
                           acc=acc, handle=handles, behind=behind)
+        if self.detail:
+            self.log.append(Iteration("prefill", start, wall, len(ids), int(gen.sum()),
+                                      tuple(self.batch.rid.tolist()), tuple(new), queued, self.policy.held))
+        else:
+            self.log.append(Iteration("prefill", start, wall, len(ids)))
         self._retire()
 
     def _round(self) -> Iterator[simpy.Event]:
@@ -141,10 +152,10 @@ class Replica:
         batch = self.batch
         b = len(batch)
         ctx = cost.bucket(float(batch.prompt.sum() + batch.gen.sum()) / b) if cost.context_dependent else 0
-        depth = None  # clip_to_budget: no deeper than the batch's largest remaining budget - 1
-        if self.clip:
-            left = int((batch.out - batch.gen).max()) - 1
-            depth = left if left < self.depth else None
+        depth = None  # None: the full tree; else the policy's clip to the remaining budget
+        if self.policy.clip_to_budget:
+            clipped = self.policy.depth(self.depth, int((batch.out - batch.gen).max()))
+            depth = clipped if clipped < self.depth else None
         t_v = cost.verify_s(b, ctx, depth)
         if self.oracle is None:
             k = None
@@ -174,19 +185,23 @@ class Replica:
             batch.ready = k_ext > self.depth
             k = np.minimum(k_ext, self.depth)
         start = self.env.now
+        detail = (tuple(batch.rid.tolist()), (), self.policy.waiting(), self.policy.held) if self.detail else None
         yield self.env.timeout(wall)
-        self.log.append(("round", start, wall, b))
         self.phase_s["verify"] += t_v
         self.phase_s["draft"] += wall - t_v
         self.target_dev.charge(t_v)
         self.draft_dev.charge(t_d_busy)
         if k is None:
+            emitted = b
             batch.gen += 1
         else:
             emit = np.minimum(k + 1, batch.out - batch.gen)
+            emitted = int(emit.sum()) if detail else 0
             batch.gen += emit
             batch.acc += np.minimum(k, emit)
         batch.rounds += 1
+        self.log.append(Iteration("round", start, wall, b, emitted, *detail) if detail
+                        else Iteration("round", start, wall, b))
         self._retire()
 
     def _retire(self) -> None:
@@ -199,6 +214,6 @@ class Replica:
         rec.tokens[ids] = finished.gen
         rec.rounds[ids] = finished.rounds
         rec.accepted[ids] = finished.acc
-        self.scheduler.release(finished.prompt, finished.out)
+        self.policy.release(ids)
         for rid in ids.tolist():
             self.on_finish(rid)

@@ -12,7 +12,9 @@ from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
 from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
+from simspec.sim.iteration import Iteration
 from simspec.sim.metrics import summarize
+from simspec.sim.policy import ClosedLoop, kv_need
 from simspec.sim.records import Records
 from simspec.sim.replica import Replica, ReplicaDevices, ReplicaOptions
 from simspec.sim.workload import Workload, build_workload
@@ -23,8 +25,8 @@ class SimResult:
     summary: dict
     records: Records
     scenario: Scenario
-    # per replica, one (kind, start, seconds, sequences) per iteration (Replica.log)
-    iterations: list[list[tuple[str, float, float, int]]] = field(default_factory=list)
+    # per replica, one record per iteration (Replica.log)
+    iterations: list[list[Iteration]] = field(default_factory=list)
 
     def requests_frame(self):
         import pandas as pd
@@ -48,8 +50,10 @@ def _lengths_only_trace(sc: Scenario, file: str | None, seed: int):
     return oracle
 
 
-def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload | None = None) -> SimResult:
-    """Run one scenario to completion (every request served)."""
+def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload | None = None,
+             detail: bool = False) -> SimResult:
+    """Run one scenario to completion (every request served). `detail`: iteration records
+    name their requests (what an iteration-by-iteration comparison with a live run reads)."""
     t0 = time.perf_counter()
     seed = sc.serving.seed
     rng = np.random.default_rng([seed, 0xACC])
@@ -62,7 +66,7 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     kv_cap = kv_capacity(sc, cost, scenario_file)
     kv_reserve = cost.verify_queries
     if kv_cap is not None:
-        worst = int((wl.prompt_len + wl.output_len).max()) + kv_reserve
+        worst = int(kv_need(wl.prompt_len, wl.output_len, kv_reserve).max())
         if worst > kv_cap:
             raise InputError(scenario_file, "serving.kv_capacity_tokens",
                              f"a request needs {worst} KV tokens but a replica holds {kv_cap}")
@@ -70,7 +74,7 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     env = simpy.Environment()
     rec = Records(wl.prompt_len, wl.output_len, wl.arrival)
     pl = sc.placement
-    next_rid = wl.concurrency
+    closed = ClosedLoop(wl.n, wl.concurrency) if wl.mode == "closed" else None
     replicas: list[Replica] = []
 
     def dispatch(rid: int) -> None:
@@ -78,15 +82,14 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         best.submit(rid)
 
     def on_finish(rid: int) -> None:
-        nonlocal next_rid
-        if wl.mode == "closed" and next_rid < wl.n:
-            rec.arrival[next_rid] = env.now
-            dispatch(next_rid)
-            next_rid += 1
+        nxt = closed.on_finish() if closed is not None else None
+        if nxt is not None:
+            rec.arrival[nxt] = env.now
+            dispatch(nxt)
 
     options = ReplicaOptions(max_batch=sc.serving.max_batch, kv_capacity=kv_cap, kv_reserve=kv_reserve,
                              overlap=pl.overlap, with_prefill=sc.speculation.first_round == "with_prefill",
-                             clip_to_budget=sc.speculation.clip_to_budget)
+                             clip_to_budget=sc.speculation.clip_to_budget, detail=detail)
     devices: list[Device] = []
     for i in range(pl.replicas):
         tdev = Device(pl.target, pl.devices[pl.target], i)
@@ -95,7 +98,10 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         devices += [tdev] if ddev is tdev else [tdev, ddev]
         replicas.append(Replica(env, i, options, cost, oracle, ReplicaDevices(tdev, ddev), rec, on_finish))
 
-    if wl.mode == "closed" or wl.mode == "burst":
+    if closed is not None:
+        for rid in closed.first():
+            dispatch(rid)
+    elif wl.mode == "burst":
         for rid in range(wl.concurrency):
             dispatch(rid)
     else:

@@ -164,7 +164,7 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
         "measured_cpu_s": round(cpu, 2),
         "outputs_equal_trace": sum(r.output == traced[i % n] for i, r in enumerate(res.requests)),
         "live_arrivals": [r.arrival for r in res.requests],
-        "live_iterations": [[it.kind, round(it.start, 6), round(it.seconds, 6), it.batch] for it in res.iterations],
+        "live_iterations": [it.row() for it in res.iterations],
     }
 
 

@@ -109,11 +109,11 @@ def predict(inp: Inputs) -> list[dict]:
                     "kv_capacity_tokens": cfg.kv_capacity_tokens or "", "seed": (cfg.seed or 0) if cfg.arrival == "poisson" else ""}
             row |= {f"predicted_{m}": s[k] for m, k in SUMMARY_KEYS.items()}
             log = [it for rep in res.iterations for it in rep]
-            rounds = [b for kind, _, _, b in log if kind == "round"]
+            rounds = [it.batch for it in log if it.kind == "round"]
             row["predicted_mean_batch"] = sum(rounds) / len(rounds) if rounds else float("nan")
             row |= {f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}
             row["sim_arrivals"] = res.records.arrival.tolist()
-            row["sim_iterations"] = [[kind, round(t, 6), round(dt, 6), b] for kind, t, dt, b in log]
+            row["sim_iterations"] = [it.row() for it in log]
         else:
             row |= {"predicted_tok_s": s["throughput_tok_s"],
                     "predicted_tokens_per_round": s["mean_tokens_per_round"],
