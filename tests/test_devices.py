@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 from pathlib import Path
 
 import pytest
 
+from profhelpers import write_synthetic
 from simspec import drafters
 from simspec.config import parse_scenario
 from simspec.devices import arch, catalog
@@ -176,6 +178,28 @@ def test_hidden_states_cross_for_hidden_reading_drafters():
         plain = build_round_cost(parse_scenario(hetero()), None)
         l4 = catalog.get("l4")
         extra = 5 * 4096 * 2 / l4.link_bw  # 5 verified tokens' hidden states (bf16, width 4096)
+        assert cost.transfer_s(1) - plain.transfer_s(1) == pytest.approx(extra)
+    finally:
+        drafters.KINDS.pop("hidden_model")
+
+
+@pytest.mark.parametrize("dtype, value_bytes", [("fp32", 4), ("bf16", 2)])
+def test_hidden_states_weigh_what_the_profiles_dtype_says(tmp_path, dtype, value_bytes):
+    """A profiled target's hidden state is its width x its capture dtype (was 2 bytes always)."""
+    path = write_synthetic(tmp_path / f"{dtype}.parquet")  # 64 wide
+    side = path.with_suffix(".json")
+    side.write_text(json.dumps(json.loads(side.read_text()) | {"dtype": dtype}))
+    kind = drafters.Kind("hidden_model", "hdraft", "a hidden-state drafter", arg="model",
+                         separate_model=True, crosses="hidden")
+    drafters.register(kind)
+    try:
+        d = hetero()
+        d["target"] = {"profile": str(path)}
+        plain = build_round_cost(parse_scenario(copy.deepcopy(d)), None)
+        d["draft"]["kind"] = "hidden_model"
+        cost = build_round_cost(parse_scenario(d), None)
+        assert cost.link.hidden_bytes == 64 * value_bytes
+        extra = 5 * 64 * value_bytes / catalog.get("l4").link_bw  # 5 verified tokens' hidden states
         assert cost.transfer_s(1) - plain.transfer_s(1) == pytest.approx(extra)
     finally:
         drafters.KINDS.pop("hidden_model")

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 KNOWN_FILE = Path(__file__).with_name("models.toml")
+# Bytes of one value (a weight, a KV entry, a hidden-state element) in each dtype simspec names.
+DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 
 
 @dataclass(frozen=True)
@@ -134,5 +136,6 @@ def _tied_from_sidecar(meta: dict[str, Any]) -> bool:
     if not w:
         return True
     tied = from_mapping(d | {"tied": True})
-    dtype_bytes = 4 if meta.get("dtype") == "fp32" else 2
+    dtype = meta.get("dtype")
+    dtype_bytes = DTYPE_BYTES.get(dtype, 2) if isinstance(dtype, str) else 2
     return abs(tied.weights_bytes(dtype_bytes) - w) <= abs(tied.weights_bytes(dtype_bytes) + tied.head_params * dtype_bytes - w)

@@ -20,10 +20,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from simspec.devices.arch import ArchDims
+from simspec.devices.arch import DTYPE_BYTES, ArchDims
 from simspec.devices.catalog import DeviceInfo
 
-DTYPE_BYTES = {"bf16": 2, "fp16": 2, "fp8": 1, "fp32": 4}
 PHASES = ("prefill", "decode")
 
 
@@ -46,7 +45,7 @@ class RooflineCost:
         self.num_layers = self.dims.layers
         self.vocab_size = self.dims.vocab
 
-    # what build.kv_capacity reads (per device of a tensor-parallel group)
+    # the model figures of the CostModel protocol (memory: per device of a tensor-parallel group)
     @property
     def weights_bytes(self) -> float:
         return self.dims.weights_bytes(self.w) / self.tensor_parallel
@@ -54,6 +53,11 @@ class RooflineCost:
     @property
     def kv_bytes_per_token(self) -> float:
         return self.dims.kv_bytes_per_token(self.w) / self.tensor_parallel
+
+    @property
+    def hidden_bytes(self) -> float:
+        """One whole hidden state (every device of a group holds it after the all-reduce)."""
+        return float(self.dims.hidden * self.w)
 
     # -- kernels ---------------------------------------------------------------------------
     def _kernel(self, kernel: str, nbytes: float, flops: float) -> float:

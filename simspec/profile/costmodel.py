@@ -23,6 +23,7 @@ import numpy as np
 from scipy.interpolate import RegularGridInterpolator
 from scipy.optimize import nnls
 
+from simspec.devices.arch import DTYPE_BYTES
 from simspec.errors import InputError
 from simspec.profile.schema import read_profile
 
@@ -94,10 +95,23 @@ def _rest_features_2(b, n):
     return (1.0, b, b * n)
 
 
+def _hidden_bytes(meta: dict) -> int | None:
+    """One hidden state of the profiled model: its width x the bytes of the dtype it was
+    captured in (fp32: 4, bf16: 2); None when the sidecar lacks either (the loader requires
+    neither)."""
+    hidden, dtype = meta["dims"].get("hidden"), meta.get("dtype")
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        return None
+    if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
+        return None
+    return hidden * DTYPE_BYTES[dtype]
+
+
 class ProfileCostModel:
     """The `CostModel` protocol over one profile (Parquet + JSON sidecar)."""
 
     depends_on_context = True
+    estimate = None  # measured, not a roofline: summaries carry no estimate flag for it
 
     def __init__(self, df, meta: dict, source: str = "<profile>") -> None:
         self.meta = meta
@@ -107,6 +121,7 @@ class ProfileCostModel:
         self.vocab_size = int(dims["vocab"])
         self.kv_bytes_per_token = int(meta["kv_bytes_per_token"])
         self.weights_bytes = int(meta["weights_bytes"])
+        self.hidden_bytes = _hidden_bytes(meta)
         # GEMM row blocking (profile.capture.gemm_row_block): b x q tokens above two blocks are
         # priced as the next multiple of it; older profiles say nothing and get no blocking
         self.token_block = int(meta.get("token_block", 1))

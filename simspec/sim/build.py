@@ -16,9 +16,9 @@ from simspec.sim.round_cost import RoundCost
 from simspec.sim.transfer import Link
 
 
-def _synthetic(cost: CostSpec, total_layers: int | None = None) -> SyntheticCost:
+def _synthetic(cost: CostSpec, num_layers: int | None = None) -> SyntheticCost:
     return SyntheticCost(cost.step_ms, cost.per_seq_ms, cost.per_token_ms, cost.per_kv_token_ms,
-                         total_layers)
+                         num_layers)
 
 
 @lru_cache(maxsize=32)
@@ -136,7 +136,7 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
     if k.model_free:
         return SyntheticCost(0.0)
     if k.target_layers:
-        layers, vocab = getattr(target, "num_layers", None), getattr(target, "vocab_size", None)
+        layers, vocab = target.num_layers, target.vocab_size
         if layers and d.exit_layer > layers:
             raise InputError(file, "draft.exit_layer", f"{d.exit_layer} > the target profile's {layers} layers")
         if vocab and d.vocab and d.vocab > vocab:
@@ -186,7 +186,7 @@ def build_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
     return load_trace_oracle(sc, resolve_data_path(acc.trace, file), depth, rng, file)
 
 
-def round_link(sc: Scenario, file: str | None, drafting: bool) -> Link | None:
+def round_link(sc: Scenario, target: CostModel, file: str | None, drafting: bool) -> Link | None:
     """The link a round's tokens (and hidden states) cross: None on one device, or when
     either device is a bare name (no figures: transfers cost nothing, as before)."""
     pl = sc.placement
@@ -198,27 +198,18 @@ def round_link(sc: Scenario, file: str | None, drafting: bool) -> Link | None:
         return None
     hidden = 0.0
     if sc.draft.entry.crosses == "hidden":
-        hidden = _hidden_bytes(sc, file)
+        hidden = _hidden_bytes(sc, target, file)
     return Link.between(a, b, hidden)
 
 
-def _hidden_bytes(sc: Scenario, file: str | None) -> float:
-    """Bytes of one target hidden state (its width x dtype), from the target's dims."""
-    from simspec.devices.roofline import DTYPE_BYTES
-
-    t = sc.target
-    if t.roofline:
-        from simspec.devices import arch
-
-        hidden = t.dims.hidden if t.model is None else arch.resolve(t.model, Path(file).parent if file else None).hidden
-        return hidden * DTYPE_BYTES[t.dtype]
-    if t.profile is not None:
-        from simspec.devices import arch
-
-        meta_dims = arch.resolve(str(resolve_data_path(t.profile, file)))
-        return meta_dims.hidden * 2
-    if t.dims is not None and t.dims.hidden:
-        return t.dims.hidden * t.dims.dtype_bytes
+def _hidden_bytes(sc: Scenario, target: CostModel, file: str | None) -> float:
+    """Bytes of one target hidden state (its width x dtype): the cost model's (a roofline's
+    dims and dtype, a profile's sidecar), else the scenario's `target.dims`."""
+    if target.hidden_bytes is not None:
+        return target.hidden_bytes
+    dims = sc.target.dims
+    if dims is not None and dims.hidden:
+        return dims.hidden * dims.dtype_bytes
     raise InputError(file, "target", "a drafter that reads hidden states needs the target's width (`dims.hidden`, a profile or `model`)")
 
 
@@ -230,7 +221,7 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
     k = sc.draft.entry
     drafting = k is not None and drf is not None
     return RoundCost(
-        link=round_link(sc, file, drafting),
+        link=round_link(sc, tgt, file, drafting),
         target=tgt,
         draft=drf,
         draft_prefill=drafting and k.separate_model,
@@ -255,16 +246,17 @@ def kv_capacity(sc: Scenario, cost: RoundCost, file: str | None) -> int | None:
     if memory_gb is None:
         return None
     dims = sc.target.dims
-    per_token = getattr(cost.target, "kv_bytes_per_token", None)
-    weights = getattr(cost.target, "weights_bytes", 0.0) or 0.0
-    if dims is not None and not sc.target.roofline:
+    per_token = cost.target.kv_bytes_per_token
+    weights = cost.target.weights_bytes or 0.0
+    if dims is not None and not sc.target.roofline:  # the scenario's dims over a profile's
         per_token = 2 * dims.layers * dims.kv_heads * dims.head_dim * dims.dtype_bytes
         weights = dims.weights_gb * 1e9
     if not per_token:
         raise InputError(file, f"placement.devices.{sc.placement.target}.memory_gb",
                          "deriving KV capacity needs `target.dims` (or a profile with model dimensions)")
-    if cost.draft is not None and (sc.placement.draft or sc.placement.target) == sc.placement.target:
-        weights += getattr(cost.draft, "weights_bytes", 0.0) or 0.0
+    same_device = (sc.placement.draft or sc.placement.target) == sc.placement.target
+    if cost.draft is not None and same_device and sc.draft.entry.separate_model:
+        weights += cost.draft.weights_bytes or 0.0  # an early-exit view's weights are the target's
     free = memory_gb * 1e9 * sc.serving.kv_memory_fraction - weights
     if free <= 0:
         raise InputError(file, f"placement.devices.{sc.placement.target}.memory_gb",

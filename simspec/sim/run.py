@@ -128,7 +128,7 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         summary[f"phase_{phase}_s"] = sum(r.phase_s[phase] for r in replicas)
     # a roofline prices from datasheets (an estimate) unless fitted to a measured profile:
     # present only when a roofline priced something, so profile-only summaries are unchanged
-    for role, model in (("target", cost.target), ("draft", getattr(cost.draft, "base", cost.draft))):
-        if getattr(model, "estimate", None) is not None:
+    for role, model in (("target", cost.target), ("draft", cost.draft)):
+        if model is not None and model.estimate is not None:
             summary[f"{role}_estimate"] = 1.0 if model.estimate else 0.0
     return SimResult(summary, rec, sc, [r.log for r in replicas])
