@@ -34,6 +34,7 @@ from simspec.live.kv import KV
 from simspec.live.sampling import greedy_accept, probs, sample_accept
 from simspec.live.stats import Stats
 from simspec.live.tree import Tree
+from simspec.models.views import new_cache, with_cache
 
 
 @dataclass
@@ -200,15 +201,13 @@ def generate(
 def plain_greedy(model: nn.Module, prompt: list[int], max_new_tokens: int,
                  eos: int | Collection[int] | None = None) -> list[int]:
     """Reference greedy decoding: HF's own causal path, one sequence, one token per forward."""
-    from transformers import DynamicCache
-
     stops = stop_set(eos)
     dev = next(model.parameters()).device
-    cache = DynamicCache(config=model.config)
+    cache = new_cache(model)
     ids = torch.tensor([prompt], device=dev)
     out: list[int] = []
     while len(out) < max_new_tokens:
-        logits = model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        logits = model(input_ids=ids, logits_to_keep=1, **with_cache(model, cache)).logits
         tok = int(logits[0, -1, : model.config.vocab_size].argmax())
         out.append(tok)
         if tok in stops:

@@ -32,6 +32,8 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from simspec.models.views import with_cache
+
 CTX = -1
 PAD = -2
 
@@ -144,9 +146,8 @@ class KV:
                     "full_attention": kwargs["attention_mask"],
                     "sliding_attention": self._additive(allow & near),
                 }
-        out = model.get_decoder()(
-            input_ids=ids, past_key_values=self.cache, use_cache=True, **kwargs
-        )
+        base = model.get_decoder()
+        out = base(input_ids=ids, **with_cache(base, self.cache), **kwargs)
         hidden = out.last_hidden_state
         if keep is not None:
             hidden = hidden[:, list(keep)]

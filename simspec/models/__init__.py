@@ -44,6 +44,8 @@ Views (all take the HF CausalLM, i.e. LoadedModel.model)
         parents come before children) gives tree attention: each token attends to the cache
         and to its ancestors only, at position past + depth. Without it, ordinary causal.
     new_cache(model) -> an empty HF DynamicCache for the model.
+    with_cache(module, cache) -> {"cache" or "past_key_values": cache, "use_cache": True}:
+        the keyword this transformers' forward takes a cache by (model(..., **with_cache(...))).
     tree_attention_mask(past, parents, dtype, device) -> the additive 4D mask used above.
 
 Timing (simspec.profile.timer): a device timer with warm-up and repeats; CUDA events +
@@ -61,6 +63,7 @@ from simspec.models.views import (
     new_cache,
     tree_attention_mask,
     trimmed_head,
+    with_cache,
 )
 
 __all__ = [
@@ -75,4 +78,5 @@ __all__ = [
     "tiny_model",
     "tree_attention_mask",
     "trimmed_head",
+    "with_cache",
 ]

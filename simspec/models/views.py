@@ -7,6 +7,8 @@ them, so they are shared here rather than re-derived in each place.
 from __future__ import annotations
 
 import contextlib
+import functools
+import inspect
 from typing import Iterator, Sequence
 
 import torch
@@ -97,6 +99,19 @@ def new_cache(model: nn.Module):
     return DynamicCache(config=model.config)
 
 
+@functools.cache
+def _cache_keyword(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
+
+
+def with_cache(module: nn.Module, cache) -> dict:
+    """Keyword arguments that hand an HF model (or its decoder) a KV cache to read and extend:
+    `cache=` where its forward takes that (transformers 5.x, which warns that `past_key_values`
+    goes in 5.40), `past_key_values=` in the older releases pyproject still admits. Read off the
+    forward's signature, not the version number, so a model class is asked what it takes."""
+    return {_cache_keyword(type(module)): cache, "use_cache": True}
+
+
 def tree_attention_mask(
     past: int, parents: Sequence[int], dtype: torch.dtype, device: torch.device | str = "cpu"
 ) -> torch.Tensor:
@@ -134,8 +149,5 @@ def forward_tokens(
         dtype = next(model.parameters()).dtype
         mask = tree_attention_mask(past, tree_parents, dtype, input_ids.device)
         kwargs["attention_mask"] = mask.expand(batch, 1, q, past + q)
-    out = model(
-        input_ids=input_ids, past_key_values=cache, use_cache=True,
-        logits_to_keep=logits_to_keep, **kwargs,
-    )
-    return out.logits, out.past_key_values
+    out = model(input_ids=input_ids, logits_to_keep=logits_to_keep, **with_cache(model, cache), **kwargs)
+    return out.logits, cache  # extended in place (the output's name for it differs by version)

@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from simspec.models.views import TrimmedHead, new_cache
+from simspec.models.views import TrimmedHead, new_cache, with_cache
 
 
 class FilledCache:
@@ -68,7 +68,7 @@ def decode_fn(model: nn.Module, cache: FilledCache, batch: int, q: int, seed: in
 
     @torch.inference_mode()
     def run():
-        return model(input_ids=ids, past_key_values=cache.cache, use_cache=True).logits
+        return model(input_ids=ids, **with_cache(model, cache.cache)).logits
 
     return run
 
@@ -80,7 +80,7 @@ def prefill_fn(model: nn.Module, batch: int, length: int, seed: int = 0) -> Call
     @torch.inference_mode()
     def run():
         cache = new_cache(model)
-        return model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1).logits
+        return model(input_ids=ids, logits_to_keep=1, **with_cache(model, cache)).logits
 
     return run
 
