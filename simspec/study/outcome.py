@@ -18,7 +18,7 @@ from typing import Any
 from simspec.atomic import write_text, write_via
 from simspec.config import resolve_data_path
 from simspec.study import capacity as cap_mod
-from simspec.study import export, objectives, results, schedule, space, tomlw
+from simspec.study import export, knobs, objectives, results, schedule, space, tomlw
 from simspec.study.evaluate import Evaluator
 from simspec.study.spec import StudySpec
 
@@ -36,8 +36,6 @@ class Outcome:
     best: Any  # the best feasible trial, or None
     best_k: dict[str, Any]  # its knobs
     points: list[schedule.Point]  # per-batch-size schedule of the best knobs
-    vllm: dict  # vllm_speculative_config.json
-    sglang: str  # sglang_args.txt (the other engines' files: `exports`)
     notes: list[str]
     importances: dict[str, float]  # knob -> importance for the first objective
     importance_method: str
@@ -86,7 +84,7 @@ def importances(study) -> tuple[dict[str, float], str]:
             imp = dict(optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
                 target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
-        imp = {results.knobs_name(k): float(v) for k, v in imp.items()}
+        imp = {knobs.optuna_to_knob(k): float(v) for k, v in imp.items()}
     except Exception:  # too few trials, or a degenerate space: fall back to eta^2
         imp = {}
         how = "eta^2"
@@ -124,8 +122,6 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
     best = results.best_trial(study)
     notes: list[str] = []
     pts: list[schedule.Point] = []
-    vcfg: dict = {}
-    sgl = ""
     exps = export.Exports()
     best_k: dict[str, Any] = {}
     if best is not None:
@@ -149,12 +145,8 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
         exps = export.export(spec, study, best_k, pts, ev, versions)
         notes += exps.notes
         written += export.write(exps, out)
-        v, g = exps.get("vllm"), exps.get("sglang")
-        vcfg = v.config if v is not None else {}
-        sgl = g.files[g.main] if g is not None else ""
     else:
         notes.append("No trial met every SLO: no best.toml and no engine export. Relax [constraints] or widen [search].")
 
     imp, how = importances(study)
-    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, vcfg, sgl, notes, imp, how, written,
-                   exps)
+    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, notes, imp, how, written, exps)
