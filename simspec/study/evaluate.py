@@ -52,7 +52,7 @@ class Evaluator:
             for kind in space.drafter_choices(self.spec):
                 ds = self.spec.file.drafters.get(kind)
                 if ds is not None and ds.acceptance is not None and ds.acceptance.trace is not None:
-                    probe = self.scenario(space._probe(self.spec, kind, 1), {"workload": sc.workload.model_dump()})
+                    probe = self.scenario(space.probe(self.spec, kind, 1), {"workload": sc.workload.model_dump()})
                     break
         if probe is None:
             return None  # build_workload says what is missing

@@ -59,7 +59,7 @@ def drafter_params(spec: StudySpec, study, best: dict[str, Any]) -> dict[str, di
     for kind in space.drafter_choices(spec):
         if kind not in out:
             out[kind] = {**{k: v for k, v in best.items() if k not in ("drafter", "exit_layer", "vocab", "tree")},
-                         **space._probe(spec, kind, 1)}
+                         **space.probe(spec, kind, 1)}
     return out
 
 

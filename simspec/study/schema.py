@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import AfterValidator, Field, model_validator
 
 from simspec import drafters as drafter_kinds
-from simspec.config import AcceptanceSpec, CostSpec, Strict
+from simspec.config.fields import Strict
+from simspec.config.scenario import AcceptanceSpec, CostSpec
 from simspec.tree_shape import TreeShape
 
 # A drafter kind of simspec.drafters ("none" is gamma = 0, not a drafter).

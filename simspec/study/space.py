@@ -226,7 +226,7 @@ def check(spec: StudySpec) -> None:
         if bad:
             raise InputError(where, f"baselines[{i}].{bad[0]}", f"unknown knob (knobs: {', '.join(PARAM_NAMES)})")
     # Probe: one scenario per drafter (and the plain one) must validate.
-    probes = [{"gamma": 0}] + [_probe(spec, k, max(1, gmax)) for k in kinds]
+    probes = [{"gamma": 0}] + [probe(spec, k, max(1, gmax)) for k in kinds]
     for pr in probes:
         try:
             parse_scenario(build(spec, pr), where)
@@ -235,7 +235,8 @@ def check(spec: StudySpec) -> None:
             raise InputError(where, where_key, f"gives an invalid scenario: {exc.key}: {exc.reason}") from None
 
 
-def _probe(spec: StudySpec, kind: str, gamma: int) -> dict[str, Any]:
+def probe(spec: StudySpec, kind: str, gamma: int) -> dict[str, Any]:
+    """A point that exercises drafter `kind` (its first exit layer, its largest vocabulary)."""
     s = spec.file.search
     p: dict[str, Any] = {"gamma": gamma, "drafter": kind}
     if has_layer(kind):

@@ -15,7 +15,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from simspec import drafters as drafter_kinds
-from simspec.config import _pydantic_error, read_toml
+from simspec.config.files import read_toml
+from simspec.config.pydantic_errors import input_error
 from simspec.errors import InputError
 from simspec.study.schema import (  # noqa: F401  (the study's types, re-exported for callers)
     CapacitySpec, Constraint, DrafterSpec, IntRange, ScheduleSpec, SearchSpec, StudyFile, StudySpec,
@@ -31,7 +32,7 @@ def load_study(path: str | Path) -> StudySpec:
     try:
         sf = StudyFile.model_validate(data)
     except ValidationError as exc:
-        err = _pydantic_error(str(p), exc)
+        err = input_error(str(p), exc)
         keyed = any("[key]" in map(str, e.get("loc", ())) for e in exc.errors())
         if err.key and keyed and "Input should be" in err.reason:  # a bad table name inside a keyed section
             err = InputError(err.file, err.key, "unknown section " + err.reason.replace("Input should be", "(should be"). rstrip() + ")" if "Input should be" in err.reason else err.reason)
