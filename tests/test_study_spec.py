@@ -18,7 +18,7 @@ def _err(path) -> InputError:
 def test_small_study_loads(tmp_path):
     spec = load_study(small_study(tmp_path))
     assert spec.name == "small"
-    assert spec.base["workload"]["requests"] == 48
+    assert spec.base.workload.requests == 48 and spec.base.gamma == 0  # the base decodes plainly
 
 
 @pytest.mark.parametrize("edit, key, reason", [

@@ -7,6 +7,7 @@ One concept per module:
   device.py           a [placement] device: a catalog entry merged with inline figures
   workload.py         the [workload] section
   scenario.py         the scenario schema, its loader and `Scenario.with_` (typed changes)
+  patch.py            how a mapping patches scenario tables (`with_`, a study's [patch])
 The names below are the ones most callers want.
 """
 

@@ -7,6 +7,7 @@ fixing a scenario never has to read a traceback.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -16,6 +17,7 @@ from simspec import drafters
 from simspec.config.device import DeviceSpec
 from simspec.config.fields import Dtype, NonNeg, PosInt, Prob, Strict
 from simspec.config.files import read_toml
+from simspec.config.patch import deep_merge
 from simspec.config.pydantic_errors import KeyedError, input_error
 from simspec.config.workload import WorkloadSpec
 from simspec.errors import InputError
@@ -249,6 +251,27 @@ class Scenario(Strict):
         """The round's tree (a chain of `gamma` tokens when no tree is given)."""
         tree = self.speculation.tree
         return TreeShape(tuple(tree)) if tree is not None else TreeShape.chain(self.gamma)
+
+    def with_(self, *changes: Mapping[str, Any], file: str = "<scenario>", **sections: Any) -> "Scenario":
+        """This scenario changed, and validated again as a file would be: every error names
+        `file`, the key and the reason. The typed way to derive one scenario from another (a
+        study's trial, a capacity probe, a validation plan's config) instead of editing mappings.
+
+        Each change is {section: value}: a section model (`DraftSpec(...)`, `sc.serving`)
+        replaces the section; a mapping patches it as a study's [patch] does (nested tables
+        merge, other values replace, None removes a key); None restores the section's default.
+        `changes` apply in order, then `sections`; the result is validated once, so a step
+        between two changes may be invalid. To replace a section by a mapping, clear it first:
+            sc.with_({"draft": None}, {"draft": {"kind": "ngram"}}, file=f)
+            sc.with_(serving={"max_batch": 8}, workload={"arrival": "poisson", "rate": 2.0, "concurrency": None}, file=f)
+            sc.with_(acceptance=AcceptanceSpec(iid=0.6), speculation={"draft_len": 4}, file=f)
+        Only the keys given (in the file or a change) are carried over, so defaults that depend
+        on whether a key was given (a catalog device's price) stay defaults.
+        """
+        data = self.model_dump(exclude_unset=True)
+        for change in (*changes, sections):
+            data = deep_merge(data, change)
+        return parse_scenario(data, file)
 
 
 def parse_scenario(data: dict[str, Any], file: str = "<scenario>") -> Scenario:

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from simspec.atomic import write_text, write_via
-from simspec.config import resolve_data_path
+from simspec.config import Scenario, resolve_data_path
+from simspec.config.files import PATH_KEYS
 from simspec.study import capacity as cap_mod
-from simspec.study import export, knobs, objectives, results, schedule, space, tomlw
+from simspec.study import export, knobs, objectives, results, schedule, tomlw
 from simspec.study.evaluate import Evaluator
 from simspec.study.spec import StudySpec
-
-PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"))
 
 
 @dataclass
@@ -49,15 +48,14 @@ class Outcome:
         return min(cands, key=lambda t: (sign * t.values[0], t.number)) if cands else None
 
 
-def portable_scenario(d: dict, spec: StudySpec, out: Path) -> dict:
+def portable_scenario(sc: Scenario, spec: StudySpec, out: Path) -> Scenario:
     """Profile/trace paths re-expressed relative to the run folder, where best.toml lives."""
-    d = json.loads(json.dumps(d))
+    moved: dict[str, dict[str, str]] = {}
     for sec, key in PATH_KEYS:
-        ref = (d.get(sec) or {}).get(key)
-        if isinstance(ref, str) and not Path(ref).is_absolute():
-            p = resolve_data_path(ref, spec.where).resolve()
-            d[sec][key] = os.path.relpath(p, out.resolve())
-    return d
+        ref = getattr(getattr(sc, sec), key, None)
+        if ref is not None and not Path(ref).is_absolute():
+            moved[sec] = {key: os.path.relpath(resolve_data_path(ref, spec.where).resolve(), out.resolve())}
+    return sc.with_(moved, file=spec.where)
 
 
 def importances(study) -> tuple[dict[str, float], str]:
@@ -126,17 +124,12 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
     best_k: dict[str, Any] = {}
     if best is not None:
         best_k = results.knobs(best)
-        patch = cap_mod.patch(spec, best.user_attrs["replicas"]) if capacity else None
-        sc_dict = space.build(spec, best_k)
-        if patch:
-            from simspec.study.spec import deep_merge
-
-            sc_dict = deep_merge(sc_dict, patch)
-            sc_dict["workload"] = {k: v for k, v in sc_dict["workload"].items() if v is not None}
+        changes = [cap_mod.changes(spec, best.user_attrs["replicas"])] if capacity else []
+        sc = portable_scenario(ev.scenario(best_k, *changes), spec, out)
         header = (f"best.toml from `simspec study {spec.path.name}` (study {study.study_name!r}, trial #{best.number})\n"
                   f"knobs: {json.dumps(best_k)}\n"
                   "a complete scenario: simspec simulate best.toml")
-        write_text(out / "best.toml", tomlw.dumps(portable_scenario(sc_dict, spec, out), header))
+        write_text(out / "best.toml", tomlw.dumps(sc.model_dump(exclude_unset=True), header))  # the keys given
         written.append("best.toml")
 
         pts = schedule.run_schedule(spec, ev, study, best_k)

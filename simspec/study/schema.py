@@ -6,7 +6,6 @@ the loader calls to check a file, can import these types without an import cycle
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -14,7 +13,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from simspec import drafters as drafter_kinds
 from simspec.config.fields import Strict
-from simspec.config.scenario import AcceptanceSpec, CostSpec
+from simspec.config.scenario import AcceptanceSpec, CostSpec, Scenario
 from simspec.tree_shape import TreeShape
 
 # A drafter kind of simspec.drafters ("none" is gamma = 0, not a drafter).
@@ -151,36 +150,21 @@ class StudyFile(Strict):
     schedule: ScheduleSpec = ScheduleSpec()
 
 
-def deep_merge(base: dict, patch: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def merge_scenario(base: dict, patch: dict) -> dict:
-    """deep_merge for scenario mappings: a patched `profile` replaces a `cost` (and back) in
-    [target] and [draft], since a scenario takes exactly one of them."""
-    out = copy.deepcopy(base)
-    for sec in ("target", "draft"):
-        given = patch.get(sec) if isinstance(patch.get(sec), dict) else {}
-        for a, b in (("profile", "cost"), ("cost", "profile")):
-            if a in given and isinstance(out.get(sec), dict):
-                out[sec].pop(b, None)
-    return deep_merge(out, patch)
-
-
 class StudySpec:
-    """A loaded study: the validated file plus the base scenario mapping it starts from."""
+    """A loaded study: the validated file, and the base scenario every point changes
+    (`trial.scenario`): `base` decodes plainly; `own_draft` is the base's own [draft] table,
+    used as written when the search picks its kind and the study has no [drafters.<kind>]."""
 
-    def __init__(self, file: StudyFile, path: Path, base: dict[str, Any]) -> None:
+    def __init__(self, file: StudyFile, path: Path, base: Scenario, own_draft: dict[str, Any]) -> None:
         self.file = file
         self.path = path
         self.base = base
+        self.own_draft = own_draft
         self.name = file.name or path.stem
+
+    @property
+    def own_kind(self) -> str:
+        return self.own_draft.get("kind", drafter_kinds.NONE)
 
     @property
     def where(self) -> str:
