@@ -71,6 +71,9 @@ def parse_tree(shape: str) -> list[int]:
     return list(TreeShape.parse(shape).branching)
 
 
+Point2 = Annotated[list[float], Field(min_length=2, max_length=2)]  # [x, y] of an interpolated curve
+
+
 class DrafterSpec(Strict):
     """One kind of drafter the search may pick, with its cost and its acceptance."""
 
@@ -79,12 +82,12 @@ class DrafterSpec(Strict):
     profile: str | None = None
     acceptance: AcceptanceSpec | None = None
     # early exit, synthetic acceptance: [[layer, iid acceptance], ...], interpolated in layer.
-    acceptance_by_layer: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    acceptance_by_layer: list[Point2] | None = Field(default=None, min_length=1)
     # trimmed vocabulary: full head rows, the head's share of a synthetic step, and the
     # fraction of target tokens inside the top-K rows ([[K, coverage], ...], log-interpolated).
     vocab_size: Annotated[int, Field(gt=0)] | None = None
     head_ms: Annotated[float, Field(ge=0)] = 0.0
-    coverage: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    coverage: list[Point2] | None = Field(default=None, min_length=1)  # interpolated: at least one point
     # n-gram: vLLM's prompt lookup window, exported as-is.
     prompt_lookup_min: Annotated[int, Field(gt=0)] | None = None
     prompt_lookup_max: Annotated[int, Field(gt=0)] | None = None
