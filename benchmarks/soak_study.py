@@ -102,7 +102,7 @@ def soak(trials: int, storage: str | None, folder: Path) -> dict:
     spec = load_study(p)
     url = storage or default_url(folder)
     study, _ = runner.prepare(spec, url, False, own_storage=storage is None)
-    study = runner._load(spec, url, False, spec.file.seed, 1, heartbeat=storage is not None)
+    study = runner.open_study(spec, url, False, spec.file.seed, 1, heartbeat=storage is not None)
     objective = runner.study_objective(spec, Evaluator(spec))
     times: list[float] = []
     rss: list[float] = []
@@ -137,9 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storage", default=None, help="Optuna storage URL (default: SQLite in a temporary folder)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
-    from simspec.study.runner import _quiet
+    from simspec.study.runner import quiet
 
-    _quiet()
+    quiet()
     with tempfile.TemporaryDirectory() as d:
         t0 = time.perf_counter()
         res = soak(args.trials, args.storage, Path(d))

@@ -88,7 +88,7 @@ def tpe_best(spec, n_trials: int, random: bool = False):
     from simspec.study import results, runner, space
     from simspec.study.evaluate import Evaluator
 
-    runner._quiet()
+    runner.quiet()
     sampler = optuna.samplers.RandomSampler(seed=spec.file.seed) if random else runner.make_sampler(spec, spec.file.seed, 1)
     st = optuna.create_study(direction="maximize", sampler=sampler)
     for b in spec.file.baselines:

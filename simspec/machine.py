@@ -11,8 +11,6 @@ through torch only when torch is already imported, else through nvidia-smi).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import platform
 import re
@@ -127,14 +125,6 @@ def from_sidecar(meta: dict) -> dict:
 def _vendor(name: str) -> str:
     low = name.lower()
     return "GenuineIntel" if "intel" in low else "AuthenticAMD" if "amd" in low else ""
-
-
-def fingerprint(ident: dict) -> str:
-    """A short stable hash of what decides kernel speed (not the bandwidth probe's noise)."""
-    key = {k: ident.get(k) for k in ("cpu", "vendor", "arch", "isa")}
-    if ident.get("gpu"):
-        key["gpu"] = (ident["gpu"] or {}).get("name")
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def slug(ident: dict) -> str:

@@ -96,6 +96,42 @@ def test_no_import_cycles():
     assert not found, f"import cycles (function-level imports included): {found}"
 
 
+def private_uses(source: str) -> list[str]:
+    """Private names (`_x`) one module takes from another simspec module: imported by name
+    (`from simspec.m import _x`) or read off an imported module (`m._x`)."""
+    tree = ast.parse(source)
+    mods: set[str] = set()
+    out: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("simspec"):
+            for a in node.names:
+                if a.name.startswith("_") and not a.name.startswith("__"):
+                    out.append(f"{node.module}.{a.name}")
+                elif f"{node.module}.{a.name}" in MODULES:
+                    mods.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            mods |= {a.asname for a in node.names if a.name.startswith("simspec") and a.asname}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in mods
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            out.append(f"{node.value.id}.{node.attr}")
+    return out
+
+
+def test_private_use_finder_finds_planted_ones():
+    src = "from simspec.config.scenario import _x, Scenario\nfrom simspec.study import space\nspace._probe(1)\n"
+    assert private_uses(src) == ["simspec.config.scenario._x", "space._probe"]
+    assert private_uses("from simspec.study import space\nspace.probe(1)\n") == []
+
+
+def test_no_module_takes_another_modules_private_names():
+    """A name another module needs is public in its own module (the schema toolkit, the
+    error translation): nothing imports `_private` helpers across modules."""
+    files = [*ROOT.rglob("*.py"), *(ROOT.parent / "benchmarks").rglob("*.py")]
+    bad = {str(p.relative_to(ROOT.parent)): u for p in files if (u := private_uses(p.read_text()))}
+    assert not bad, bad
+
+
 # Upstream stages never import downstream ones (DESIGN.md's flow).
 DOWNSTREAM = {
     "simspec.sim": ("simspec.study", "simspec.live", "simspec.validation", "simspec.report", "simspec.models",

@@ -1,7 +1,7 @@
 """Fuzzing every user-file entry point: bad input is one InputError line, never a crash.
 
 Scenario, study and validation-plan files are mutated from the shipped examples along the keys
-of their real schemas (config.Scenario, study.spec.StudyFile, validation.plan.Plan): random
+of their real schemas (config.scenario.Scenario, study.spec.StudyFile, validation.plan.Plan): random
 and unknown keys, wrong types, out-of-range values, unicode, huge numbers, NaN/inf, empty
 values, deep nesting, and files damaged as bytes. Profiles and traces are copies of the shipped
 files (profiles/intel-xeon/, a slice of traces/) corrupted as tables (dropped or retyped columns,
@@ -42,7 +42,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fuzzhelpers as fz
-from simspec.config import LogNormalLen, Scenario, UniformLen, load_scenario
+from simspec.config import Scenario, load_scenario
+from simspec.config.workload import LogNormalLen, UniformLen
 from simspec.errors import InputError
 
 REPO = fz.REPO
@@ -108,7 +109,7 @@ def _load_and_run(p: Path, *refs: Path) -> None:
         fz.check_input_error(exc, [p, *refs], True)
 
 
-@fz.known("read_toml-deep-nesting", RecursionError, "tomllib", "config.py read_toml")
+@fz.known("read_toml-deep-nesting", RecursionError, "tomllib", "config/files.py read_toml")
 def _bug_deep_toml():
     """A TOML value nested ~1000 deep: RecursionError inside tomllib (read_toml catches only
     TOMLDecodeError and UnicodeDecodeError)."""
@@ -132,14 +133,14 @@ def _bug_directory_path():
     _load_and_run(_scenario(target='profile = ""'))
 
 
-@fz.known("negative-seed", ValueError, "simspec/sim/run.py:simulate", "config.py ServingSpec.seed",
+@fz.known("negative-seed", ValueError, "simspec/sim/run.py:simulate", "config/scenario.py ServingSpec.seed",
           text="non-negative")
 def _bug_negative_seed():
     """`[serving] seed = -1` validates, then numpy refuses it inside simulate (ValueError)."""
     _load_and_run(_scenario("[serving]\nseed = -1\n"))
 
 
-@fz.known("unusable-data-path", OSError, "config.py:resolve_data_path", "config.py resolve_data_path",
+@fz.known("unusable-data-path", OSError, "files.py:resolve_data_path", "config/files.py resolve_data_path",
           text="too long")
 def _bug_long_path():
     """A profile path with a component over 255 bytes: Path.exists() raises OSError
@@ -396,7 +397,7 @@ def _run_study(path: Path) -> str:
     ev = Evaluator(spec)
     kinds = space.drafter_choices(spec)
     gmax = spec.file.search.gamma.high if hasattr(spec.file.search.gamma, "high") else max(spec.file.search.gamma)
-    points = [{"gamma": 0}] + [space._probe(spec, k, max(1, gmax)) for k in kinds]
+    points = [{"gamma": 0}] + [space.probe(spec, k, max(1, gmax)) for k in kinds]
     for p in points:
         for knob in ("max_batch",):
             v = getattr(spec.file.search, knob)

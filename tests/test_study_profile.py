@@ -8,9 +8,8 @@ import tomllib
 import pandas as pd
 
 from profhelpers import write_synthetic
-from simspec.config import parse_scenario
 from simspec.sim.build import build_round_cost
-from simspec.study import space
+from simspec.study import trial
 from simspec.study.spec import load_study
 from studyhelpers import simspec
 
@@ -55,8 +54,8 @@ def test_profile_backed_study(tmp_path):
     p = tmp_path / "prof.toml"
     p.write_text(STUDY.format(prof="p.parquet", prof2="p2.parquet"))
     spec = load_study(p)
-    full = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 4, "vocab": 1000}), str(p))
-    trim = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 4, "vocab": 64}), str(p))
+    full = trial.scenario(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 4, "vocab": 1000})
+    trim = trial.scenario(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 4, "vocab": 64})
     assert full.draft.vocab is None and trim.draft.vocab == 64
     # the profile prices the trimmed head: drafting gets cheaper, verification does not change
     cf, ct = build_round_cost(full, str(p)), build_round_cost(trim, str(p))

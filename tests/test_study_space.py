@@ -5,8 +5,7 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from simspec.config import parse_scenario
-from simspec.study import space
+from simspec.study import space, trial
 from simspec.study.evaluate import Evaluator
 from simspec.study.spec import load_study
 from studyhelpers import small_study
@@ -23,7 +22,7 @@ def _suggest(spec, params):
 
 def test_gamma_zero_has_no_drafter_knobs(spec):
     assert _suggest(spec, {"gamma": 0, "max_batch": 4}) == {"gamma": 0, "max_batch": 4}
-    sc = parse_scenario(space.build(spec, {"gamma": 0, "max_batch": 4}), "x")
+    sc = trial.scenario(spec, {"gamma": 0, "max_batch": 4})
     assert sc.gamma == 0 and sc.draft.kind == "none" and sc.serving.max_batch == 4
 
 
@@ -37,17 +36,17 @@ def test_exit_layer_only_for_early_exit_and_vocab_only_with_a_head(spec):
 
 
 def test_early_exit_acceptance_and_cost_follow_the_layer(spec):
-    lo = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 4}), "x")
-    hi = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 20}), "x")
+    lo = trial.scenario(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 4})
+    hi = trial.scenario(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 20})
     assert lo.acceptance.iid == pytest.approx(0.1) and hi.acceptance.iid == pytest.approx(0.75)
-    mid = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 8}), "x")
+    mid = trial.scenario(spec, {"gamma": 2, "drafter": "early_exit", "exit_layer": 8})
     assert mid.acceptance.iid == pytest.approx(0.25)  # linear between (4, .1) and (12, .4)
     assert (lo.draft.exit_layer, hi.draft.exit_layer) == (4, 20)
 
 
 def test_trimmed_vocab_cheaper_head_lower_acceptance(spec):
-    full = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "model", "vocab": 131072}), "x")
-    trim = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "model", "vocab": 4096}), "x")
+    full = trial.scenario(spec, {"gamma": 2, "drafter": "model", "vocab": 131072})
+    trim = trial.scenario(spec, {"gamma": 2, "drafter": "model", "vocab": 4096})
     assert full.draft.cost.step_ms == pytest.approx(4.0)
     assert trim.draft.cost.step_ms == pytest.approx(4.0 - 1.5 * (1 - 4096 / 131072))
     assert trim.acceptance.per_position == pytest.approx([0.8 * 0.85, 0.7 * 0.85, 0.65 * 0.85])
@@ -64,7 +63,7 @@ def test_tree_knob_is_named_by_depth(tmp_path):
     spec = load_study(p)
     got = _suggest(spec, {"gamma": 2, "drafter": "model", "vocab": 4096, "tree_d2": "3,1", "max_batch": 1})
     assert got["tree"] == "3,1"
-    sc = parse_scenario(space.build(spec, got), "x")
+    sc = trial.scenario(spec, got)
     assert sc.speculation.tree == [3, 1] and sc.gamma == 2
     # depth 1 has no shapes: no tree knob at all
     assert "tree" not in _suggest(spec, {"gamma": 1, "drafter": "ngram", "max_batch": 1})
@@ -99,11 +98,12 @@ draft = { cost = { step_ms = 6.0 } }
     spec = load_study(p)
     q = _suggest(spec, {"gamma": 3, "drafter": "model", "vocab": 131072, "max_batch": 2,
                         "placement": "split", "dtype": "fp32"})
-    sc = parse_scenario(space.build(spec, q), "x")
+    sc = trial.scenario(spec, q)
     assert sc.placement.draft == "dev1" and sc.placement.overlap
     assert sc.target.cost.step_ms == 28.0 and sc.draft.cost.step_ms == 6.0
+    assert sc.target.cost.per_seq_ms == 0.5  # a variant patches the base's cost table, key by key
     # an n-gram drafter takes no draft patch; early exit stays on the target's device -> invalid, said so
-    ng = parse_scenario(space.build(spec, {"gamma": 2, "drafter": "ngram", "placement": "one", "dtype": "fp32"}), "x")
+    ng = trial.scenario(spec, {"gamma": 2, "drafter": "ngram", "placement": "one", "dtype": "fp32"})
     assert ng.draft.cost is None
     with pytest.raises(Exception, match="early-exit drafter"):
         Evaluator(spec).scenario({"gamma": 2, "drafter": "early_exit", "exit_layer": 8, "placement": "split"})

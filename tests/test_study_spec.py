@@ -18,7 +18,7 @@ def _err(path) -> InputError:
 def test_small_study_loads(tmp_path):
     spec = load_study(small_study(tmp_path))
     assert spec.name == "small"
-    assert spec.base["workload"]["requests"] == 48
+    assert spec.base.workload.requests == 48 and spec.base.gamma == 0  # the base decodes plainly
 
 
 @pytest.mark.parametrize("edit, key, reason", [
@@ -35,6 +35,12 @@ def test_small_study_loads(tmp_path):
     (lambda s: s.replace("[search]", "[search]\ntree = [\"2,1\"]"), "drafters.model.acceptance", "rank_probs"),
     (lambda s: s.replace("[search]", "[search]\nplacement = [\"split\"]"), "search.placement", "[variants.placement.split]"),
     (lambda s: s.replace("layers = 24", "layers = 12"), "search.exit_layer", "target.layers is 12"),
+    (lambda s: s.replace("coverage = [[4096, 0.85], [32768, 0.96], [131072, 1.0]]", "coverage = []"),
+     "drafters.model.coverage", "at least 1 item"),
+    # the base scenario, parsed once at load (decoding plainly), and one scenario per drafter
+    (lambda s: s.replace("step_ms = 20.0", "step_ms = -1.0"), "scenario", "invalid scenario: target.cost.step_ms: "),
+    (lambda s: s.replace('cost = { step_ms = 4.0, per_seq_ms = 0.1 }', ''), "drafters.model",
+     "invalid scenario: draft: kind = 'model' needs `cost` or `profile`"),
 ])
 def test_errors_name_file_key_reason(tmp_path, edit, key, reason):
     p = small_study(tmp_path)

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from simspec.config import parse_scenario
-from simspec.study import space
+from simspec.study import space, trial
 from simspec.study.spec import load_study
 from simspec.trace.schema import write_trace
 from studyhelpers import simspec
@@ -65,13 +64,12 @@ def test_trace_columns_follow_the_knobs_and_the_study_runs(tmp_path):
     p = tmp_path / "tr.toml"
     p.write_text(STUDY.format(trace="t.parquet"))
     spec = load_study(p)
-    col = lambda q: space.build(spec, q)["acceptance"]["drafter"]  # noqa: E731
+    col = lambda q: trial.scenario(spec, q).acceptance.drafter  # noqa: E731
     assert col({"gamma": 2, "drafter": "model", "vocab": 64}) == "m/k64"
     assert col({"gamma": 2, "drafter": "model", "vocab": 1000}) == "m"
     assert col({"gamma": 2, "drafter": "early_exit", "exit_layer": 4}) == "exit4"
-    full = space.build(spec, {"gamma": 2, "drafter": "model", "vocab": 1000})
-    assert "vocab" not in full["draft"]  # the full head: the column is untrimmed too
-    parse_scenario(full, str(p))
+    full = trial.scenario(spec, {"gamma": 2, "drafter": "model", "vocab": 1000})
+    assert full.draft.vocab is None  # the full head: the column is untrimmed too
     out = tmp_path / "run"
     r = simspec("study", str(p), "--out", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr

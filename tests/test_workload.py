@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from simspec.config import WorkloadSpec
+from simspec.config.workload import WorkloadSpec
 from simspec.sim.workload import build_workload
 
 

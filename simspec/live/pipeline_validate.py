@@ -31,7 +31,10 @@ from typing import Annotated, Callable
 
 from pydantic import Field, ValidationError, model_validator
 
-from simspec.config import PosInt, Scenario, Strict, TokenLen, _pydantic_error, parse_scenario, read_toml
+from simspec.config import Scenario, parse_scenario
+from simspec.config.fields import PosInt, Strict, TokenLen
+from simspec.config.files import read_toml
+from simspec.config.pydantic_errors import input_error as _pydantic_error
 from simspec.errors import InputError
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-from simspec.config import CostSpec, Scenario, resolve_data_path
+from simspec.config import Scenario, resolve_data_path
+from simspec.config.scenario import CostSpec
 from simspec.errors import InputError
 from simspec.sim.acceptance import SurvivalOracle, chain_survival, tree_survival
 from simspec.sim.costs import CostModel, ScaledCost, SyntheticCost, load_profile_cost

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from simspec.config import DeviceSpec
+from simspec.config.device import DeviceSpec
 
 
 @dataclass

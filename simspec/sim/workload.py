@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from simspec.config import LogNormalLen, UniformLen, WorkloadSpec
+from simspec.config.workload import LogNormalLen, UniformLen, WorkloadSpec
 from simspec.sim.datasets import length_pairs
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from simspec.errors import InputError
 from simspec.study import objectives
 from simspec.study.evaluate import Evaluator
+from simspec.study.knobs import Changes
 from simspec.study.spec import StudySpec
 
 QUEUEING_METRICS = ("ttft_p50_s", "ttft_p99_s", "e2e_p50_s", "e2e_p99_s")
@@ -28,7 +29,8 @@ class CapacityResult:
     probes: dict[str, bool] = field(default_factory=dict)
 
 
-def patch(spec: StudySpec, replicas: int) -> dict:
+def changes(spec: StudySpec, replicas: int) -> Changes:
+    """The scenario changes of one capacity probe: the offered Poisson rate on `replicas` replicas."""
     cap = spec.file.capacity
     wl: dict[str, Any] = {"arrival": "poisson", "rate": cap.rate, "concurrency": None}
     if cap.requests is not None:
@@ -67,7 +69,7 @@ def fewest_replicas(spec: StudySpec, ev: Evaluator, p: dict[str, Any]) -> Capaci
     summaries: dict[int, dict] = {}
 
     def feasible(n: int) -> bool:
-        s = ev.evaluate(p, patch(spec, n))
+        s = ev.evaluate(p, changes(spec, n))
         summaries[n] = s
         probes[str(n)] = ok = _ok(spec, s)
         return ok

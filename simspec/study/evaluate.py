@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from simspec.config import Scenario, parse_scenario
+from simspec.config import Scenario
 from simspec.sim.run import simulate
 from simspec.sim.workload import Workload, build_workload
-from simspec.study import space
-from simspec.study.spec import StudySpec, deep_merge
+from simspec.study import space, trial
+from simspec.study.knobs import Changes
+from simspec.study.spec import StudySpec
 
 # Figures kept per trial (one user attribute, one storage write).
 KEEP = (
@@ -24,11 +25,9 @@ class Evaluator:
         self.spec = spec
         self._workloads: dict[str, Workload] = {}
 
-    def scenario(self, p: dict[str, Any], patch: dict | None = None) -> Scenario:
-        d = space.build(self.spec, p)
-        if patch:
-            d = deep_merge(d, patch)
-        return parse_scenario(d, self.spec.where)
+    def scenario(self, p: dict[str, Any], *changes: Changes) -> Scenario:
+        """The scenario of point `p` with `changes` applied last (`trial.scenario`)."""
+        return trial.scenario(self.spec, p, *changes)
 
     def workload(self, sc: Scenario) -> Workload:
         key = f"{sc.serving.seed}:{sc.workload.model_dump_json()}"
@@ -52,7 +51,7 @@ class Evaluator:
             for kind in space.drafter_choices(self.spec):
                 ds = self.spec.file.drafters.get(kind)
                 if ds is not None and ds.acceptance is not None and ds.acceptance.trace is not None:
-                    probe = self.scenario(space._probe(self.spec, kind, 1), {"workload": sc.workload.model_dump()})
+                    probe = self.scenario(space.probe(self.spec, kind, 1), {"workload": sc.workload})
                     break
         if probe is None:
             return None  # build_workload says what is missing
@@ -66,5 +65,5 @@ class Evaluator:
         kept.update({k: float(summary[k]) for k in ESTIMATE_KEYS if k in summary})
         return kept
 
-    def evaluate(self, p: dict[str, Any], patch: dict | None = None) -> dict[str, Any]:
-        return self.run(self.scenario(p, patch))
+    def evaluate(self, p: dict[str, Any], *changes: Changes) -> dict[str, Any]:
+        return self.run(self.scenario(p, *changes))

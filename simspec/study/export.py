@@ -61,7 +61,7 @@ def hot_ids(spec: StudySpec, kind: str, k: int) -> tuple[list[int] | None, str]:
     `calibration.order` (ids by frequency over the calibration texts), if a trace gives them."""
     ds = spec.file.drafters.get(kind)
     ref = ds.acceptance.trace if ds is not None and ds.acceptance is not None else None
-    ref = ref or (spec.base.get("acceptance") or {}).get("trace")
+    ref = ref or (spec.base.acceptance.trace if spec.base.acceptance is not None else None)
     if not ref:
         return None, ""
     from simspec.trace.schema import sidecar_path

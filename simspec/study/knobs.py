@@ -1,22 +1,24 @@
 """The search knobs, one `Knob` each: when it applies, its values, how a trial suggests it,
-its Optuna name and (for the knobs that patch a scenario section on their own) how it applies.
+its Optuna name and (for the knobs that change a scenario section on their own) its change.
 
 `space.py` loops over `KNOBS` in this order, which is the order a trial suggests them in (so a
 seed replays the same trials). A conditional knob depends only on the knobs before it. The
-drafter knobs (gamma, drafter, exit_layer, vocab) build the [draft] and [acceptance] sections
-together in `space.build`, because one kind's cost and acceptance depend on all four.
+drafter knobs (gamma, drafter, exit_layer, vocab, tree) give the [draft] and [acceptance]
+sections together in `trial.drafter_changes`, because one kind's cost and acceptance depend
+on all four.
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from simspec import drafters
-from simspec.study.schema import IntRange, StudySpec, merge_scenario, parse_tree
+from simspec.config.patch import one_source
+from simspec.study.schema import IntRange, StudySpec, parse_tree
 
-Point = dict[str, Any]
+Point = dict[str, Any]  # knob -> value
+Changes = dict[str, Any]  # section -> change, for `Scenario.with_`
 
 
 def int_values(knob) -> list[int]:
@@ -45,7 +47,7 @@ def drafter_choices(spec: StudySpec) -> list[str]:
         return list(s.drafter)
     if spec.file.drafters:
         return list(spec.file.drafters)
-    kind = (spec.base.get("draft") or {}).get("kind", drafters.NONE)
+    kind = spec.own_kind
     return [kind] if kind != drafters.NONE else []
 
 
@@ -71,7 +73,7 @@ class Knob:
     values: Callable[[StudySpec, Point], list]       # every value (grids; categorical choices)
     integer: bool = False                            # suggested as an int range / int list
     optuna: Callable[[Point], str] | None = None     # its Optuna name, when not `name`
-    apply: Callable[[StudySpec, Point, dict], dict] | None = None  # patch the scenario mapping
+    apply: Callable[[StudySpec, Point], list[Changes]] | None = None  # its scenario changes, in order
 
     def optuna_name(self, p: Point) -> str:
         return self.optuna(p) if self.optuna else self.name
@@ -86,22 +88,20 @@ def _int_knob(name: str) -> Callable[[StudySpec, Point], list]:
     return lambda spec, p: int_values(getattr(spec.file.search, name))
 
 
-def _variant(knob: str) -> Callable[[StudySpec, Point, dict], dict]:
-    """placement / dtype: merge the chosen [variants.<knob>.<name>] section into the scenario."""
-    def apply(spec: StudySpec, p: Point, d: dict) -> dict:
-        patch = copy.deepcopy(spec.file.variants[knob][p[knob]])
-        if not drafters.KINDS.get(d["draft"].get("kind"), drafters.Kind("", "")).separate_model:
-            patch.pop("draft", None)
-        if knob == "placement" and "placement" in patch:
-            d["placement"] = patch.pop("placement")  # a placement is replaced whole
-        return merge_scenario(d, patch)  # a variant's profile replaces a cost, and back
+def _variant(knob: str) -> Callable[[StudySpec, Point], list[Changes]]:
+    """placement / dtype: the chosen [variants.<knob>.<name>] tables, patched into the scenario."""
+    def apply(spec: StudySpec, p: Point) -> list[Changes]:
+        entry = drafters.KINDS.get(p["drafter"]) if _drafting(spec, p) else None
+        own_model = entry is not None and entry.separate_model  # else [draft] has no cost to vary
+        patch = {sec: v for sec, v in spec.file.variants[knob][p[knob]].items() if sec != "draft" or own_model}
+        cleared = [{"placement": None}] if knob == "placement" and "placement" in patch else []
+        return cleared + [one_source(patch)]  # a placement is replaced whole; a profile replaces a cost
 
     return apply
 
 
-def _max_batch(spec: StudySpec, p: Point, d: dict) -> dict:
-    d.setdefault("serving", {})["max_batch"] = int(p["max_batch"])
-    return d
+def _max_batch(spec: StudySpec, p: Point) -> list[Changes]:
+    return [{"serving": {"max_batch": int(p["max_batch"])}}]
 
 
 def _drafting(spec: StudySpec, p: Point) -> bool:

@@ -16,13 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from simspec.atomic import write_text, write_via
-from simspec.config import resolve_data_path
+from simspec.config import Scenario, resolve_data_path
+from simspec.config.files import PATH_KEYS
 from simspec.study import capacity as cap_mod
-from simspec.study import export, objectives, results, schedule, space, tomlw
+from simspec.study import export, knobs, objectives, results, schedule, tomlw
 from simspec.study.evaluate import Evaluator
 from simspec.study.spec import StudySpec
-
-PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"))
 
 
 @dataclass
@@ -36,8 +35,6 @@ class Outcome:
     best: Any  # the best feasible trial, or None
     best_k: dict[str, Any]  # its knobs
     points: list[schedule.Point]  # per-batch-size schedule of the best knobs
-    vllm: dict  # vllm_speculative_config.json
-    sglang: str  # sglang_args.txt (the other engines' files: `exports`)
     notes: list[str]
     importances: dict[str, float]  # knob -> importance for the first objective
     importance_method: str
@@ -51,15 +48,14 @@ class Outcome:
         return min(cands, key=lambda t: (sign * t.values[0], t.number)) if cands else None
 
 
-def portable_scenario(d: dict, spec: StudySpec, out: Path) -> dict:
+def portable_scenario(sc: Scenario, spec: StudySpec, out: Path) -> Scenario:
     """Profile/trace paths re-expressed relative to the run folder, where best.toml lives."""
-    d = json.loads(json.dumps(d))
+    moved: dict[str, dict[str, str]] = {}
     for sec, key in PATH_KEYS:
-        ref = (d.get(sec) or {}).get(key)
-        if isinstance(ref, str) and not Path(ref).is_absolute():
-            p = resolve_data_path(ref, spec.where).resolve()
-            d[sec][key] = os.path.relpath(p, out.resolve())
-    return d
+        ref = getattr(getattr(sc, sec), key, None)
+        if ref is not None and not Path(ref).is_absolute():
+            moved[sec] = {key: os.path.relpath(resolve_data_path(ref, spec.where).resolve(), out.resolve())}
+    return sc.with_(moved, file=spec.where)
 
 
 def importances(study) -> tuple[dict[str, float], str]:
@@ -86,7 +82,7 @@ def importances(study) -> tuple[dict[str, float], str]:
             imp = dict(optuna.importance.get_param_importances(
                 study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(),
                 target=lambda t: sign * t.values[0] if results.is_feasible(t) else worst))
-        imp = {results.knobs_name(k): float(v) for k, v in imp.items()}
+        imp = {knobs.optuna_to_knob(k): float(v) for k, v in imp.items()}
     except Exception:  # too few trials, or a degenerate space: fall back to eta^2
         imp = {}
         how = "eta^2"
@@ -124,23 +120,16 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
     best = results.best_trial(study)
     notes: list[str] = []
     pts: list[schedule.Point] = []
-    vcfg: dict = {}
-    sgl = ""
     exps = export.Exports()
     best_k: dict[str, Any] = {}
     if best is not None:
         best_k = results.knobs(best)
-        patch = cap_mod.patch(spec, best.user_attrs["replicas"]) if capacity else None
-        sc_dict = space.build(spec, best_k)
-        if patch:
-            from simspec.study.spec import deep_merge
-
-            sc_dict = deep_merge(sc_dict, patch)
-            sc_dict["workload"] = {k: v for k, v in sc_dict["workload"].items() if v is not None}
+        changes = [cap_mod.changes(spec, best.user_attrs["replicas"])] if capacity else []
+        sc = portable_scenario(ev.scenario(best_k, *changes), spec, out)
         header = (f"best.toml from `simspec study {spec.path.name}` (study {study.study_name!r}, trial #{best.number})\n"
                   f"knobs: {json.dumps(best_k)}\n"
                   "a complete scenario: simspec simulate best.toml")
-        write_text(out / "best.toml", tomlw.dumps(portable_scenario(sc_dict, spec, out), header))
+        write_text(out / "best.toml", tomlw.dumps(sc.model_dump(exclude_unset=True), header))  # the keys given
         written.append("best.toml")
 
         pts = schedule.run_schedule(spec, ev, study, best_k)
@@ -149,12 +138,8 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
         exps = export.export(spec, study, best_k, pts, ev, versions)
         notes += exps.notes
         written += export.write(exps, out)
-        v, g = exps.get("vllm"), exps.get("sglang")
-        vcfg = v.config if v is not None else {}
-        sgl = g.files[g.main] if g is not None else ""
     else:
         notes.append("No trial met every SLO: no best.toml and no engine export. Relax [constraints] or widen [search].")
 
     imp, how = importances(study)
-    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, vcfg, sgl, notes, imp, how, written,
-                   exps)
+    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, notes, imp, how, written, exps)

@@ -50,10 +50,6 @@ def knobs(t) -> dict[str, Any]:
     return space.from_optuna_params(t.params)
 
 
-def knobs_name(param: str) -> str:
-    return "tree" if param.startswith("tree_d") else param
-
-
 def frame(study):
     """One row per trial: state, values, knobs, feasibility, simulated figures."""
     import pandas as pd

@@ -29,7 +29,8 @@ class RunInfo:
     stale_failed: int      # RUNNING trials of a killed run marked failed
 
 
-def _quiet() -> None:
+def quiet() -> None:
+    """Optuna's per-trial log lines and experimental warnings off (simspec shows progress)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -116,7 +117,8 @@ def _done(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def _load(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int, heartbeat: bool = False):
+def open_study(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int, heartbeat: bool = False):
+    """The study already created in the storage at `url` (by `prepare`), with this worker's sampler."""
     import optuna
 
     storage = open_storage(url, heartbeat=heartbeat)
@@ -126,9 +128,9 @@ def _load(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int, he
 
 def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int,
             heartbeat: bool = False) -> None:
-    _quiet()
+    quiet()
     spec = load_study(study_path)
-    study = _load(spec, url, capacity, seed, workers, heartbeat)
+    study = open_study(spec, url, capacity, seed, workers, heartbeat)
     ev = Evaluator(spec)
     obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
     study.optimize(obj, n_trials=n_trials, gc_after_trial=False)
@@ -141,7 +143,7 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
 
     from simspec.study.storage import fail_stale_heartbeats, fail_stale_running
 
-    _quiet()
+    quiet()
     storage = open_storage(url, heartbeat=not own_storage)
     name = study_name(spec, capacity)
     dirs = directions(spec, capacity)
@@ -182,7 +184,7 @@ def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, 
         pr.start()
         procs.append(pr)
     try:
-        study = _load(spec, url, capacity, seed, workers, not own_storage)
+        study = open_study(spec, url, capacity, seed, workers, not own_storage)
         ev = Evaluator(spec)
         obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
         if progress:

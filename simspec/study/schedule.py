@@ -14,6 +14,7 @@ from typing import Any
 from simspec.errors import InputError
 from simspec.study import results, space
 from simspec.study.evaluate import Evaluator
+from simspec.study.knobs import Changes
 from simspec.study.spec import IntRange, StudySpec
 
 
@@ -32,7 +33,7 @@ def batch_sizes(spec: StudySpec, best: dict[str, Any]) -> list[int]:
         return sorted(set(sched.batch_sizes))
     mb = spec.file.search.max_batch
     top = (mb.high if isinstance(mb, IntRange) else max(mb)) if mb is not None else \
-        int(best.get("max_batch") or spec.base.get("serving", {}).get("max_batch", 1))
+        int(best.get("max_batch") or spec.base.serving.max_batch)
     out, b = [], 1
     while b < top:
         out.append(b)
@@ -59,12 +60,12 @@ def drafter_params(spec: StudySpec, study, best: dict[str, Any]) -> dict[str, di
     for kind in space.drafter_choices(spec):
         if kind not in out:
             out[kind] = {**{k: v for k, v in best.items() if k not in ("drafter", "exit_layer", "vocab", "tree")},
-                         **space._probe(spec, kind, 1)}
+                         **space.probe(spec, kind, 1)}
     return out
 
 
-def saturated(spec: StudySpec, b: int) -> dict[str, Any]:
-    """The scenario patch of bucket b: a closed loop of b users on a replica with max_batch = b."""
+def saturated(spec: StudySpec, b: int) -> Changes:
+    """The scenario changes of bucket b: a closed loop of b users on a replica with max_batch = b."""
     sched = spec.file.schedule
     n = max(sched.min_requests, b * sched.requests_per_slot)
     return {"serving": {"max_batch": b},
@@ -87,14 +88,14 @@ def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any]) ->
     per_kind = drafter_params(spec, study, best)
     pts: list[Point] = []
     for b in batch_sizes(spec, best):
-        patch = saturated(spec, b)
+        bucket = saturated(spec, b)
         cands = [("none", point_knobs(best, None, None, 0))]
         for kind, kp in per_kind.items():
             for g in gammas(spec):
                 cands.append((kind, point_knobs(best, kp, kind, g)))
         for kind, p in cands:
             try:
-                s = ev.evaluate(p, patch)
+                s = ev.evaluate(p, bucket)
             except InputError:
                 continue
             pts.append(Point(b, kind, int(p["gamma"]), s["throughput_tok_s"], s["tpot_p50_s"]))

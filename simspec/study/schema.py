@@ -6,14 +6,14 @@ the loader calls to check a file, can import these types without an import cycle
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AfterValidator, Field, model_validator
 
 from simspec import drafters as drafter_kinds
-from simspec.config import AcceptanceSpec, CostSpec, Strict
+from simspec.config.fields import Strict
+from simspec.config.scenario import AcceptanceSpec, CostSpec, Scenario
 from simspec.tree_shape import TreeShape
 
 # A drafter kind of simspec.drafters ("none" is gamma = 0, not a drafter).
@@ -71,6 +71,9 @@ def parse_tree(shape: str) -> list[int]:
     return list(TreeShape.parse(shape).branching)
 
 
+Point2 = Annotated[list[float], Field(min_length=2, max_length=2)]  # [x, y] of an interpolated curve
+
+
 class DrafterSpec(Strict):
     """One kind of drafter the search may pick, with its cost and its acceptance."""
 
@@ -79,12 +82,12 @@ class DrafterSpec(Strict):
     profile: str | None = None
     acceptance: AcceptanceSpec | None = None
     # early exit, synthetic acceptance: [[layer, iid acceptance], ...], interpolated in layer.
-    acceptance_by_layer: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    acceptance_by_layer: list[Point2] | None = Field(default=None, min_length=1)
     # trimmed vocabulary: full head rows, the head's share of a synthetic step, and the
     # fraction of target tokens inside the top-K rows ([[K, coverage], ...], log-interpolated).
     vocab_size: Annotated[int, Field(gt=0)] | None = None
     head_ms: Annotated[float, Field(ge=0)] = 0.0
-    coverage: list[Annotated[list[float], Field(min_length=2, max_length=2)]] | None = None
+    coverage: list[Point2] | None = Field(default=None, min_length=1)  # interpolated: at least one point
     # n-gram: vLLM's prompt lookup window, exported as-is.
     prompt_lookup_min: Annotated[int, Field(gt=0)] | None = None
     prompt_lookup_max: Annotated[int, Field(gt=0)] | None = None
@@ -150,36 +153,21 @@ class StudyFile(Strict):
     schedule: ScheduleSpec = ScheduleSpec()
 
 
-def deep_merge(base: dict, patch: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in patch.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = deep_merge(out[k], v)
-        else:
-            out[k] = copy.deepcopy(v)
-    return out
-
-
-def merge_scenario(base: dict, patch: dict) -> dict:
-    """deep_merge for scenario mappings: a patched `profile` replaces a `cost` (and back) in
-    [target] and [draft], since a scenario takes exactly one of them."""
-    out = copy.deepcopy(base)
-    for sec in ("target", "draft"):
-        given = patch.get(sec) if isinstance(patch.get(sec), dict) else {}
-        for a, b in (("profile", "cost"), ("cost", "profile")):
-            if a in given and isinstance(out.get(sec), dict):
-                out[sec].pop(b, None)
-    return deep_merge(out, patch)
-
-
 class StudySpec:
-    """A loaded study: the validated file plus the base scenario mapping it starts from."""
+    """A loaded study: the validated file, and the base scenario every point changes
+    (`trial.scenario`): `base` decodes plainly; `own_draft` is the base's own [draft] table,
+    used as written when the search picks its kind and the study has no [drafters.<kind>]."""
 
-    def __init__(self, file: StudyFile, path: Path, base: dict[str, Any]) -> None:
+    def __init__(self, file: StudyFile, path: Path, base: Scenario, own_draft: dict[str, Any]) -> None:
         self.file = file
         self.path = path
         self.base = base
+        self.own_draft = own_draft
         self.name = file.name or path.stem
+
+    @property
+    def own_kind(self) -> str:
+        return self.own_draft.get("kind", drafter_kinds.NONE)
 
     @property
     def where(self) -> str:

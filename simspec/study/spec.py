@@ -9,17 +9,20 @@ deep-merged on top and `[workload]` replacing the scenario's workload whole.
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from simspec import drafters as drafter_kinds
-from simspec.config import _pydantic_error, read_toml
+from simspec.config import Scenario, parse_scenario
+from simspec.config.files import PATH_KEYS, read_toml
+from simspec.config.patch import deep_merge, one_source
+from simspec.config.pydantic_errors import input_error
 from simspec.errors import InputError
 from simspec.study.schema import (  # noqa: F401  (the study's types, re-exported for callers)
-    CapacitySpec, Constraint, DrafterSpec, IntRange, ScheduleSpec, SearchSpec, StudyFile, StudySpec,
-    deep_merge, merge_scenario, parse_tree,
+    CapacitySpec, Constraint, DrafterSpec, IntRange, ScheduleSpec, SearchSpec, StudyFile, StudySpec, parse_tree,
 )
 from simspec.study.space import check
 
@@ -31,7 +34,7 @@ def load_study(path: str | Path) -> StudySpec:
     try:
         sf = StudyFile.model_validate(data)
     except ValidationError as exc:
-        err = _pydantic_error(str(p), exc)
+        err = input_error(str(p), exc)
         keyed = any("[key]" in map(str, e.get("loc", ())) for e in exc.errors())
         if err.key and keyed and "Input should be" in err.reason:  # a bad table name inside a keyed section
             err = InputError(err.file, err.key, "unknown section " + err.reason.replace("Input should be", "(should be"). rstrip() + ")" if "Input should be" in err.reason else err.reason)
@@ -47,27 +50,34 @@ def load_study(path: str | Path) -> StudySpec:
         base = _rebase_paths(base, sp.parent, p.parent)
     else:
         base = dict(sf.scenario)
-    base = merge_scenario(base, sf.patch)
+    base = deep_merge(base, one_source(sf.patch))  # a patched profile replaces a cost, and back
     if sf.workload is not None:
         base["workload"] = dict(sf.workload)
     for sec, v in base.items():  # the search space patches these sections as tables
         if not isinstance(v, dict):
             raise InputError(str(p), f"scenario.{sec}", f"must be a table, not {type(v).__name__}")
+    if "target" not in base or "workload" not in base:
+        raise InputError(str(p), "scenario", "the base scenario needs [target] and [workload]")
     sf = _from_trace(sf, p)
-    spec = StudySpec(sf, p, base)
+    spec = StudySpec(sf, p, _plain(base, str(p)), base.get("draft", {}))
     check(spec)
     return spec
 
 
-_PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"))
+def _plain(base: dict[str, Any], where: str) -> Scenario:
+    """The base scenario decoding plainly (no drafter, no tree): what every point changes."""
+    speculation = {k: v for k, v in base.get("speculation", {}).items() if k != "tree"}
+    plain = {**base, "draft": {"kind": drafter_kinds.NONE}, "speculation": {**speculation, "draft_len": 0}}
+    try:
+        return parse_scenario(plain, where)
+    except InputError as exc:
+        raise InputError(where, "scenario", f"gives an invalid scenario: {exc.key}: {exc.reason}") from None
 
 
 def _rebase_paths(sc: dict, scenario_dir: Path, study_dir: Path) -> dict:
     """A referenced scenario's relative profile/trace paths, re-expressed for the study file."""
-    import os
-
     out = copy.deepcopy(sc)
-    for sec, key in _PATH_KEYS:
+    for sec, key in PATH_KEYS:
         ref = out.get(sec, {}).get(key) if isinstance(out.get(sec), dict) else None
         if isinstance(ref, str) and not Path(ref).is_absolute() and not Path(ref).exists():
             cand = scenario_dir / ref

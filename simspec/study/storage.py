@@ -16,10 +16,6 @@ def default_url(out: Path) -> str:
     return f"sqlite:///{(out / DB_NAME).resolve()}"
 
 
-def is_local(url: str, out: Path) -> bool:
-    return url == default_url(out)
-
-
 # Heartbeats on shared storage (a URL given with --storage: other hosts or runs may use it):
 # every running trial records a beat every HEARTBEAT_S seconds, and a trial whose last beat is
 # older than GRACE_S (its worker was killed, or its host died) is marked FAIL by the next worker

@@ -48,7 +48,11 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from simspec import drafters
-from simspec.config import PosInt, Scenario, Strict, TokenLen, check_arrival, _pydantic_error, parse_scenario, read_toml
+from simspec.config import Scenario, parse_scenario
+from simspec.config.fields import PosInt, Strict, TokenLen
+from simspec.config.files import read_toml
+from simspec.config.pydantic_errors import input_error as _pydantic_error
+from simspec.config.workload import check_arrival
 from simspec.drafters import DraftSpec
 from simspec.errors import InputError
 from simspec.sim.workload import poisson_times

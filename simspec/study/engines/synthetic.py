@@ -20,35 +20,35 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from simspec.config import parse_scenario, resolve_data_path
+from simspec.config import resolve_data_path
+from simspec.config.scenario import AcceptanceSpec
 from simspec.errors import InputError
-from simspec.study import schedule, space
+from simspec.study import schedule, trial
 from simspec.study.engines.answer import Answer
-from simspec.study.spec import StudySpec, deep_merge
+from simspec.study.spec import StudySpec
 
 
 def conditional_rates(spec: StudySpec, knobs: dict[str, Any], depth: int) -> tuple[list[float], str]:
     """Per-position conditional acceptance (len `depth`) of the drafter in `knobs`, and where
     it comes from. `knobs` are one schedule point's (schedule.point_knobs)."""
-    d = space.build(spec, {**knobs, "gamma": max(depth, 1)})
-    acc = d.get("acceptance") or {}
-    if "trace" in acc:
+    acc = trial.scenario(spec, {**knobs, "gamma": max(depth, 1)}).acceptance
+    if acc is None:
+        raise InputError(spec.where, "acceptance", "no acceptance to fix a synthetic run to")
+    if acc.trace is not None:
         from simspec.trace.schema import load_trace
         from simspec.trace.summary import per_position
 
-        path = resolve_data_path(acc["trace"], spec.where)
+        path = resolve_data_path(acc.trace, spec.where)
         tr = load_trace(path, spec.where)
-        rates = [0.0 if math.isnan(x) else x for x in per_position(tr, acc["drafter"], depth)]
-        return rates, f"trace {acc['trace']}, column {acc['drafter']}"
-    if "per_position" in acc:
-        a = list(acc["per_position"])
+        rates = [0.0 if math.isnan(x) else x for x in per_position(tr, acc.drafter, depth)]
+        return rates, f"trace {acc.trace}, column {acc.drafter}"
+    if acc.per_position is not None:
+        a = list(acc.per_position)
         a += [a[-1]] * (depth - len(a))
         return [float(x) for x in a[:depth]], "per_position acceptance"
-    if "iid" in acc:
-        return [float(acc["iid"])] * depth, "i.i.d. acceptance"
-    if "rank_probs" in acc:
-        return [float(acc["rank_probs"][0])] * depth, "rank_probs (P(rank 0) along a chain)"
-    raise InputError(spec.where, "acceptance", "no acceptance to fix a synthetic run to")
+    if acc.iid is not None:
+        return [float(acc.iid)] * depth, "i.i.d. acceptance"
+    return [float(acc.rank_probs[0])] * depth, "rank_probs (P(rank 0) along a chain)"
 
 
 def unconditional(rates: list[float], k: int) -> list[float]:
@@ -92,11 +92,9 @@ class Predictor:
         key = (k, b)
         if key not in self._cache:
             p = schedule.point_knobs(self.best, self.kp, self.answer.kind, k)
-            d = space.build(self.spec, p)
-            if k > 0 and self.rates:
-                d["acceptance"] = {"per_position": [float(x) for x in self.rates[:k]]}
-            d = deep_merge(d, schedule.saturated(self.spec, b))
-            self._cache[key] = self.ev.run(parse_scenario(d, self.spec.where))
+            fixed = [{"acceptance": AcceptanceSpec(per_position=[float(x) for x in self.rates[:k]])}] \
+                if k > 0 and self.rates else []
+            self._cache[key] = self.ev.run(self.ev.scenario(p, *fixed, schedule.saturated(self.spec, b)))
         return self._cache[key]
 
     def rows(self, engine: str, k_at) -> list[Row]:

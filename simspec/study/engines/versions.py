@@ -202,10 +202,3 @@ def check(name: str, version: str, items: dict) -> None:
     for key, v in items.items():
         known = values(name, key)
         assert not known or v in known, f"{name} {version}: {key} = {v!r} is not one of {known}"
-
-
-def table_rows() -> list[dict]:
-    """The table as rows (for docs and tests): engine, key, since, until, source, unconfirmed."""
-    return [{"engine": e.title, "key": k.name, "since": k.since or f"<= {e.versions[0]}",
-             "until": k.until or "-", "written": k.written, "source": k.source, "unconfirmed": k.unconfirmed}
-            for e in ENGINES.values() for k in e.keys]

@@ -1,0 +1,71 @@
+"""pydantic's validation errors -> one InputError line (file, dotted TOML key, reason).
+
+pydantic reports every failed branch of a union and blames a model's root for an error its
+validator raises; a user needs the one key they got wrong, spelled as in their file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from simspec.errors import InputError
+
+
+class KeyedError(ValueError):
+    """A cross-section error that knows its own key (pydantic would blame the root)."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
+
+
+def toml_key(loc: tuple[Any, ...]) -> str:
+    """pydantic's error location as a dotted TOML key (union branch names dropped)."""
+    out: list[str] = []
+    skip_tag = False
+    for part in loc:
+        text = str(part)
+        if skip_tag:
+            skip_tag = False
+            continue
+        if text.startswith("tagged-union"):
+            skip_tag = True  # the next part is the tag value, not a key
+            continue
+        if isinstance(part, int):
+            out[-1:] = [f"{out[-1]}[{part}]"] if out else [f"[{part}]"]
+        elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool", "[key]"):
+            continue
+        else:
+            out.append(text)
+    return ".".join(out)
+
+
+def _most_specific(errors: list[dict]) -> dict:
+    """A typo inside a union member yields several errors; the deepest one names the key
+    the user got wrong (an unknown key beats the 'missing' it caused)."""
+    rank = {"extra_forbidden": 0, "missing": 1}
+    return min(errors, key=lambda e: (-toml_key(tuple(e.get("loc", ()))).count("."), rank.get(e.get("type"), 2)))
+
+
+def input_error(file: str, err: ValidationError, prefix: str = "") -> InputError:
+    """The one error a user should fix first; `prefix` is the key of the table validated
+    (when it is one section of a file, not the whole file)."""
+    first = _most_specific(err.errors())
+    ctx = first.get("ctx") or {}
+    inner = ctx.get("error")
+    if isinstance(inner, KeyedError):
+        return InputError(file, inner.key, inner.reason)
+    key = ".".join(k for k in (prefix, toml_key(tuple(first.get("loc", ())))) if k)
+    msg = first.get("msg", "invalid value")
+    if first.get("type") == "extra_forbidden":
+        msg = "unknown key"
+    elif first.get("type") == "missing":
+        msg = "required key is missing"
+    else:
+        msg = msg.removeprefix("Value error, ")
+        if "input" in first and first.get("type") not in ("model_type",):
+            msg = f"{msg} (got {first['input']!r})"
+    return InputError(file, key or "(top level)", msg)

@@ -1,0 +1,292 @@
+"""The scenario schema: what one simulation is (target, drafter, acceptance, speculation,
+placement, workload, serving), from a TOML file or a mapping to a typed, validated `Scenario`.
+
+Unknown keys are errors, and every error names the file, the key and the reason, so a user
+fixing a scenario never has to read a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+
+from simspec import drafters
+from simspec.config.device import DeviceSpec
+from simspec.config.fields import Dtype, NonNeg, PosInt, Prob, Strict
+from simspec.config.files import read_toml
+from simspec.config.patch import deep_merge
+from simspec.config.pydantic_errors import KeyedError, input_error
+from simspec.config.workload import WorkloadSpec
+from simspec.errors import InputError
+from simspec.tree_shape import TreeShape
+
+
+class CostSpec(Strict):
+    """Synthetic cost of one forward pass, in milliseconds."""
+
+    step_ms: NonNeg
+    per_seq_ms: NonNeg = 0.0
+    per_token_ms: NonNeg = 0.0
+    per_kv_token_ms: NonNeg = 0.0
+
+
+class ModelDims(Strict):
+    """What the KV-capacity arithmetic needs when no profile supplies it; with `hidden`,
+    `heads`, `intermediate` and `vocab` too, enough for a roofline estimate (no `cost`,
+    `profile` or `model` needed)."""
+
+    layers: PosInt
+    kv_heads: PosInt
+    head_dim: PosInt
+    dtype_bytes: PosInt = 2
+    weights_gb: NonNeg = 0.0
+    hidden: PosInt | None = None
+    heads: PosInt | None = None
+    intermediate: PosInt | None = None
+    vocab: PosInt | None = None
+    tied: bool = True
+
+    @property
+    def complete(self) -> bool:
+        """Enough for the roofline (every shape of every kernel)."""
+        return None not in (self.hidden, self.heads, self.intermediate, self.vocab)
+
+
+def _roofline_source(model: str | None, dims: ModelDims | None) -> bool:
+    return model is not None or (dims is not None and dims.complete)
+
+
+class TargetSpec(Strict):
+    name: str = "target"
+    cost: CostSpec | None = None
+    profile: str | None = None
+    layers: PosInt | None = None
+    dims: ModelDims | None = None
+    # A roofline estimate on the target's device: `model` names its dims (a published name,
+    # a profile, an HF config or a GGUF file; simspec.devices.arch), or `dims` gives them all.
+    model: str | None = None
+    dtype: Dtype = "bf16"              # the roofline's compute dtype
+    tensor_parallel: PosInt = 1        # roofline: weights split over this many devices
+    pipeline_stages: PosInt = 1        # roofline what-if: stages a forward passes through
+
+    @property
+    def roofline(self) -> bool:
+        return self.cost is None and self.profile is None and _roofline_source(self.model, self.dims)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "TargetSpec":
+        if self.cost is not None and self.profile is not None:
+            raise ValueError("give exactly one of `cost` or `profile`")
+        if self.model is not None and (self.cost is not None or self.profile is not None):
+            raise ValueError("give exactly one of `cost`, `profile` or `model`")
+        if self.cost is None and self.profile is None and not self.roofline:
+            raise ValueError("give exactly one of `cost`, `profile` or `model` (or full `dims`: "
+                             "hidden, heads, intermediate, vocab) for a roofline estimate")
+        if not self.roofline and (self.tensor_parallel > 1 or self.pipeline_stages > 1):
+            raise ValueError("`tensor_parallel` and `pipeline_stages` are roofline what-ifs: they need `model` (or full `dims`)")
+        return self
+
+
+class DraftSpec(Strict):
+    kind: str = drafters.NONE  # a kind of simspec.drafters (or "none")
+    name: str | None = None
+    cost: CostSpec | None = None
+    profile: str | None = None
+    exit_layer: PosInt | None = None
+    vocab: PosInt | None = None
+    model: str | None = None           # a roofline estimate on the drafter's device (as [target])
+    dims: ModelDims | None = None
+    dtype: Dtype = "bf16"
+
+    @property
+    def roofline(self) -> bool:
+        return self.cost is None and self.profile is None and _roofline_source(self.model, self.dims)
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        return drafters.check_name(v)
+
+    @property
+    def entry(self) -> drafters.Kind | None:
+        return drafters.kind_of(self.kind)
+
+    @model_validator(mode="after")
+    def _check(self) -> "DraftSpec":
+        k = self.entry
+        if self.cost is not None and self.profile is not None:
+            raise ValueError("give at most one of `cost` or `profile`")
+        if self.model is not None and (self.cost is not None or self.profile is not None):
+            raise ValueError("give at most one of `cost`, `profile` or `model`")
+        if self.roofline and k is not None and not k.separate_model:
+            raise ValueError(f"`model` / `dims` price a separate drafter model, not kind = '{self.kind}'")
+        layered = k is not None and k.arg == "layer"
+        if layered and self.exit_layer is None:
+            raise ValueError(f"kind = '{self.kind}' needs `exit_layer`")
+        if not layered and self.exit_layer is not None:
+            layer_kinds = [n for n, x in drafters.KINDS.items() if x.arg == "layer"]
+            raise ValueError(f"`exit_layer` only applies to kind = '{' or '.join(layer_kinds)}'")
+        if k is not None and k.separate_model and self.cost is None and self.profile is None and not self.roofline:
+            raise ValueError(f"kind = '{self.kind}' needs `cost` or `profile` (or `model` for a roofline estimate)")
+        return self
+
+
+class AcceptanceSpec(Strict):
+    """Exactly one source of acceptance."""
+
+    iid: Prob | None = None
+    per_position: list[Prob] | None = Field(default=None, min_length=1)
+    rank_probs: list[Prob] | None = Field(default=None, min_length=1)
+    trace: str | None = None
+    drafter: str | None = None
+    # replay these traced sequences in this order (request i -> sequences[i % n]) instead of a
+    # seeded shuffle: what `simspec validate` uses to simulate exactly the prompts it runs live
+    sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one(self) -> "AcceptanceSpec":
+        given = [k for k in ("iid", "per_position", "rank_probs", "trace")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of `iid`, `per_position`, `rank_probs` or `trace`"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.sequences is not None and self.trace is None:
+            raise ValueError("`sequences` picks traced sequences: it needs `trace`")
+        if self.rank_probs is not None and sum(self.rank_probs) > 1 + 1e-9:
+            raise ValueError("`rank_probs` must sum to at most 1")
+        if self.trace is not None and self.drafter is None:
+            raise ValueError("`trace` needs `drafter` (the trace column to replay)")
+        return self
+
+
+class SpeculationSpec(Strict):
+    draft_len: Annotated[int, Field(ge=0)] = 0
+    tree: list[PosInt] | None = Field(default=None, min_length=1)
+    # "after_prefill": the prefill makes the first token, rounds follow (vLLM, SGLang).
+    # "with_prefill": the prefill IS the first round: the drafter drafts from the prompt and the
+    # target verifies prompt + draft in one pass (transformers' assisted generation, simspec run).
+    first_round: Literal["after_prefill", "with_prefill"] = "after_prefill"
+    # Draft no deeper than a sequence's remaining budget minus one (the bonus token): the last
+    # round of a batch whose sequences are all near their end drafts less (simspec run, transformers).
+    clip_to_budget: bool = False
+
+
+class PlacementSpec(Strict):
+    devices: dict[str, DeviceSpec] = Field(default_factory=lambda: {"dev0": DeviceSpec()})
+    target: str = "dev0"
+    draft: str | None = None  # default: the target's device
+    overlap: bool = False
+    replicas: PosInt = 1
+
+
+class ServingSpec(Strict):
+    max_batch: PosInt = 1
+    kv_capacity_tokens: PosInt | None = None
+    kv_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
+    seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take non-negative seeds
+
+
+class Scenario(Strict):
+    target: TargetSpec
+    draft: DraftSpec = DraftSpec()
+    acceptance: AcceptanceSpec | None = None
+    speculation: SpeculationSpec = SpeculationSpec()
+    placement: PlacementSpec = PlacementSpec()
+    workload: WorkloadSpec
+    serving: ServingSpec = ServingSpec()
+
+    @model_validator(mode="after")
+    def _cross(self) -> "Scenario":
+        spec = self.speculation
+        speculating = spec.draft_len > 0 or spec.tree is not None
+        if speculating and self.draft.entry is None:
+            raise KeyedError("speculation.draft_len", "speculation needs a [draft] kind other than 'none'")
+        if speculating and self.acceptance is None:
+            raise KeyedError("acceptance", "speculation needs an [acceptance] section")
+        if spec.tree is not None:
+            if spec.draft_len not in (0, len(spec.tree)):
+                raise KeyedError("speculation.tree", f"tree depth {len(spec.tree)} != draft_len {spec.draft_len}")
+            acc = self.acceptance
+            if acc is not None and acc.rank_probs is None and acc.trace is None:
+                raise KeyedError("acceptance", "a tree needs `rank_probs` (or a trace): chain acceptance says nothing of ranks > 0")
+            if self.placement.overlap:
+                raise KeyedError("placement.overlap", "overlap is modelled for chains, not trees")
+        if self.placement.overlap and (spec.first_round != "after_prefill" or spec.clip_to_budget):
+            raise KeyedError("placement.overlap", "overlap is modelled with first_round = \"after_prefill\" and no clip_to_budget")
+        pl = self.placement
+        for key, dev in (("placement.target", pl.target), ("placement.draft", pl.draft)):
+            if dev is not None and dev not in pl.devices:
+                raise KeyedError(key, f"unknown device {dev!r} (devices: {', '.join(pl.devices)})")
+        draft_dev = pl.draft or pl.target
+        if pl.overlap and draft_dev == pl.target:
+            raise KeyedError("placement.overlap", "overlap needs draft and target on different devices")
+        if self.target.roofline and not pl.devices[pl.target].priced:
+            raise KeyedError(f"placement.devices.{pl.target}", "a roofline target (`model` / `dims`) needs a device with `catalog` or inline `flops` and `memory_gb_s`")
+        if self.draft.roofline and self.draft.entry is not None and not pl.devices[draft_dev].priced:
+            raise KeyedError(f"placement.devices.{draft_dev}", "a roofline drafter (`model` / `dims`) needs a device with `catalog` or inline `flops` and `memory_gb_s`")
+        k = self.draft.entry
+        if k is not None and k.target_layers:
+            if draft_dev != pl.target:
+                raise KeyedError("placement.draft", "an early-exit drafter is the target's own layers: it runs on the target's device")
+            if self.target.cost is not None and self.draft.cost is None and self.target.layers is None:
+                raise KeyedError("target.layers", "an early-exit drafter with a synthetic target cost needs `target.layers` (or its own `draft.cost`)")
+            if self.target.layers and self.draft.exit_layer > self.target.layers:
+                raise KeyedError("draft.exit_layer", f"{self.draft.exit_layer} > target.layers {self.target.layers}")
+        return self
+
+    @property
+    def gamma(self) -> int:
+        """Draft tokens per sequence per round (tree depth for trees)."""
+        if self.speculation.tree is not None:
+            return len(self.speculation.tree)
+        return self.speculation.draft_len if self.draft.entry is not None else 0
+
+    @property
+    def shape(self) -> TreeShape:
+        """The round's tree (a chain of `gamma` tokens when no tree is given)."""
+        tree = self.speculation.tree
+        return TreeShape(tuple(tree)) if tree is not None else TreeShape.chain(self.gamma)
+
+    def with_(self, *changes: Mapping[str, Any], file: str = "<scenario>", **sections: Any) -> "Scenario":
+        """This scenario changed, and validated again as a file would be: every error names
+        `file`, the key and the reason. The typed way to derive one scenario from another (a
+        study's trial, a capacity probe, a validation plan's config) instead of editing mappings.
+
+        Each change is {section: value}: a section model (`DraftSpec(...)`, `sc.serving`)
+        replaces the section; a mapping patches it as a study's [patch] does (nested tables
+        merge, other values replace, None removes a key); None restores the section's default.
+        `changes` apply in order, then `sections`; the result is validated once, so a step
+        between two changes may be invalid. To replace a section by a mapping, clear it first:
+            sc.with_({"draft": None}, {"draft": {"kind": "ngram"}}, file=f)
+            sc.with_(serving={"max_batch": 8}, workload={"arrival": "poisson", "rate": 2.0, "concurrency": None}, file=f)
+            sc.with_(acceptance=AcceptanceSpec(iid=0.6), speculation={"draft_len": 4}, file=f)
+        Only the keys given (in the file or a change) are carried over, so defaults that depend
+        on whether a key was given (a catalog device's price) stay defaults.
+        """
+        data = self.model_dump(exclude_unset=True)
+        for change in (*changes, sections):
+            data = deep_merge(data, change)
+        return parse_scenario(data, file)
+
+
+def parse_scenario(data: dict[str, Any], file: str = "<scenario>") -> Scenario:
+    """Validate a scenario mapping; errors name `file` (its data paths stay as written:
+    `files.resolve_data_path` finds them relative to the file when they are used)."""
+    try:
+        sc = Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise input_error(file, exc) from None
+    except KeyedError as exc:  # raised outside pydantic's wrapping
+        raise InputError(file, exc.key, exc.reason) from None
+    return sc
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and validate a scenario TOML file."""
+    p = Path(path)
+    return parse_scenario(read_toml(p), str(p))
