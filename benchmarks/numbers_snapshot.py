@@ -95,7 +95,8 @@ def studies(files: list[Path]) -> dict:
 
 def plans(files: list[Path]) -> dict:
     from simspec.sim.run import simulate
-    from simspec.validation.plan import load_plan, scenario_for
+    from simspec.validation.plan import load_plan
+    from simspec.validation.scenarios import scenario_for
 
     out = {}
     for f in files:

@@ -126,7 +126,8 @@ def test_live_run_is_lossless_and_matches_replay_exactly(repeat_kind, tmp_path):
     from simspec.models import load_model
     from simspec.sim.run import simulate
     from simspec.trace.schema import load_trace
-    from simspec.validation.plan import LiveConfig, trace_column
+    from simspec.validation.plan import LiveConfig
+    from simspec.validation.scenarios import trace_column
 
     texts = ["aaaa bbbb aaaa", "hello hello hello hello", "1 1 1 1 1 2 2 2 2", "xxxxxxxxxxxxxxxx"]
     capture_tiny(tmp_path, texts, target="tiny:llama:4", prompts=4, max_new_tokens=24, drafters=[],

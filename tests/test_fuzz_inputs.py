@@ -162,7 +162,8 @@ def _bug_exit_layer_beyond_profile():
 @fz.known("plan-prompts-huge", MemoryError, "plan.py:seqs", "validation/plan.py Plan.prompts")
 def _bug_plan_prompts():
     """`prompts = 2**62` in a validation plan: Plan.seqs() builds list(range(2**62))."""
-    from simspec.validation.plan import load_plan, scenario_for
+    from simspec.validation.plan import load_plan
+    from simspec.validation.scenarios import scenario_for
 
     plan = fz.read(REPO / "studies" / "validation" / "qwen1.5b-humaneval.toml")
     plan["prompts"] = 2**62
@@ -460,7 +461,8 @@ def _plan_schema():
 
 def _run_plan(path: Path, refs: list[Path]) -> str:
     from simspec.sim.run import simulate
-    from simspec.validation.plan import load_plan, scenario_for
+    from simspec.validation.plan import load_plan
+    from simspec.validation.scenarios import scenario_for
 
     try:
         plan = load_plan(path)

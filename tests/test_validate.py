@@ -262,3 +262,62 @@ def test_a_profile_of_another_speed_is_flagged_before_the_live_runs(setup):
     # each point's price is the profile's, so the ratio is exact arithmetic on the figures kept
     ratios = sorted(p["measured_s"] / p["profiled_s"] for p in check["points"])
     assert check["ratio"] == pytest.approx(ratios[1], rel=1e-3)
+
+
+PIPELINE = """
+[pipeline]
+target_core = 0
+draft_core = 1
+threads = 1
+
+[[config]]
+dtype = "fp32"
+draft = "model:tiny:qwen2:2"
+column = "tiny-qwen2-2l"
+gamma = 3
+pipeline = "sequential"
+
+[[config]]
+dtype = "fp32"
+draft = "model:tiny:qwen2:2"
+column = "tiny-qwen2-2l"
+gamma = 3
+pipeline = "overlap"
+"""
+
+
+def test_pipeline_plan_runs_both_processes_live(setup):
+    """A pipeline plan through `simspec validate`: each config decoded live by the two-process
+    pipeline (simspec.live.pipeline) on cores 0 and 1, its typed row written beside the others'
+    columns, the overlap call made on measured figures; --measured prices it again unchanged."""
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+        pytest.skip("the pipeline pins its two processes to cores 0 and 1")
+    plan = write_plan(setup, PIPELINE)
+    out = setup / "pipe"
+    res = run_cli("validate", str(plan), "--out", str(out), cache=setup)
+    assert res.returncode == 0, res.stderr
+    df = pd.read_csv(out / "tiny.csv")
+    assert df["config"].tolist() == ["fp32 draft:tiny:qwen2:2 g3 pipeline sequential",
+                                 "fp32 draft:tiny:qwen2:2 g3 pipeline overlap"]
+    assert df["overlap"].tolist() == [False, True] and (df["measured_tok_s"] > 0).all()
+    assert df["error_pct"].to_numpy() == pytest.approx(  # the CSV's figures have 4 decimals
+        ((df["predicted_tok_s"] - df["measured_tok_s"]) / df["measured_tok_s"] * 100).to_numpy(), abs=0.01)
+    # lossless in both modes: every live output is the traced greedy one, so the replayed
+    # acceptance is the live run's, round for round
+    assert (df["outputs_equal_trace"] == 3).all(), df
+    assert df["measured_tokens_per_round"].to_numpy() == pytest.approx(
+        df["predicted_tokens_per_round"].to_numpy(), rel=1e-9)
+    assert (df["measured_rounds"] > 0).all() and df["measured_ready_rounds"].iloc[0] == 0
+    meta = json.loads((out / "tiny.json").read_text())
+    block = meta["pipeline"]
+    assert block["placement"] == {"target_core": 0, "draft_core": 1, "threads": 1}
+    assert block["agreement"]["n"] == 2 and len(block["rows"]) == 2 and meta["rows"] == []
+    (call,) = block["overlap_calls"]
+    assert call["gamma"] == 3 and call["agree"] == (call["predicted_pays"] == call["measured_pays"])
+    assert "overlap pays? predicted" in res.stdout and (out / "tiny.html").read_text().count("data:image/png") == 1
+    again = setup / "pipe2"
+    res = run_cli("validate", str(plan), "--measured", str(out / "tiny.json"), "--out", str(again), cache=setup)
+    assert res.returncode == 0, res.stderr
+    pd.testing.assert_frame_equal(df, pd.read_csv(again / "tiny.csv"))

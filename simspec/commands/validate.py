@@ -15,6 +15,7 @@ Examples:
   simspec validate studies/validation/qwen1.5b-humaneval.toml
   simspec validate studies/validation/qwen1.5b-humaneval.toml --configs 1,4 --out /tmp/val
   simspec validate studies/validation/qwen1.5b-humaneval.toml --predict-only
+  simspec validate studies/validation/qwen-pipeline.toml --predict-only
   simspec validate my-plan-with-new-profiles.toml --measured studies/validation/qwen1.5b-humaneval.json --out /tmp/val
 """
 
@@ -40,6 +41,9 @@ def validate_cmd(
     A serving config (max_batch, arrival, ...) is served live with continuous batching and
     simulated with the same policy, requests and arrival times: throughput, TTFT, TPOT and
     end-to-end latency (p50, p99), mean batch and tokens per round, predicted vs measured.
+    A pipeline config (pipeline = "sequential" or "overlap") runs the drafter and the target in
+    two processes on two cores and is simulated on two devices: tokens/s, tokens per round, and
+    per gamma whether overlapping pays, predicted vs measured.
     """
     from simspec import machine
     from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
@@ -50,9 +54,20 @@ def validate_cmd(
     for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only):
         typer.echo(f"warning: {line}", err=True)
     if predict_only:
-        for r in predict(inp):
-            typer.echo(f"{r['config']:<32} predicted {r['predicted_tok_s']:8.3f} tok/s  "
-                       f"{r['predicted_tokens_per_round']:.3f} tokens/round")
+        rows = predict(inp)
+        width = max(32, *(len(r.label) for r in rows))
+        for r in rows:
+            typer.echo(f"{r.label:<{width}} predicted {r.predicted.tok_s:8.3f} tok/s  "
+                       f"{r.predicted.tokens_per_round:.3f} tokens/round")
+        piped = [r.record() for r in rows if r.kind == "pipeline"]
+        if piped:
+            import pandas as pd
+
+            from simspec.validation.compare import overlap_calls
+
+            for c in overlap_calls(pd.DataFrame(piped)):
+                typer.echo(f"{c['dtype']} {c['draft']} g{c['gamma']}: overlap pays? predicted "
+                           f"{'yes' if c['predicted_pays'] else 'no'}")
         return
     from simspec.report.validation import write
 
@@ -82,14 +97,14 @@ def validate_cmd(
             typer.echo(f"speed check: {c.profile} prices this machine {c.ratio:.2f}x (measured / profiled)")
     t0 = time.perf_counter()
 
-    def progress(i: int, cfg, row: dict | None) -> None:
+    def progress(i: int, cfg, row) -> None:
         if row is None:
             typer.echo(f"[{i}/{len(inp.configs)}] {cfg.label()} ...", nl=False)
             return
-        err = (row["predicted_tok_s"] - row["measured_tok_s"]) / row["measured_tok_s"] * 100
-        typer.echo(f" measured {row['measured_tok_s']:.3f} tok/s, predicted {row['predicted_tok_s']:.3f} "
-                   f"({err:+.1f}%), tokens/round {row['measured_tokens_per_round']:.2f} vs "
-                   f"{row['predicted_tokens_per_round']:.2f}  [{time.perf_counter() - t0:.0f} s]")
+        p, m = row.predicted, row.measured
+        typer.echo(f" measured {m.tok_s:.3f} tok/s, predicted {p.tok_s:.3f} ({row.error_pct:+.1f}%), "
+                   f"tokens/round {m.tokens_per_round:.2f} vs {p.tokens_per_round:.2f}  "
+                   f"[{time.perf_counter() - t0:.0f} s]")
 
     res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks)
     _print_all(res)
@@ -103,6 +118,25 @@ def _print_all(res) -> None:
         _print_table(res.table, res.agreement)
     if res.serving is not None:
         _print_serving(res.serving, res.serving_agreement)
+    if res.pipeline is not None:
+        _print_pipeline(res.pipeline, res.pipeline_agreement, res.overlap_calls)
+
+
+def _print_pipeline(df, ag, calls: list[dict]) -> None:
+    """Pipeline configs: predicted / measured per config, the agreement, and per gamma whether
+    overlapping pays, predicted and measured."""
+    typer.echo("")
+    typer.echo("pipeline (drafter and target in two processes, one core each): tok/s")
+    typer.echo(f"{'config':<40} {'predicted':>10} {'measured':>10} {'error':>8}   tokens/round pred / meas")
+    for _, r in df.iterrows():
+        typer.echo(f"{r['config']:<40} {r['predicted_tok_s']:10.3f} {r['measured_tok_s']:10.3f} "
+                   f"{r['error_pct']:+7.1f}%   {r['predicted_tokens_per_round']:.3f} / "
+                   f"{r['measured_tokens_per_round']:.3f}")
+    typer.echo(f"median |error| {ag.median_abs_error_pct:.1f}%   max |error| {ag.max_abs_error_pct:.1f}%   "
+               f"Spearman rho {ag.spearman_rho:.3f}   regret {ag.regret_pct:.1f}%")
+    for c in calls:
+        typer.echo(f"{c['dtype']} {c['draft']} g{c['gamma']}: overlap pays? predicted {c['predicted_pays']}, "
+                   f"measured {c['measured_pays']} ({'agree' if c['agree'] else 'DISAGREE'})")
 
 
 SERVING_COLUMNS = (("tok_s", "tok/s", "{:.2f}"), ("ttft_p50_s", "TTFT p50", "{:.3f}"),

@@ -1,5 +1,6 @@
 """Drafter and target as two processes on two cores: heterogeneous speculative decoding on
-one machine (greedy, batch 1, chains), the live half of `simspec.live.pipeline_validate`.
+one machine (greedy, batch 1, chains), the live half of a pipeline config of `simspec validate`
+(simspec.validation).
 
 Each model lives in its own process, pinned to its own core with one torch thread, holding its
 own KV cache (gpt-fast style: every fed token is context, rejection is a crop). The parent

@@ -20,8 +20,9 @@ PHASES = ("prefill", "draft", "verify")
 
 def write(v: Validation, out: Path) -> tuple[Path, Path]:
     """The figures and the HTML page (table, agreement, figure, inputs, environment): <name>.png,
-    the batch-1 configs' scatter (or, with none, the serving figure), and with both kinds
-    <name>-serving.png too. Returns (the first figure, the page)."""
+    the first kind's figure (batch-1 scatter, serving figure, pipeline scatter, in that order),
+    and <name>-serving.png / <name>-pipeline.png for the kinds after it. Returns (the first
+    figure, the page)."""
     name = v.plan.name
     figures = []
     if v.agreement is not None:
@@ -33,6 +34,12 @@ def write(v: Validation, out: Path) -> tuple[Path, Path]:
                              f"{name}: serving, simspec predicted vs measured ({len(v.serving)} configs)")
         figures.append((png, "serving configs: predicted against measured per metric (grey: ±10%), and each "
                              "config's sequences per round over time, live beside simulated"))
+    if v.pipeline is not None:
+        path = out / (f"{name}-pipeline.png" if figures else f"{name}.png")
+        png = scatter(v.pipeline, path, f"{name}: two-process pipeline, simspec predicted vs measured "
+                                        f"({len(v.pipeline)} configs)")
+        figures.append((png, "pipeline configs (drafter and target in two processes): predicted tokens/s "
+                             "against measured; grey: ±10%"))
     page = out / f"{name}.html"
     write_text(page, html.page(f"simspec validation: {name}", markdown(v), figures))
     return figures[0][0], page
@@ -63,6 +70,8 @@ def markdown(v: Validation) -> str:
                      + f" | {r['measured_other_s']:.1f} |")
     if v.serving is not None:
         L += _serving_markdown(v.serving, v.serving_agreement)
+    if v.pipeline is not None:
+        L += _pipeline_markdown(v)
     ins = m["inputs"]
     L += ["", "## Inputs", "", _input("trace", ins["trace"])]
     L += [_input("profile", f) for f in _profiles(ins["profiles"])]
@@ -97,6 +106,25 @@ def _serving_markdown(df, ag: dict) -> list[str]:
           "", f"Throughput over {ag['n']} serving configs: Spearman's rho {ag['spearman_rho']:.3f}; regret of the "
           f"simulator's pick {ag['regret_pct']:.1f}% (predicted best `{ag['predicted_best']}`, measured best "
           f"`{ag['measured_best']}`)."]
+    return L
+
+
+def _pipeline_markdown(v: Validation) -> list[str]:
+    ag, p = v.pipeline_agreement, v.meta["pipeline"]["placement"]
+    L = ["", "## Pipeline", "",
+         f"The target and the drafter each in its own process (simspec.live.pipeline): target on core "
+         f"{p['target_core']}, drafter on core {p['draft_core']}, {p['threads']} torch thread(s) each; "
+         "simulated on two devices. Predicted / measured.", "",
+         "| config | tok/s | error | tokens/round | outputs = trace |", "|---|---|---|---|---|"]
+    for _, r in v.pipeline.iterrows():
+        L.append(f"| {r['config']} | {r['predicted_tok_s']:.3f} / {r['measured_tok_s']:.3f} | {r['error_pct']:+.1f}% | "
+                 f"{r['predicted_tokens_per_round']:.3f} / {r['measured_tokens_per_round']:.3f} | "
+                 f"{r['outputs_equal_trace']} |")
+    L += ["", f"Median |error| **{ag.median_abs_error_pct:.1f}%**, max |error| {ag.max_abs_error_pct:.1f}%, "
+              f"Spearman's rho {ag.spearman_rho:.3f} over {ag.n} configs."]
+    for c in v.overlap_calls or []:
+        L.append(f"- {c['dtype']} {c['draft']} gamma {c['gamma']}: overlapping pays? predicted "
+                 f"{c['predicted_pays']}, measured {c['measured_pays']} ({'agree' if c['agree'] else 'DISAGREE'})")
     return L
 
 

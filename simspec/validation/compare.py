@@ -38,15 +38,24 @@ class Agreement:
         return dict(self.__dict__)
 
 
+def error_pct(predicted, measured):
+    """(predicted - measured) / measured x 100: a validation's one error formula, for every
+    figure of every kind of row. Scalars or pandas Series; NaN where the measured figure is 0."""
+    if isinstance(measured, pd.Series):
+        return ((predicted - measured) / measured.where(measured != 0) * 100.0).astype(float)
+    return (predicted - measured) / measured * 100.0 if measured != 0 else float("nan")
+
+
 def error_table(rows: list[dict]) -> pd.DataFrame:
-    """One row per config with error_pct = (predicted - measured) / measured x 100."""
+    """One row per config (records: simspec.validation.rows' Row.record()) with error_pct, the
+    throughput's error."""
     df = pd.DataFrame(rows)
     missing = [c for c in REQUIRED if c not in df.columns]
     if missing:
         raise ValueError(f"rows lack {missing}")
     if (df["measured_tok_s"] <= 0).any():
         raise ValueError("a measured throughput is not positive")
-    df["error_pct"] = (df["predicted_tok_s"] - df["measured_tok_s"]) / df["measured_tok_s"] * 100.0
+    df["error_pct"] = error_pct(df["predicted_tok_s"], df["measured_tok_s"])
     return df
 
 
@@ -68,8 +77,7 @@ def serving_table(rows: list[dict]) -> pd.DataFrame:
     for m in SERVING_METRICS:
         if m == "tok_s":
             continue
-        pred, meas = df[f"predicted_{m}"].astype(float), df[f"measured_{m}"].astype(float)
-        df[f"error_{m}_pct"] = ((pred - meas) / meas.where(meas != 0) * 100.0).astype(float)
+        df[f"error_{m}_pct"] = error_pct(df[f"predicted_{m}"].astype(float), df[f"measured_{m}"].astype(float))
     return df
 
 
@@ -83,4 +91,22 @@ def serving_agreement(df: pd.DataFrame) -> dict:
         per[m] = {"median_abs_error_pct": float(err.median()) if len(err) else float("nan"),
                   "max_abs_error_pct": float(err.max()) if len(err) else float("nan")}
     out["metrics"] = per
+    return out
+
+
+def overlap_calls(df: pd.DataFrame) -> list[dict]:
+    """Pipeline configs (one table: simspec.validation.rows.PipelineRow records), per drafter and
+    gamma with both modes: does overlapping (PEARL's pre-drafting) pay, predicted and measured,
+    and do the two agree (measured and agree: None before the live runs)."""
+    keys = [k for k in ("dtype", "draft", "gamma") if k in df.columns]
+    out = []
+    for group, part in df.groupby(keys, sort=True):
+        by = part.set_index("overlap")
+        if sorted(by.index) != [False, True]:
+            continue  # one mode only (or the same mode twice, named apart)
+        p = bool(by.loc[True, "predicted_tok_s"] > by.loc[False, "predicted_tok_s"])
+        m = bool(by.loc[True, "measured_tok_s"] > by.loc[False, "measured_tok_s"]) \
+            if "measured_tok_s" in by.columns else None
+        out.append({**{k: (int(v) if k == "gamma" else v) for k, v in zip(keys, group)},
+                    "predicted_pays": p, "measured_pays": m, "agree": None if m is None else p == m})
     return out

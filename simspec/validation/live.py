@@ -1,20 +1,23 @@
-"""The measured half of a validation: each plan config decoded live on this device.
+"""The measured half of a validation: each plan config decoded live on this device, its
+figures as the measured set of its row's kind (simspec.validation.rows).
 
 The prompts are the trace's own token ids (chat template included) and the stop tokens are
 the trace's, so the live run decodes what the simulator replays. Models load once per
-(name, dtype) and stay loaded across configs.
+(name, dtype) and stay loaded across configs; a pipeline config's models load in its own two
+worker processes (simspec.live.pipeline).
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Callable
 
 from simspec.config import resolve_data_path
 from simspec.errors import InputError
-from simspec.validation.compare import SUMMARY_KEYS
 from simspec.validation.plan import LiveConfig, Plan
+from simspec.validation.rows import Batch1Measured, PipelineMeasured, ServingFigures, ServingMeasured, Timeline
 
 
 class Models:
@@ -127,9 +130,9 @@ def serving_requests(cfg: LiveConfig, prompts: list[list[int]], traced: list[lis
 
 
 def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
-                  traced: list[list[int]], file: str, clock=None) -> dict:
-    """Serve a serving config's requests live (continuous batching on this device); measured
-    figures as a flat dict, plus its per-request arrivals and iterations (`live_*`, lists).
+                  traced: list[list[int]], file: str, clock=None) -> tuple[ServingMeasured, Timeline]:
+    """Serve a serving config's requests live (continuous batching on this device): its measured
+    figures, and its per-request arrivals and iterations.
     `clock`: simspec.live.serving's WallClock by default (FakeClock in tests)."""
     from simspec.live.engine import generate
     from simspec.live.kv import KV
@@ -150,27 +153,21 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
                 concurrency=cfg.users if cfg.arrival == "closed" else None,
                 eos=trace.meta.get("stop_ids") or None, kv=kv, clock=clock)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu
+    iterations = [it.row() for it in res.iterations]
     s = summarize(res)
-    rounds = [it.batch for it in res.iterations if it.kind == "round"]
     n = len(prompts)
-    return {
-        **{f"measured_{m}": s[k] for m, k in SUMMARY_KEYS.items()},
-        "measured_mean_batch": sum(rounds) / len(rounds) if rounds else float("nan"),
-        "measured_requests": s["requests"],
-        "measured_output_tokens": s["output_tokens"],
-        "measured_elapsed_s": round(s["elapsed_s"], 4),
-        **{f"measured_{k}_s": round(v, 4) for k, v in res.stats.seconds.items()},
-        "measured_wall_s": round(wall, 2),
-        "measured_cpu_s": round(cpu, 2),
-        "outputs_equal_trace": sum(r.output == traced[i % n] for i, r in enumerate(res.requests)),
-        "live_arrivals": [r.arrival for r in res.requests],
-        "live_iterations": [it.row() for it in res.iterations],
-    }
+    measured = ServingMeasured(
+        **ServingFigures.summary(s, iterations),
+        requests=s["requests"], output_tokens=s["output_tokens"], elapsed_s=round(s["elapsed_s"], 4),
+        **{f"{k}_s": round(v, 4) for k, v in res.stats.seconds.items()},
+        wall_s=round(wall, 2), cpu_s=round(cpu, 2),
+        outputs_equal_trace=sum(r.output == traced[i % n] for i, r in enumerate(res.requests)))
+    return measured, Timeline([r.arrival for r in res.requests], iterations)
 
 
 def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
-            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> dict:
-    """Decode the plan's prompts with one config; measured figures as a flat dict."""
+            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> Batch1Measured:
+    """Decode the plan's prompts with one config at batch 1; its measured figures."""
     from simspec.live.runner import run_config
 
     tgt, spec, tree, dm, rows = _setup(plan, cfg, models, trace, file)
@@ -178,21 +175,84 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
     report = run_config(tgt, spec, tree, prompts, plan.max_new_tokens, batch=1, draft=dm, rows=rows,
                         eos=trace.meta.get("stop_ids") or None, progress=progress)
     s = report.stats
-    return {
-        "measured_tok_s": s.tok_s,
-        "measured_tokens_per_round": s.tokens_per_round,
-        "measured_new_tokens": s.new_tokens,
-        **{f"measured_{k}_s": round(v, 4) for k, v in s.seconds.items()},  # prefill, draft, verify, other
-        "measured_wall_s": round(time.perf_counter() - t0, 2),
-        "measured_cpu_s": round(report.extra["cpu_seconds"], 2),
-        "outputs_equal_trace": sum(a == b for a, b in zip(report.outputs, traced)),
-    }
+    return Batch1Measured(
+        s.tok_s, s.tokens_per_round, new_tokens=s.new_tokens,
+        **{f"{k}_s": round(v, 4) for k, v in s.seconds.items()},  # prefill, draft, verify, other
+        wall_s=round(time.perf_counter() - t0, 2), cpu_s=round(report.extra["cpu_seconds"], 2),
+        outputs_equal_trace=sum(a == b for a, b in zip(report.outputs, traced)))
+
+
+class Pipelines:
+    """The plan's two-process pipelines (simspec.live.pipeline), one per (drafter, dtype), started
+    on first use with the plan's [pipeline] placement, warmed up once and kept across configs: a
+    config's gamma and overlap are the parent's side of the protocol only, so its workers (and the
+    seconds their start costs) serve every config of the pair. A context manager: every worker is
+    stopped on exit, errors included."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._open: dict = {}
+
+    def get(self, cfg: LiveConfig, warm: list[int], stops: frozenset[int]):
+        from simspec.live.pipeline import Pipeline, PipelineConfig
+
+        key = (cfg.spec.model, cfg.dtype)
+        if key not in self._open:
+            p = self.plan.placement
+            pipe = Pipeline(PipelineConfig(self.plan.target, cfg.spec.model, cfg.gamma, cfg.overlap, cfg.dtype,
+                                           p.target_core, p.draft_core, p.threads))
+            self._open[key] = pipe
+            pipe.generate(warm, min(self.plan.max_new_tokens, 8), stops)  # untimed: first-call costs
+        return self._open[key]
+
+    def close(self) -> None:
+        while self._open:
+            self._open.popitem()[1].close()
+
+    def __enter__(self) -> "Pipelines":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def pipeline_measure(plan: Plan, cfg: LiveConfig, pipes: Pipelines, trace, prompts: list[list[int]],
+                     traced: list[list[int]]) -> PipelineMeasured:
+    """Decode the plan's prompts with one pipeline config: the target and the drafter each in its
+    own process, pinned and threaded as the plan's [pipeline] table says."""
+    from simspec.live.pipeline import PipelineResult
+
+    stops = frozenset(trace.meta.get("stop_ids") or [])
+    pipe = pipes.get(cfg, prompts[0], stops)
+    t0 = time.perf_counter()
+    res = PipelineResult(pipe.cfg, [pipe.generate(p, plan.max_new_tokens, stops, gamma=cfg.gamma, overlap=cfg.overlap)
+                                    for p in prompts])
+    runs = res.runs
+    return PipelineMeasured(
+        res.tok_s, res.tokens_per_round, new_tokens=sum(len(r.tokens) for r in runs),
+        prefill_s=round(sum(r.prefill_s for r in runs), 4), rounds=sum(r.rounds for r in runs),
+        ready_rounds=sum(r.ready_rounds for r in runs), wall_s=round(time.perf_counter() - t0, 2),
+        outputs_equal_trace=sum(a == b for a, b in zip(res.outputs, traced)))
 
 
 def torch_threads() -> int:
     import torch
 
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads_set(n: int | None):
+    """torch runs `n` threads inside (None: as it was), then as many as before."""
+    import torch
+
+    saved = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
 
 
 def environment(models: Models) -> dict:

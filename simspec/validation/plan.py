@@ -28,6 +28,17 @@
     requests = 16                         # the plan's traced prompts, cycled
     # kv_capacity_tokens = 4096           # admission holds prompt + output + tree size per request
 
+    [[config]]                            # a pipeline config: drafter and target in two processes
+    dtype = "bf16"
+    draft = "model:qwen2.5-coder-0.5b"    # a separate drafter model, a chain (gamma)
+    gamma = 4
+    pipeline = "overlap"                  # or "sequential"; "overlap": PEARL's pre-drafting
+    [pipeline]                            # where pipeline configs run (these are the defaults)
+    target_core = 0                       # one core each, pinned
+    draft_core = 1
+    threads = 1                           # torch threads per process (price with profiles
+                                          # captured at this many threads)
+
 Live and simulated runs see the same prompts (the trace's own token ids), in the same order,
 at batch 1, with the same stop tokens; the simulator replays those sequences' acceptance.
 Replay is exact only when the trace was decoded with the live run's numerics: in bf16 a batch
@@ -48,10 +59,9 @@ from typing import Annotated, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from simspec import drafters
-from simspec.config import Scenario, parse_scenario
 from simspec.config.fields import PosInt, Strict, TokenLen
 from simspec.config.files import read_toml
-from simspec.config.pydantic_errors import input_error as _pydantic_error
+from simspec.config.pydantic_errors import KeyedError, input_error
 from simspec.config.workload import check_arrival
 from simspec.drafters import DraftSpec
 from simspec.errors import InputError
@@ -74,10 +84,21 @@ class LiveConfig(Strict):
     requests: Annotated[int, Field(gt=0, le=100_000)] | None = None
     kv_capacity_tokens: PosInt | None = None
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
+    # two-process pipeline (simspec.live.pipeline), placed by the plan's [pipeline] table
+    pipeline: Literal["sequential", "overlap"] | None = None
 
     @property
     def serving(self) -> bool:
         return any(getattr(self, k) is not None for k in SERVING_KEYS)
+
+    @property
+    def kind(self) -> str:
+        """"batch-1", "serving" or "pipeline": which live run measures it and which row holds it."""
+        return "serving" if self.serving else "pipeline" if self.pipeline else "batch-1"
+
+    @property
+    def overlap(self) -> bool:
+        return self.pipeline == "overlap"
 
     @model_validator(mode="after")
     def _check(self) -> "LiveConfig":
@@ -103,14 +124,29 @@ class LiveConfig(Strict):
             raise ValueError(f"vocab (a trimmed head) needs a {trimmable} drafter")
         if self.tree and k is not None and not k.trees:
             raise ValueError(f"{k.title or k.name} drafts chains only")
+        if self.pipeline:
+            self._check_pipeline(k)
         return self
+
+    def _check_pipeline(self, k) -> None:
+        """What simspec.live.pipeline runs: a separate drafter model, chains, batch 1, full heads."""
+        if k is None or not k.separate_model:
+            models = [f"{n}:NAME" for n, x in drafters.KINDS.items() if x.separate_model]
+            raise ValueError(f"a pipeline config runs a drafter model in its own process: draft = "
+                             f"{' or '.join(repr(m) for m in models)}, not {self.draft!r}")
+        if self.tree or not self.gamma:
+            raise ValueError("a pipeline config drafts chains: give gamma >= 1, not a tree")
+        if self.vocab is not None:
+            raise ValueError("a pipeline config runs the drafter's full head: no `vocab`")
+        if self.serving:
+            raise ValueError(f"a pipeline config runs batch 1: no serving keys (it sets {self._serving_set()})")
 
     @property
     def spec(self) -> DraftSpec:
         return DraftSpec.parse(self.draft)
 
     @property
-    def kind(self) -> str:
+    def draft_kind(self) -> str:
         return self.spec.kind
 
     @property
@@ -139,7 +175,11 @@ class LiveConfig(Strict):
 
     def label(self) -> str:
         base = self._label()
-        if self.name or not self.serving:
+        if self.name:
+            return base
+        if self.pipeline:
+            return f"{base} pipeline {self.pipeline}"
+        if not self.serving:
             return base
         load = f"closed c{self.users}" if self.arrival == "closed" else f"poisson {self.rate:g}/s"
         kv = f" kv{self.kv_capacity_tokens}" if self.kv_capacity_tokens else ""
@@ -161,6 +201,21 @@ class LiveConfig(Strict):
 SERVING_KEYS = ("max_batch", "arrival", "concurrency", "rate", "requests", "kv_capacity_tokens", "seed")
 
 
+class PipelinePlacement(Strict):
+    """Where the plan's pipeline configs run: the target and the drafter each in its own process,
+    pinned to its own core, with `threads` torch threads (their profiles must be captured so)."""
+
+    target_core: Annotated[int, Field(ge=0, le=4095)] = 0
+    draft_core: Annotated[int, Field(ge=0, le=4095)] = 1
+    threads: Annotated[int, Field(gt=0, le=4096)] = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "PipelinePlacement":
+        if self.target_core == self.draft_core:
+            raise ValueError(f"target_core and draft_core must differ (one core each), both are {self.target_core}")
+        return self
+
+
 class Plan(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
     target: str
@@ -172,6 +227,7 @@ class Plan(Strict):
     threads: PosInt | None = None
     # model -> dtype -> profile path or "auto"; no [profiles] table: "auto" for every model
     profiles: dict[str, dict[Literal["bf16", "fp32"], str]] | None = None
+    pipeline: PipelinePlacement | None = None  # pipeline configs' placement (None: the defaults)
     config: list[LiveConfig] = Field(min_length=1)
 
     @model_validator(mode="after")
@@ -182,7 +238,14 @@ class Plan(Strict):
         dup = {x for x in labels if labels.count(x) > 1}
         if dup:
             raise ValueError(f"two configs are both {sorted(dup)[0]!r}: give one a `name`")
+        if self.pipeline is not None and not any(c.pipeline for c in self.config):
+            raise KeyedError("pipeline", "[pipeline] places pipeline configs, but no [[config]] sets `pipeline`")
         return self
+
+    @property
+    def placement(self) -> PipelinePlacement:
+        """The pipeline configs' placement: the plan's [pipeline] table, else its defaults."""
+        return self.pipeline or PipelinePlacement()
 
     def seqs(self) -> list[int]:
         return list(self.sequences) if self.sequences is not None else list(range(self.prompts or 0))
@@ -197,7 +260,7 @@ def load_plan(path: str | Path) -> Plan:
     try:
         return Plan.model_validate(data)
     except ValidationError as err:
-        raise _pydantic_error(str(path), err) from None
+        raise input_error(str(path), err) from None
 
 
 def select(plan: Plan, wanted: str | None, file: str) -> list[LiveConfig]:
@@ -214,70 +277,3 @@ def select(plan: Plan, wanted: str | None, file: str) -> list[LiveConfig]:
         else:
             raise InputError(file, "--configs", f"{w!r} is neither 1..{len(labels)} nor one of {labels}")
     return out
-
-
-def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
-    """The profile pricing `model` in `dtype`: the plan's path, or for "auto" (and for every model
-    when the plan has no [profiles]) the shipped <model>-<dtype> profile that best fits this machine."""
-    from simspec.profile.select import AUTO, choose
-
-    by_dtype = {} if plan.profiles is None else plan.profiles.get(model)
-    if plan.profiles is not None and (not by_dtype or dtype not in by_dtype):
-        raise InputError(file, f"profiles.{model}", f"no {dtype} profile for {model} (needed by {key})")
-    ref = by_dtype.get(dtype, AUTO) if by_dtype else AUTO
-    if ref != AUTO:
-        return ref
-    return str(choose(f"{model}-{dtype}", file, f"profiles.{model}.{dtype}").path)
-
-
-def trace_column(cfg: LiveConfig) -> str | None:
-    """The trace column whose acceptance replays this config (None: plain decoding)."""
-    if cfg.spec.entry is None:
-        return None
-    return cfg.column or cfg.spec.column(cfg.vocab)
-
-
-def scenario_for(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
-    """The scenario predicting one live config: profiles, trace replay in order, batch 1."""
-    key = f"config[{cfg.label()}]"
-    spec = cfg.spec
-    k = spec.entry
-    draft: dict = {"kind": spec.kind}
-    if k is not None and k.separate_model:
-        draft |= {"name": spec.model, "profile": profile_of(plan, spec.model, cfg.dtype, file, key)}
-    elif k is not None and k.arg == "layer":
-        draft["exit_layer"] = spec.layers
-    if cfg.vocab:
-        draft["vocab"] = cfg.vocab
-    shape: dict = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
-    # batch 1: as simspec's live engine runs; serving: as simspec.live.serving runs (it prefills
-    # apart from the first round)
-    first = "after_prefill" if cfg.serving else "with_prefill"
-    shape |= {"first_round": first, "clip_to_budget": True}
-    seqs = plan.seqs()
-    acceptance = {"trace": plan.trace_for(cfg.dtype), "sequences": seqs}
-    # plain decoding replays only the sequences' lengths; the schema still wants a column
-    acceptance["drafter"] = trace_column(cfg) or "none"
-    workload: dict = {"requests": len(seqs), "arrival": "closed", "concurrency": 1, "dataset": "trace",
-                      "max_output_len": plan.max_new_tokens}
-    serving: dict = {"max_batch": 1, "seed": 0}
-    if cfg.serving:  # request i replays sequence seqs[i % n], whose traced length it decodes
-        workload["requests"] = cfg.requests
-        times = cfg.arrival_times()
-        if times is None:
-            workload["concurrency"] = cfg.users
-        else:  # the very times the live run is given
-            del workload["concurrency"]
-            workload |= {"arrival": "explicit", "arrival_times": times}
-        serving["max_batch"] = cfg.max_batch
-        if cfg.kv_capacity_tokens:
-            serving["kv_capacity_tokens"] = cfg.kv_capacity_tokens
-    data = {
-        "target": {"name": plan.target, "profile": profile_of(plan, plan.target, cfg.dtype, file, key)},
-        "draft": draft,
-        "acceptance": acceptance,
-        "speculation": shape,
-        "workload": workload,
-        "serving": serving,
-    }
-    return parse_scenario(data, file)  # data paths resolve against `file` when simulated

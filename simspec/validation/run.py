@@ -1,7 +1,8 @@
 """A validation without the CLI: predict each config of a plan, measure it live, compare.
 
     inp = load_inputs(plan_file, "1,4")          # every input error, before any model loads
-    rows = predict(inp)                            # simulated only (torch-free)
+    rows = predict(inp)                            # typed rows (simspec.validation.rows), simulated
+                                                   # only (torch-free)
     models = load_models(inp, "cpu", threads=2)    # every model error, before any live run
     res = validate(inp, models, out, command)      # writes <name>.csv and <name>.json
 
@@ -23,15 +24,18 @@ import pandas as pd
 from simspec.atomic import write_text
 from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
-from simspec.validation.compare import (SUMMARY_KEYS, Agreement, agreement, error_table, serving_agreement,
+from simspec.validation.compare import (Agreement, agreement, error_table, overlap_calls, serving_agreement,
                                         serving_table)
-from simspec.validation.plan import LiveConfig, Plan, load_plan, scenario_for, select
+from simspec.validation.plan import LiveConfig, Plan, load_plan, select
+from simspec.validation.rows import (Batch1Predicted, Batch1Row, Figures, PipelineRow, Row, ServingPredicted,
+                                     ServingRow, Timeline)
+from simspec.validation.scenarios import scenario_for
 
 if TYPE_CHECKING:
     from simspec.trace.schema import Trace
 
-# (1-based index, config, its row: None before the live run, with the measured figures after)
-Progress = Callable[[int, LiveConfig, "dict | None"], None]
+# (1-based index, config, its row: None before the live run, the row with its measured figures after)
+Progress = Callable[[int, LiveConfig, "Row | None"], None]
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Validation:
     written: list[Path]  # <name>.csv, <name>.json
     serving: pd.DataFrame | None = None  # one row per serving config (None: none)
     serving_agreement: dict | None = None  # compare.serving_agreement of it
+    pipeline: pd.DataFrame | None = None  # one row per pipeline config (None: none)
+    pipeline_agreement: Agreement | None = None
+    overlap_calls: list[dict] | None = None  # compare.overlap_calls of the pipeline table
 
     def timelines(self) -> dict:
         """Serving config -> its live and simulated arrivals and iterations (JSON's)."""
@@ -90,35 +97,24 @@ def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
     return Inputs(plan, file, chosen, trace, prompts, traced, scenarios, by_dtype)
 
 
-def predict(inp: Inputs) -> list[dict]:
-    """One row per config: the simulator's tokens/s, tokens per round and seconds per phase; a
-    serving config's row also has its latencies and mean batch (predicted_<metric>) and, under
-    `sim_arrivals` and `sim_iterations`, the simulated run's arrivals and iterations."""
+def predict(inp: Inputs) -> list[Row]:
+    """One typed row per config (simspec.validation.rows), its predicted figures filled: the
+    simulator's tokens/s, tokens per round and, batch-1 and serving, seconds per phase; a serving
+    row's latencies and mean batch too, and the simulated run's arrivals and iterations."""
     from simspec.sim.run import simulate
 
-    rows = []
+    rows: list[Row] = []
     for cfg, sc in zip(inp.configs, inp.scenarios):
         res = simulate(sc, inp.file)
         s = res.summary
-        row = {"config": cfg.label(), "dtype": cfg.dtype, "draft": cfg.draft, "gamma": cfg.gamma,
-               "tree": "-".join(map(str, cfg.tree)) if cfg.tree else "", "vocab": cfg.vocab or ""}
-        if cfg.serving:
-            row |= {"max_batch": cfg.max_batch, "arrival": cfg.arrival,
-                    "concurrency": cfg.users if cfg.arrival == "closed" else "",
-                    "rate": cfg.rate if cfg.rate is not None else "", "requests": cfg.requests,
-                    "kv_capacity_tokens": cfg.kv_capacity_tokens or "", "seed": (cfg.seed or 0) if cfg.arrival == "poisson" else ""}
-            row |= {f"predicted_{m}": s[k] for m, k in SUMMARY_KEYS.items()}
-            log = [it for rep in res.iterations for it in rep]
-            rounds = [it.batch for it in log if it.kind == "round"]
-            row["predicted_mean_batch"] = sum(rounds) / len(rounds) if rounds else float("nan")
-            row |= {f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}
-            row["sim_arrivals"] = res.records.arrival.tolist()
-            row["sim_iterations"] = [it.row() for it in log]
+        if cfg.kind == "serving":
+            log = [it.row() for rep in res.iterations for it in rep]
+            pred = ServingPredicted.from_summary(s, log)
+            rows.append(ServingRow(cfg, pred, sim=Timeline(res.records.arrival.tolist(), log)))
+        elif cfg.kind == "pipeline":
+            rows.append(PipelineRow(cfg, Figures(s["throughput_tok_s"], s["mean_tokens_per_round"])))
         else:
-            row |= {"predicted_tok_s": s["throughput_tok_s"],
-                    "predicted_tokens_per_round": s["mean_tokens_per_round"],
-                    **{f"predicted_{k}_s": s[f"phase_{k}_s"] for k in ("prefill", "draft", "verify")}}
-        rows.append(row)
+            rows.append(Batch1Row(cfg, Batch1Predicted.from_summary(s)))
     return rows
 
 
@@ -134,26 +130,49 @@ def load_models(inp: Inputs, device: str, threads: int | None):
         if n_threads < 1:
             raise InputError(None, "--threads", f"{n_threads} must be >= 1")
         torch.set_num_threads(n_threads)
+    if any(c.kind == "pipeline" for c in inp.configs):
+        check_cores(inp)
     models = Models(device)
-    for cfg in inp.configs:
+    for cfg in inp.configs:  # a pipeline config's are loaded here too: its speed check times them
         check_target(inp.trace, models.get(inp.plan.target, cfg.dtype), inp.file)
-        if cfg.kind == "model":
+        if cfg.draft_kind == "model":
             models.get(cfg.arg, cfg.dtype)
     return models
 
 
+def check_cores(inp: Inputs) -> None:
+    """The plan's [pipeline] cores exist for this process (a pipeline pins one process to each)."""
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        return
+    have = sorted(os.sched_getaffinity(0))
+    p = inp.plan.placement
+    for key, core in (("pipeline.target_core", p.target_core), ("pipeline.draft_core", p.draft_core)):
+        if core not in have:
+            raise InputError(inp.file, key, f"core {core} is not one this process may run on ({have})")
+
+
 def speed_checks(inp: Inputs, models) -> list:
     """A speedcheck.SpeedCheck per profile the configs price with, each timed with the model it
-    prices (a drafter's profile with the drafter, early exit's and the target's with the target)."""
+    prices (a drafter's profile with the drafter, early exit's and the target's with the target),
+    a pipeline config's at the torch threads of its processes."""
     from simspec.profile.speedcheck import check
+    from simspec.validation.live import torch_threads_set
 
-    owner: dict[str, tuple[str, str]] = {}
+    owner: dict[str, tuple[str, str, int | None]] = {}
     for cfg, sc in zip(inp.configs, inp.scenarios):
-        owner.setdefault(sc.target.profile, (inp.plan.target, cfg.dtype))
+        n = inp.plan.placement.threads if cfg.kind == "pipeline" else None
+        owner.setdefault(sc.target.profile, (inp.plan.target, cfg.dtype, n))
         if sc.draft.profile:
-            owner.setdefault(sc.draft.profile, (cfg.arg if cfg.kind == "model" else inp.plan.target, cfg.dtype))
-    return [check(models.get(*owner[ref]), ref, resolve_data_path(ref, inp.file))
-            for ref in profiles_used(inp)]
+            model = cfg.arg if cfg.draft_kind == "model" else inp.plan.target
+            owner.setdefault(sc.draft.profile, (model, cfg.dtype, n))
+    out = []
+    for ref in profiles_used(inp):
+        model, dtype, n = owner[ref]
+        with torch_threads_set(n):
+            out.append(check(models.get(model, dtype), ref, resolve_data_path(ref, inp.file)))
+    return out
 
 
 def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None,
@@ -161,18 +180,24 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
     """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`
     (with the profiles' speed `checks`, when run)."""
     from simspec import machine
-    from simspec.validation.live import environment, measure, serve_measure, torch_threads
+    from simspec.validation.live import Pipelines, environment, measure, pipeline_measure, serve_measure, torch_threads
 
     rows = predict(inp)
     t0 = time.perf_counter()
-    for i, (cfg, row) in enumerate(zip(inp.configs, rows), 1):
-        if progress:
-            progress(i, cfg, None)
-        run = serve_measure if cfg.serving else measure
-        trace, traced = inp.trace_of(cfg.dtype)
-        row.update(run(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file))
-        if progress:
-            progress(i, cfg, row)
+    with Pipelines(inp.plan) as pipes:  # started by the first pipeline config, if any
+        for i, row in enumerate(rows, 1):
+            cfg = row.config
+            if progress:
+                progress(i, cfg, None)
+            trace, traced = inp.trace_of(cfg.dtype)
+            if isinstance(row, ServingRow):
+                row.measured, row.live = serve_measure(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file)
+            elif isinstance(row, PipelineRow):
+                row.measured = pipeline_measure(inp.plan, cfg, pipes, trace, inp.prompts, traced)
+            else:
+                row.measured = measure(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file)
+            if progress:
+                progress(i, cfg, row)
     extra = {"wall_s": round(time.perf_counter() - t0, 1), "environment": environment(models),
              "machine": machine.identify(models.device, torch_threads())}
     if checks is not None:
@@ -185,66 +210,76 @@ def reprice(inp: Inputs, measured: Path, out: Path, command: str) -> Validation:
     figures do not depend on the profiles, so a new or calibrated profile is checked against
     them without decoding again. The plan must decode what was measured (same trace, prompts,
     token budget and configs)."""
-    import json as _json
-
-    key = "--measured"
+    key, where = "--measured", str(measured)
     try:
-        old = _json.loads(Path(measured).read_text())
+        old = json.loads(Path(measured).read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(str(measured), None, f"not a validation result ({exc})") from None
+        raise InputError(where, None, f"not a validation result ({exc})") from None
     want = provenance(inp)["trace"]["sha256"]
     got = ((old.get("inputs") or {}).get("trace") or {}).get("sha256")
     for what, a, b in (("trace", want, got), ("sequences", inp.plan.seqs(), old.get("sequences")),
                        ("max_new_tokens", inp.plan.max_new_tokens, old.get("max_new_tokens"))):
         if a != b:
-            raise InputError(str(measured), what, f"was measured with {b!r}, the plan decodes {a!r}")
-    served = old.get("serving") or {}
-    by_label = {r.get("config"): r for r in (old.get("rows") or []) + (served.get("rows") or [])}
-    timelines = served.get("timelines") or {}
+            raise InputError(where, what, f"was measured with {b!r}, the plan decodes {a!r}")
+    blocks = {kind: old.get(kind) or {} for kind in ("serving", "pipeline")}
+    measured_rows = {"batch-1": old.get("rows") or [], **{k: b.get("rows") or [] for k, b in blocks.items()}}
+    timelines = blocks["serving"].get("timelines") or {}
     rows = predict(inp)
-    for cfg, row in zip(inp.configs, rows):
-        m = by_label.get(row["config"])
-        if m is None or cfg.serving != (row["config"] in timelines):
-            raise InputError(str(measured), key, f"has no measured row for config {row['config']!r}")
-        row.update({k: v for k, v in m.items() if k.startswith("measured_") or k == "outputs_equal_trace"})
-        if cfg.serving:
-            live = timelines[row["config"]]
-            row |= {"live_arrivals": live.get("live_arrivals"), "live_iterations": live.get("live_iterations")}
+    for row in rows:
+        m = {r.get("config"): r for r in measured_rows[row.kind]}.get(row.label)
+        if m is None:
+            raise InputError(where, key, f"has no measured {row.kind} row for config {row.label!r}")
+        row.measured = row.MEASURED.from_record(m, where, row.label)
+        if isinstance(row, ServingRow):
+            live = timelines.get(row.label) or {}
+            row.live = Timeline(live.get("live_arrivals"), live.get("live_iterations"))
     extra = {"wall_s": old.get("wall_s"), "environment": old.get("environment"), "machine": old.get("machine"),
              "measured_from": {"path": str(measured), "date": old.get("date"), "command": old.get("command")}}
     return _write(inp, rows, out, command, extra)
 
 
-TIMELINE_KEYS = ("live_arrivals", "sim_arrivals", "live_iterations", "sim_iterations")
+def _table(rows: list[Row]) -> pd.DataFrame | None:
+    """The kind's table: one record per row, errors added (None: no row of the kind)."""
+    if not rows:
+        return None
+    records = [r.record() for r in rows]
+    return serving_table(records) if isinstance(rows[0], ServingRow) else error_table(records)
 
 
-def _write(inp: Inputs, rows: list[dict], out: Path, command: str, extra: dict) -> Validation:
-    """<name>.csv: one row per config (serving configs' rows after the batch-1 ones, with their
-    extra columns); <name>.json: the batch-1 table and agreement as ever, plus a "serving" block
-    (its rows, agreement per metric and each config's live and simulated timelines)."""
-    batch1 = [r for c, r in zip(inp.configs, rows) if not c.serving]
-    served = [r for c, r in zip(inp.configs, rows) if c.serving]
-    df = error_table(batch1) if batch1 else pd.DataFrame()
-    ag = agreement(df) if batch1 else None
-    timelines = {r["config"]: {k: r.pop(k, None) for k in TIMELINE_KEYS} for r in served}
-    sdf = serving_table(served) if served else None
+def _records(df: pd.DataFrame) -> list[dict]:
+    """A table's rows for the JSON at full precision (pandas' default keeps 10 decimals, and
+    --measured recomputes errors from these figures: rounded ones could flip a CSV digit)."""
+    return json.loads(df.to_json(orient="records", double_precision=15))
+
+
+def _write(inp: Inputs, rows: list[Row], out: Path, command: str, extra: dict) -> Validation:
+    """<name>.csv: one row per config, batch-1 rows first, then serving and pipeline rows with
+    their extra columns; <name>.json: the batch-1 table and agreement as ever, plus a "serving"
+    block (its rows, agreement per metric and each config's live and simulated timelines) and a
+    "pipeline" block (its rows, agreement, placement and whether overlapping pays)."""
+    df, sdf, pdf = (_table([r for r in rows if r.kind == k]) for k in ("batch-1", "serving", "pipeline"))
     plan = inp.plan
     csv, js = out / f"{plan.name}.csv", out / f"{plan.name}.json"
-    whole = df if sdf is None else pd.concat([df, sdf], ignore_index=True) if batch1 else sdf
-    write_text(csv, whole.to_csv(index=False, float_format="%.4f"))
+    write_text(csv, pd.concat([t for t in (df, sdf, pdf) if t is not None], ignore_index=True)
+               .to_csv(index=False, float_format="%.4f"))
+    ag = agreement(df) if df is not None else None
     meta = {"plan": inp.file, "name": plan.name, "command": command,
             "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "wall_s": extra.pop("wall_s"),
             "prompts": len(inp.prompts), "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(),
             **extra, "inputs": provenance(inp), "trace_numerics": trace_numerics(inp),
             "agreement": ag.as_dict() if ag else None,
-            "rows": json.loads(df.to_json(orient="records")) if batch1 else []}
-    sag = None
+            "rows": _records(df) if df is not None else []}
+    sag = pag = calls = None
     if sdf is not None:
         sag = serving_agreement(sdf)
-        meta["serving"] = {"agreement": sag, "rows": json.loads(sdf.to_json(orient="records")),
-                           "timelines": timelines}
+        meta["serving"] = {"agreement": sag, "rows": _records(sdf),
+                           "timelines": {r.label: r.timelines() for r in rows if isinstance(r, ServingRow)}}
+    if pdf is not None:
+        pag, calls = agreement(pdf), overlap_calls(pdf)
+        meta["pipeline"] = {"placement": plan.placement.model_dump(), "agreement": pag.as_dict(),
+                            "overlap_calls": calls, "rows": _records(pdf)}
     write_text(js, json.dumps(meta, indent=1) + "\n")
-    return Validation(plan, df, ag, meta, [csv, js], sdf, sag)
+    return Validation(plan, df if df is not None else pd.DataFrame(), ag, meta, [csv, js], sdf, sag, pdf, pag, calls)
 
 
 def trace_numerics(inp: Inputs) -> dict:
@@ -271,10 +306,12 @@ def trace_numerics(inp: Inputs) -> dict:
             "live_dtypes": live, "by_dtype": by, "match": not differ, "note": line}
 
 
-def profiles_used(inp: Inputs) -> list[str]:
-    """The profile references the chosen configs' scenarios price with, each once, in order."""
+def profiles_used(inp: Inputs, kinds: tuple[str, ...] = ("batch-1", "serving", "pipeline")) -> list[str]:
+    """The profile references the chosen configs (of `kinds`) price with, each once, in order."""
     refs: list[str] = []
-    for sc in inp.scenarios:
+    for cfg, sc in zip(inp.configs, inp.scenarios):
+        if cfg.kind not in kinds:
+            continue
         for ref in (sc.target.profile, sc.draft.profile):
             if ref and ref not in refs:
                 refs.append(ref)
@@ -282,11 +319,12 @@ def profiles_used(inp: Inputs) -> list[str]:
 
 
 def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None) -> list[str]:
-    """One line per profile captured on another machine than this one. A foreign profile
-    prices someone else's kernels (an AMX Xeon's profile read an EPYC 30% off): refused unless
-    `allow_foreign`, then returned as warnings."""
+    """One line per profile captured on another machine than this one, and per profile of a
+    pipeline config captured at other torch threads than its processes run. A foreign profile
+    prices someone else's kernels (an AMX Xeon's profile read an EPYC 30% off), a 2-thread one
+    a 1-thread process's twice as fast: refused unless `allow_foreign`, then returned as warnings."""
     from simspec import machine
-    from simspec.profile.select import fit, mismatch_line
+    from simspec.profile.select import fit, mismatch_line, sidecar
 
     here = here or machine.here()
     foreign = []
@@ -294,12 +332,19 @@ def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None) -
         path = Path(resolve_data_path(ref, inp.file))
         captured, verdict = fit(path, here)
         if verdict.foreign:
-            foreign.append((path, mismatch_line(path, captured, here, verdict)))
+            foreign.append((mismatch_line(path, captured, here, verdict),
+                            f"calibrate it to this machine (simspec profile --calibrate {path} --out NEW)"))
+    threads = inp.plan.placement.threads
+    for ref in profiles_used(inp, kinds=("pipeline",)):
+        path = Path(resolve_data_path(ref, inp.file))
+        got = sidecar(path).get("threads")
+        if got is not None and got != threads:
+            foreign.append((f"{path} was captured at {got} torch threads, a pipeline process runs {threads} "
+                            f"([pipeline] threads)", f"capture it with --threads {threads}"))
     if foreign and not allow_foreign:
-        path, line = foreign[0]
-        raise InputError(inp.file, "profiles", f"{line}: calibrate it to this machine "
-                         f"(simspec profile --calibrate {path} --out NEW) or pass --allow-foreign-profile")
-    return [line for _, line in foreign]
+        line, fix = foreign[0]
+        raise InputError(inp.file, "profiles", f"{line}: {fix} or pass --allow-foreign-profile")
+    return [line for line, _ in foreign]
 
 
 def provenance(inp: Inputs) -> dict:
