@@ -4,7 +4,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from simspec.models import gemv, tiny_model  # noqa: E402
+from simspec.models import gemv, new_cache, tiny_model, with_cache  # noqa: E402
 
 
 @pytest.mark.parametrize("rows,cols,bias", [(896, 896, True), (4864, 896, False), (896, 4864, False),
@@ -40,11 +40,12 @@ def test_installed_on_loaded_models_and_stock_is_the_same_model():
     assert gemv.install(lm.model) == 0  # already installed by tiny_model, idempotent
     ids = torch.tensor([[5, 9, 13]])
     with torch.inference_mode():
-        past = lm.model(input_ids=ids, use_cache=True).past_key_values
+        past = new_cache(lm.model)
+        lm.model(input_ids=ids, **with_cache(lm.model, past))
         import copy
 
-        fast = lm.model(input_ids=torch.tensor([[7]]), past_key_values=copy.deepcopy(past)).logits
+        fast = lm.model(input_ids=torch.tensor([[7]]), **with_cache(lm.model, copy.deepcopy(past))).logits
         with gemv.stock_linears():
-            stock = lm.model(input_ids=torch.tensor([[7]]), past_key_values=copy.deepcopy(past)).logits
+            stock = lm.model(input_ids=torch.tensor([[7]]), **with_cache(lm.model, copy.deepcopy(past))).logits
     assert torch.allclose(fast.float(), stock.float(), rtol=0.02, atol=0.02)
     assert fast.argmax(-1).item() == stock.argmax(-1).item()

@@ -143,8 +143,9 @@ def test_validate_prints_no_deprecation(tmp_path):
     """A batch-1 config and a serving one: the live engine, the serving loop and the speed check."""
     from tracehelpers import capture_tiny
 
-    with warnings.catch_warnings():  # the tracer (`simspec trace`) is not what this test checks
-        warnings.simplefilter("ignore", FutureWarning)
+    with warnings.catch_warnings():  # the tracer (`simspec trace`) is on the current cache API too
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
         capture_tiny(tmp_path, ["def add(a, b):\n    return a + b\n", "hello hello hello"],
                      target="tiny:llama:4", prompts=2, max_new_tokens=8, exit_layers=[2, 3], batch=1,
                      dtype="fp32")

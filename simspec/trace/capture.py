@@ -24,7 +24,7 @@ import torch
 
 from simspec import drafters, machine
 from simspec.errors import InputError
-from simspec.models import LoadedModel, early_exit_logits, load_model, new_cache
+from simspec.models import LoadedModel, early_exit_logits, load_model, new_cache, with_cache
 from simspec.trace.prompts import calibration_order, load_split
 from simspec.trace.ranks import TrimSets, score_full
 from simspec.trace.schema import TARGET, beta_column, rank_column, write_trace
@@ -139,8 +139,8 @@ def generate(lm: LoadedModel, prompts: list[list[int]], max_new: int, exit_layer
     lengths = torch.full((b,), max_new, dtype=torch.long)
     stop_t = torch.tensor(sorted(stops), dtype=torch.long, device=dev)
     try:
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                    use_cache=True, logits_to_keep=1)
+        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, **with_cache(model, cache),
+                    logits_to_keep=1)
         for step in range(max_new):
             logits = out.logits[:, -1, :]
             nxt = logits.argmax(-1)
@@ -157,7 +157,7 @@ def generate(lm: LoadedModel, prompts: list[list[int]], max_new: int, exit_layer
             mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=dev)], dim=1)
             pos = pos[:, -1:] + 1
             out = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos,
-                        past_key_values=cache, use_cache=True)
+                        **with_cache(model, cache))
     finally:
         for h in hooks:
             h.remove()
