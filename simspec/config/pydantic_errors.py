@@ -10,7 +10,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from simspec.config.fields import NotANumber
 from simspec.errors import InputError
+
+# a value of the wrong type for one branch of a union: when another branch (a range table, a
+# distribution) has a real complaint about the same value, that complaint is the one to show
+_TYPE_ERRORS = ("int_type", "float_type", "list_type", "dict_type", "model_type", "model_attributes_type",
+                "string_type", "bool_type", "none_required", "literal_error", "is_instance_of")
 
 
 class KeyedError(ValueError):
@@ -36,7 +42,8 @@ def toml_key(loc: tuple[Any, ...]) -> str:
             continue
         if isinstance(part, int):
             out[-1:] = [f"{out[-1]}[{part}]"] if out else [f"[{part}]"]
-        elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool", "[key]"):
+        elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool", "[key]") \
+                or ("[" in text and text.endswith("]")):  # a union branch (list[int], dict[str,float])
             continue
         else:
             out.append(text)
@@ -45,9 +52,16 @@ def toml_key(loc: tuple[Any, ...]) -> str:
 
 def _most_specific(errors: list[dict]) -> dict:
     """A typo inside a union member yields several errors; the deepest one names the key
-    the user got wrong (an unknown key beats the 'missing' it caused)."""
+    the user got wrong (an unknown key beats the 'missing' it caused). A branch the value is
+    not even the type of comes last: `{ low = 5, high = 1 }` is a range with low > high, not
+    "a valid list"."""
     rank = {"extra_forbidden": 0, "missing": 1}
-    return min(errors, key=lambda e: (-toml_key(tuple(e.get("loc", ()))).count("."), rank.get(e.get("type"), 2)))
+
+    def order(e: dict) -> tuple:
+        branch_miss = e.get("type") in _TYPE_ERRORS and not isinstance(e.get("input"), NotANumber)
+        return (branch_miss, -toml_key(tuple(e.get("loc", ()))).count("."), rank.get(e.get("type"), 2))
+
+    return min(errors, key=order)
 
 
 def input_error(file: str, err: ValidationError, prefix: str = "") -> InputError:
@@ -60,12 +74,16 @@ def input_error(file: str, err: ValidationError, prefix: str = "") -> InputError
         return InputError(file, inner.key, inner.reason)
     key = ".".join(k for k in (prefix, toml_key(tuple(first.get("loc", ())))) if k)
     msg = first.get("msg", "invalid value")
-    if first.get("type") == "extra_forbidden":
+    if isinstance(first.get("input"), NotANumber):
+        msg = f"a boolean is not a number (got {first['input']!r})"
+    elif first.get("type") == "extra_forbidden":
         msg = "unknown key"
     elif first.get("type") == "missing":
         msg = "required key is missing"
     else:
         msg = msg.removeprefix("Value error, ")
+        if first.get("type") == "finite_number":
+            msg = "must be a finite number (nan and inf are refused)"
         if "input" in first and first.get("type") not in ("model_type",):
             msg = f"{msg} (got {first['input']!r})"
     return InputError(file, key or "(top level)", msg)
