@@ -233,3 +233,11 @@ def test_ctrl_c_in_a_trial_is_one_line_and_the_study_resumes(tmp_path, monkeypat
     done = [t for t in optuna.load_study(study_name="small", storage=storage).get_trials(deepcopy=False)
             if t.state.name in ("COMPLETE", "PRUNED")]
     assert len(done) == 4
+
+
+def test_coverage_k_below_one_is_refused(tmp_path):
+    # K = 0 reached np.log(0) in the interpolation (a RuntimeWarning and a -inf abscissa)
+    p = small_study(tmp_path)
+    p.write_text(p.read_text().replace("[4096, 0.85]", "[0, 0.85]"))
+    one_error_line(cli("study", p, "--no-progress", "--out", tmp_path / "run"),
+                   "small.toml", "drafters.model", "`coverage` K values")

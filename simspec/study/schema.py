@@ -115,6 +115,8 @@ class DrafterSpec(Strict):
                     raise ValueError(f"`{what}` points must be sorted by their first value, without repeats")
                 if any(not 0 <= p[1] <= 1 for p in pts):
                     raise ValueError(f"`{what}` values must lie in [0, 1]")
+        if self.coverage is not None and self.coverage[0][0] < 1:  # sorted: the first is the least
+            raise ValueError(f"`coverage` K values are head rows: each must be >= 1 (got {self.coverage[0][0]:g})")
         return self
 
 
