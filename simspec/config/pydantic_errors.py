@@ -6,6 +6,7 @@ validator raises; a user needs the one key they got wrong, spelled as in their f
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +19,8 @@ from simspec.errors import InputError
 _TYPE_ERRORS = ("int_type", "float_type", "list_type", "dict_type", "model_type", "model_attributes_type",
                 "string_type", "bool_type", "none_required", "literal_error", "is_instance_of",
                 "int_parsing", "float_parsing")
+# how pydantic names a union branch that is a container type, in an error's location
+_BRANCH = re.compile(r"^(list|dict|tuple|set|frozenset)\[.*\]$")
 
 
 class KeyedError(ValueError):
@@ -44,7 +47,7 @@ def toml_key(loc: tuple[Any, ...]) -> str:
         if isinstance(part, int):
             out[-1:] = [f"{out[-1]}[{part}]"] if out else [f"[{part}]"]
         elif text.startswith(("function-", "constrained-")) or text in ("int", "float", "str", "bool", "[key]") \
-                or ("[" in text and text.endswith("]")):  # a union branch (list[int], dict[str,float])
+                or _BRANCH.match(text):  # a union branch: list[int], dict[str,float]
             continue
         else:
             out.append(text)
