@@ -19,8 +19,8 @@ from simspec.errors import InputError
 _TYPE_ERRORS = ("int_type", "float_type", "list_type", "dict_type", "model_type", "model_attributes_type",
                 "string_type", "bool_type", "none_required", "literal_error", "is_instance_of",
                 "int_parsing", "float_parsing")
-# how pydantic names a union branch that is a container type, in an error's location
-_BRANCH = re.compile(r"^(list|dict|tuple|set|frozenset)\[.*\]$")
+# how pydantic names a union branch that is a container or a literal, in an error's location
+_BRANCH = re.compile(r"^(list|dict|tuple|set|frozenset|literal)\[.*\]$")
 
 
 class KeyedError(ValueError):
