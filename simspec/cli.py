@@ -45,6 +45,35 @@ for _name in COMMAND_MODULES:
     importlib.import_module(_name).register(app)
 
 
+def _literal_brackets(app: typer.Typer) -> None:
+    """Help text is shown as written: Rich would read `[capacity]` or `[[config]]` (TOML tables
+    the help names) as markup tags and drop them, so every command's and option's help has its
+    brackets escaped (`[` -> `\\[`)."""
+    import inspect
+
+    from rich.markup import escape
+
+    for cmd in app.registered_commands:
+        if cmd.help:
+            cmd.help = escape(cmd.help)
+        elif cmd.callback is not None and cmd.callback.__doc__:
+            cmd.help = escape(inspect.cleandoc(cmd.callback.__doc__))
+        if cmd.callback is None:
+            continue
+        for param in inspect.signature(cmd.callback).parameters.values():
+            info = param.default
+            if isinstance(getattr(info, "help", None), str):
+                info.help = escape(info.help)
+    for group in app.registered_groups:
+        if group.help:
+            group.help = escape(group.help)
+        if group.typer_instance is not None:
+            _literal_brackets(group.typer_instance)
+
+
+_literal_brackets(app)
+
+
 def main() -> None:
     """Console entry point: bad input is one line on stderr and exit code 2."""
     try:

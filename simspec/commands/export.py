@@ -37,6 +37,9 @@ def register(app: typer.Typer) -> None:
         from simspec.study import export
         from simspec.study.spec import load_study
 
+        from simspec.commands.flags import finite
+
+        finite("--schedule-min-gain", min_gain, low=0)
         spec = load_study(study_file)
         versions = export.parse_versions(engine, engine_version)
         run = out or default_out(study_file, spec.name, capacity)

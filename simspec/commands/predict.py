@@ -41,6 +41,9 @@ def register(app: typer.Typer) -> None:
         from simspec.study.evaluate import Evaluator
         from simspec.study.spec import load_study
 
+        from simspec.commands.flags import finite
+
+        finite("--schedule-min-gain", min_gain, low=0)
         spec = load_study(study_file)
         versions = export.parse_versions(engine or ["vllm", "sglang"], engine_version)
         if "trtllm" in versions:

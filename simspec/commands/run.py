@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from simspec import strict_json
 import sys
 from pathlib import Path
 from typing import Optional
@@ -42,9 +42,9 @@ def run_cmd(
         temperature=temperature, seed=seed, ignore_eos=ignore_eos, chat=chat, check_greedy=check_greedy,
         threads=threads), say)
     if out is not None:
-        write_text(out, json.dumps(result, indent=2) + "\n")
+        write_text(out, strict_json.dumps(result, indent=2) + "\n")
     if as_json:
-        print(json.dumps(result))
+        print(strict_json.dumps(result))
     else:
         _print(result)
     if out is not None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from simspec import strict_json
 import math
 from pathlib import Path
 from typing import Optional
@@ -62,12 +62,12 @@ def register(app: typer.Typer) -> None:
         if requests_out is not None:
             write_via(requests_out, lambda t: res.requests_frame().to_parquet(t, index=False))
         if out is not None:
-            write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+            write_text(out / "summary.json", strict_json.dumps(summary, indent=2) + "\n")
             write_via(out / "requests.parquet", lambda t: res.requests_frame().to_parquet(t, index=False))
             write_text(out / "scenario.json", sc.model_dump_json(indent=2) + "\n")
 
         if as_json:
-            typer.echo(json.dumps(summary, sort_keys=True))
+            typer.echo(strict_json.dumps(summary, sort_keys=True))
         else:
             _print_table(summary, pred, scenario)
         if out is not None or requests_out is not None:

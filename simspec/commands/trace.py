@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shlex
 import sys
 from pathlib import Path
@@ -59,8 +60,8 @@ def _floats(text: str, key: str) -> list[float]:
         vals = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
         raise InputError(None, key, f"{text!r} is not a comma-separated list of numbers") from None
-    if any(v <= 0 for v in vals):
-        raise InputError(None, key, "temperatures must be > 0")
+    if not all(v > 0 and math.isfinite(v) for v in vals):  # nan fails `v > 0`
+        raise InputError(None, key, f"temperatures must be finite numbers > 0 (got {text!r})")
     return vals
 
 
@@ -127,7 +128,9 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Output Parquet (a .json sidecar is written beside it)."),
     ) -> None:
         if summary is not None:
-            print_summary(summary, gmax)
+            from simspec.commands.flags import at_least
+
+            print_summary(summary, at_least("--g-max", gmax, 1))
             return
         if target is None or out is None:
             raise InputError(None, "--target" if target is None else "--out", "capturing needs --target and --out (or use --summary FILE)")

@@ -7,6 +7,7 @@ against each other before anything decodes, so a wrong flag costs no model load.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,8 +50,8 @@ def _checked(s: RunSettings) -> tuple[DraftSpec, Tree]:
                              ("--max-new-tokens", s.max_new_tokens, 1), ("--batch", s.batch, 1)):
         if value < low:
             raise InputError(None, flag, f"{value} must be >= {low}")
-    if s.temperature < 0:
-        raise InputError(None, "--temperature", f"{s.temperature} must be >= 0")
+    if not (s.temperature >= 0 and math.isfinite(s.temperature)):  # nan fails the first test
+        raise InputError(None, "--temperature", f"{s.temperature} must be a finite number >= 0")
     try:
         shape = Tree.parse(s.tree) if s.tree else Tree.chain(s.gamma if spec.kind != "none" else 0)
     except ValueError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import multiprocessing as mp
 import os
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,31 @@ def capacity_objective(spec: StudySpec, ev: Evaluator) -> Callable:
     return objective
 
 
+class Interrupted(BaseException):
+    """Ctrl-C inside a trial, carried past Optuna: Optuna catches a KeyboardInterrupt raised by
+    the objective and logs it as a failed trial with its whole traceback before re-raising it."""
+
+
+def objective(spec: StudySpec, ev: Evaluator, capacity: bool) -> Callable:
+    """The study's objective; an interrupt fails its trial (a rerun runs it again) and leaves
+    as `Interrupted`, which Optuna does not catch."""
+    obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
+
+    def run_one(trial):
+        try:
+            return obj(trial)
+        except KeyboardInterrupt:
+            from optuna.trial import TrialState
+
+            try:
+                trial.study.tell(trial, state=TrialState.FAIL)
+            except Exception:  # noqa: BLE001 -- a rerun fails a trial left RUNNING anyway
+                pass
+            raise Interrupted() from None
+
+    return run_one
+
+
 # -- running ---------------------------------------------------------------------------
 
 def _done(study) -> int:
@@ -131,9 +157,10 @@ def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int,
     quiet()
     spec = load_study(study_path)
     study = open_study(spec, url, capacity, seed, workers, heartbeat)
-    ev = Evaluator(spec)
-    obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
-    study.optimize(obj, n_trials=n_trials, gc_after_trial=False)
+    try:
+        study.optimize(objective(spec, Evaluator(spec), capacity), n_trials=n_trials, gc_after_trial=False)
+    except (KeyboardInterrupt, Interrupted):
+        sys.exit(130)  # the main process says so, once: no traceback per worker
 
 
 def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
@@ -185,12 +212,13 @@ def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, 
         procs.append(pr)
     try:
         study = open_study(spec, url, capacity, seed, workers, not own_storage)
-        ev = Evaluator(spec)
-        obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
+        obj = objective(spec, Evaluator(spec), capacity)
         if progress:
             _optimize_with_bar(study, obj, shares[0], n_trials, done, capacity, procs)
         else:
             study.optimize(obj, n_trials=shares[0], gc_after_trial=False)
+    except Interrupted:
+        raise KeyboardInterrupt from None  # the command prints one line and exits 130
     finally:
         for pr in procs:
             pr.join()

@@ -13,6 +13,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from simspec import drafters as drafter_kinds
 from simspec.config.fields import Strict
+from simspec.config.pydantic_errors import KeyedError
 from simspec.config.scenario import AcceptanceSpec, CostSpec, Scenario
 from simspec.tree_shape import TreeShape
 
@@ -57,7 +58,14 @@ class SearchSpec(Strict):
     def _check(self) -> "SearchSpec":
         lo = self.gamma.low if isinstance(self.gamma, IntRange) else min(self.gamma)
         if lo < 0:
-            raise ValueError("gamma must be >= 0")
+            raise KeyedError("search.gamma", f"gamma must be >= 0 (got {lo})")
+        for knob in ("max_batch", "exit_layer", "vocab"):  # each value must make a valid scenario
+            v = getattr(self, knob)
+            if v is None or v == "trace":
+                continue
+            lo = v.low if isinstance(v, IntRange) else min(v)
+            if lo < 1:
+                raise KeyedError(f"search.{knob}", f"every value must be >= 1 (got {lo}): no trial could run")
         for shape in self.tree or ():
             try:
                 parse_tree(shape)
@@ -107,6 +115,8 @@ class DrafterSpec(Strict):
                     raise ValueError(f"`{what}` points must be sorted by their first value, without repeats")
                 if any(not 0 <= p[1] <= 1 for p in pts):
                     raise ValueError(f"`{what}` values must lie in [0, 1]")
+        if self.coverage is not None and self.coverage[0][0] < 1:  # sorted: the first is the least
+            raise ValueError(f"`coverage` K values are head rows: each must be >= 1 (got {self.coverage[0][0]:g})")
         return self
 
 

@@ -108,6 +108,10 @@ def check(spec: StudySpec) -> None:
         bad = [k for k in b if k not in PARAM_NAMES]
         if bad:
             raise InputError(where, f"baselines[{i}].{bad[0]}", f"unknown knob (knobs: {', '.join(PARAM_NAMES)})")
+        for k, low in (("gamma", 0), ("max_batch", 1), ("exit_layer", 1), ("vocab", 1)):
+            v = b.get(k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
+                raise InputError(where, f"baselines[{i}].{k}", f"must be an integer >= {low} (got {v!r})")
     # One scenario per drafter must validate (the plain one did when the study loaded).
     for kind in kinds:
         try:
