@@ -63,6 +63,14 @@ def _setup_torch(threads: int) -> None:
     retain_freed_memory()
 
 
+def _check_out(out: Path, kernels: bool) -> None:
+    """The profile, its sidecar (and kernel table) can be written: before minutes of timing."""
+    from simspec.outputs import check_file
+
+    for p in (out, out.with_suffix(".json")) + ((out.with_name(out.stem + ".kernels.parquet"),) if kernels else ()):
+        check_file("--out", p)
+
+
 def profile_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="known name, GGUF file, HF dir or id"),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
@@ -107,6 +115,7 @@ def profile_cmd(
         out = Path("profiles") / machine.slug(machine.identify(device, probe=False)) / f"{lm.name}-{dtype}.parquet"
     if out.suffix != ".parquet":
         raise InputError(str(out), "--out", "must end in .parquet")
+    _check_out(out, kernels)
     grid = QUICK if quick else FULL
     if max_batch is not None:
         kept = tuple(b for b in grid.batch if b <= max_batch)
@@ -145,6 +154,7 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
         raise InputError(str(out), "--out", "must end in .parquet")
     if out.resolve() == source.resolve():
         raise InputError(str(out), "--out", "would overwrite the profile being calibrated")
+    _check_out(out, False)
     _setup_torch(threads)
     lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
     command = "simspec " + shlex.join(sys.argv[1:])
