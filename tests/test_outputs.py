@@ -95,6 +95,16 @@ def test_run_validate_trace_profile_refuse_unwritable_outputs_up_front(tmp_path)
         one_line_refusal(simspec(*args), "--out", path)
 
 
+def test_profile_check_refuses_a_report_place_it_cannot_write(tmp_path):
+    src = REPO / "profiles" / "intel-xeon" / "qwen2.5-coder-0.5b-bf16.parquet"
+    prof = tmp_path / src.name
+    prof.write_bytes(src.read_bytes())
+    prof.with_suffix(".json").write_bytes(src.with_suffix(".json").read_bytes())
+    report = tmp_path / (prof.stem + ".check.json")
+    report.mkdir()  # where the check's report goes: refused before a model loads
+    one_line_refusal(simspec("profile", "--check", str(prof)), "--check", str(report))
+
+
 def test_check_helpers_leave_nothing_behind(tmp_path):
     outputs.check_dir("--out", tmp_path / "a" / "b" / "c")
     outputs.check_file("--to", tmp_path / "d" / "e.parquet")

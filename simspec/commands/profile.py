@@ -182,6 +182,10 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
 
 
+def _check_report(path: Path, seed: int) -> Path:
+    return path.with_name(path.stem + (".check.json" if seed == 0 else f".check-seed{seed}.json"))
+
+
 def _check(path: Path, device: str, points: int, repeats: int, seed: int,
            greedy_tokens: int) -> None:
     from rich.console import Console
@@ -195,6 +199,9 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     meta = cm.meta
     if points < 30:
         raise InputError(None, "--points", f"{points}: a check needs at least 30 points")
+    from simspec.outputs import check_file
+
+    check_file("--check", _check_report(path, seed))  # its report is written beside it: before the timing
     _setup_torch(int(meta["threads"]))
     lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
     if meta["sha256"] and lm.sha256 and lm.sha256 != meta["sha256"]:
@@ -231,7 +238,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
                    f"{g.live_tok_s:.2f} tok/s (fastest of {len(g.runs_tok_s)} runs; median "
                    f"{g.live_median_tok_s:.2f}), predicted {g.predicted_tok_s:.2f} tok/s, "
                    f"error {g.rel_error:.1%}")
-    out = path.with_name(path.stem + (".check.json" if seed == 0 else f".check-seed{seed}.json"))
+    out = _check_report(path, seed)
     import datetime as dt
 
     from simspec.atomic import write_text
