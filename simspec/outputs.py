@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import json
 import os
-import shutil
 import stat
 import tempfile
 import time
@@ -50,16 +49,16 @@ def _stat(path: Path, flag: str, shown: Path) -> os.stat_result | None:
         raise InputError(str(shown), flag, _why(exc, "cannot be looked up")) from None
 
 
-def _first_missing(path: Path) -> Path | None:
-    """The outermost folder of `path` that does not exist yet (None: it all exists)."""
-    missing = None
+def _missing(path: Path) -> list[Path]:
+    """`path` and its parents that do not exist yet, innermost first (what mkdir will make)."""
+    missing = []
     p = path
     while True:
         try:
             os.stat(p)
             return missing
         except FileNotFoundError:
-            missing = p
+            missing.append(p)
         except OSError:
             return missing  # stat itself failed (ENOTDIR, ENAMETOOLONG): mkdir reports it
         if p.parent == p:
@@ -87,7 +86,7 @@ def _check_dir(flag: str, path: Path, shown: Path) -> None:
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise InputError(str(shown), flag, "exists and is not a folder" if shown == path
                          else f"{path} is not a folder")
-    created = _first_missing(path)
+    created = _missing(path)
     try:
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -98,8 +97,17 @@ def _check_dir(flag: str, path: Path, shown: Path) -> None:
         except OSError as exc:
             raise InputError(str(shown), flag, _why(exc, f"no file can be created in {path}")) from None
     finally:
-        if created is not None:
-            shutil.rmtree(created, ignore_errors=True)
+        _undo_mkdir(created)
+
+
+def _undo_mkdir(created: list[Path]) -> None:
+    """Remove the folders the probe made, innermost first, each only while empty: another run
+    that made the same folder meanwhile (and wrote into it) keeps it."""
+    for p in created:
+        try:
+            os.rmdir(p)
+        except OSError:
+            pass
 
 
 def check_file(flag: str, path: str | os.PathLike) -> Path:

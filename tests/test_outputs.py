@@ -105,9 +105,11 @@ def test_profile_check_refuses_a_report_place_it_cannot_write(tmp_path):
     one_line_refusal(simspec("profile", "--check", str(prof)), "--check", str(report))
 
 
-def test_check_helpers_leave_nothing_behind(tmp_path):
+def test_check_helpers_leave_nothing_behind(tmp_path, monkeypatch):
     outputs.check_dir("--out", tmp_path / "a" / "b" / "c")
     outputs.check_file("--to", tmp_path / "d" / "e.parquet")
+    monkeypatch.chdir(tmp_path)
+    outputs.check_dir("--out", Path("new") / ".." / "y" / "z")  # mkdir makes new/ and y/ for this
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(InputError, match="too long"):
         outputs.check_file("--to", tmp_path / ("x" * 300))
