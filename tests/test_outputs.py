@@ -142,6 +142,23 @@ def test_simulate_out_is_marked_complete_last(tmp_path, monkeypatch):
     assert simspec("simulate", QUICK, "--out", str(out)).returncode == 0 and outputs.is_complete(out)
 
 
+def test_validate_out_marks_each_plans_set_complete_last(tmp_path, monkeypatch):
+    plan = REPO / "studies" / "validation" / "qwen1.5b-humaneval.toml"
+    args = ("validate", str(plan), "--measured", str(plan.with_suffix(".json")), "--out", str(tmp_path))
+    assert simspec(*args).returncode == 0
+    marker = tmp_path / f"qwen1.5b-humaneval.{outputs.MARKER}"
+    files = json.loads(marker.read_text())["files"]
+    assert files[0] == "qwen1.5b-humaneval.csv" and files[-1] == "qwen1.5b-humaneval.html"
+    assert all((tmp_path / f).is_file() for f in files)
+    import simspec.report.validation as report
+
+    def dies(*a, **k):  # killed after the table and the JSON, before the figure and the page
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(report, "write", dies)
+    assert simspec(*args).returncode != 0 and not marker.exists()
+
+
 def test_study_killed_in_its_report_phase_is_unfinished_and_a_rerun_completes_it(tmp_path, monkeypatch):
     p = small_study(tmp_path, name="rk", trials=6, requests=24, out_max=64)
     out = tmp_path / "run"

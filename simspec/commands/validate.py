@@ -23,7 +23,8 @@ Examples:
 def validate_cmd(
     plan_file: Path = typer.Argument(..., help="validation plan (TOML): target, trace, profiles, [[config]]"),
     configs: Optional[str] = typer.Option(None, "--configs", help="subset: 1-based indices or labels, comma-separated"),
-    out: Path = typer.Option(Path("studies/validation"), "--out", help="folder for <name>.csv, .png, .json and .html, then <name>.COMPLETE.json (the set is whole)"),
+    out: Path = typer.Option(Path("studies/validation"), "--out",
+                             help="folder for <name>.csv, .png, .json and .html, then <name>.COMPLETE.json (the set is whole)"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: the plan's, else torch's)"),
     predict_only: bool = typer.Option(False, "--predict-only", help="simulate and print; no live runs, nothing written"),
@@ -82,7 +83,7 @@ def validate_cmd(
         _print_all(res)
         png, page = write(res, out)
         csv, js = res.written
-        outputs.finish(out, [p.name for p in (csv, js, png, page)], "simspec " + " ".join(sys.argv[1:]), marker)
+        outputs.finish(out, _set(res, out), "simspec " + " ".join(sys.argv[1:]), marker)
         typer.echo(f"wrote {csv}, {png}, {js} and {page} (measurements of {measured})")
         return
     models = load_models(inp, device, threads)  # every model error before any live run
@@ -118,8 +119,15 @@ def validate_cmd(
     _print_all(res)
     png, page = write(res, out)
     csv, js = res.written
-    outputs.finish(out, [p.name for p in (csv, js, png, page)], "simspec " + " ".join(sys.argv[1:]), marker)
+    outputs.finish(out, _set(res, out), "simspec " + " ".join(sys.argv[1:]), marker)
     typer.echo(f"wrote {csv}, {png}, {js} and {page}")
+
+
+def _set(res, out: Path) -> list[str]:
+    """The files of one plan's result, as COMPLETE.json lists them."""
+    name = res.plan.name
+    pngs = [f"{name}{s}.png" for s in ("", "-serving", "-pipeline") if (out / f"{name}{s}.png").exists()]
+    return [p.name for p in res.written] + pngs + [f"{name}.html"]
 
 
 def _print_all(res) -> None:
