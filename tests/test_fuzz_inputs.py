@@ -892,8 +892,8 @@ def test_fuzz_cli_simulate_and_validate(data):
                 if code == 0:
                     if i < len(bases):
                         json.loads(stdout.splitlines()[0])
-                        assert sorted(x.name for x in out.iterdir()) == ["requests.parquet", "scenario.json",
-                                                                          "summary.json"]
+                        assert sorted(x.name for x in out.iterdir()) == ["COMPLETE.json", "requests.parquet",
+                                                                          "scenario.json", "summary.json"]
                     return "ok"
                 assert code == 2, (code, stderr)
                 assert not out.exists() or not any(out.iterdir()), list(out.iterdir())

@@ -29,10 +29,11 @@ def register(app: typer.Typer) -> None:
         engine_version: Optional[str] = typer.Option(None, "--engine-version", help="The engine's version (one --engine; default: the newest simspec knows)."),
         out: Optional[Path] = typer.Option(None, "--out", help="The study's run folder (default: runs/<name>/ beside the study file)."),
         storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: the run folder's SQLite)."),
-        to: Optional[Path] = typer.Option(None, "--to", help="Write the files here (default: the run folder)."),
+        to: Optional[Path] = typer.Option(None, "--to", help="Write the files into this folder (default: the run folder); files of the same names there are replaced."),
         min_gain: float = typer.Option(0.066, "--schedule-min-gain", help="Export a per-batch schedule only when it beats the best single K by this fraction in some batch bucket."),
         capacity: bool = typer.Option(False, "--capacity", help="The study's --capacity run."),
     ) -> None:
+        from simspec import outputs
         from simspec.commands.study import default_out
         from simspec.study import export
         from simspec.study.spec import load_study
@@ -43,9 +44,11 @@ def register(app: typer.Typer) -> None:
         spec = load_study(study_file)
         versions = export.parse_versions(engine, engine_version)
         run = out or default_out(study_file, spec.name, capacity)
+        dest = to or run
+        # before any work; files of the same names there are replaced (each atomically), a file at --to is refused
+        outputs.check_dir("--to" if to is not None else "--out", dest)
         study, best, pts = export.finished(spec, run, storage, capacity)
         exps = export.export(spec, study, best, pts, None, versions, threshold=min_gain, predict=False)
-        dest = to or run
         names = export.write(exps, dest)
         for e in exps.engines:
             a = exps.answers[e.engine]

@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
         capacity: bool = typer.Option(False, "--capacity", help="The study's --capacity run."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress display."),
     ) -> None:
+        from simspec import outputs
         from simspec.commands.study import default_out
         from simspec.errors import InputError
         from simspec.study import export
@@ -49,6 +50,8 @@ def register(app: typer.Typer) -> None:
         if "trtllm" in versions:
             raise InputError(None, "--engine", "TensorRT-LLM has no synthetic-acceptance mode simspec knows: use vllm or sglang")
         run = out or default_out(study_file, spec.name, capacity)
+        dest = to or run
+        outputs.check_dir("--to" if to is not None else "--out", dest)  # before the simulations and the table
         study, best, pts = export.finished(spec, run, storage, capacity)
 
         def go():
@@ -72,6 +75,5 @@ def register(app: typer.Typer) -> None:
         for e in exps.engines:
             if e.synthetic:
                 typer.echo(f"serve {e.synthetic} ({e.engine} {e.version}) to check it")
-        dest = to or run
         names = export.write(exps, dest)
         typer.echo(f"results written to: {dest}/ ({', '.join(names)})")

@@ -63,6 +63,14 @@ def _setup_torch(threads: int) -> None:
     retain_freed_memory()
 
 
+def _check_out(out: Path, kernels: bool) -> None:
+    """The profile, its sidecar (and kernel table) can be written: before minutes of timing."""
+    from simspec.outputs import check_file
+
+    for p in (out, out.with_suffix(".json")) + ((out.with_name(out.stem + ".kernels.parquet"),) if kernels else ()):
+        check_file("--out", p)
+
+
 def profile_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="known name, GGUF file, HF dir or id"),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N"),
@@ -107,6 +115,7 @@ def profile_cmd(
         out = Path("profiles") / machine.slug(machine.identify(device, probe=False)) / f"{lm.name}-{dtype}.parquet"
     if out.suffix != ".parquet":
         raise InputError(str(out), "--out", "must end in .parquet")
+    _check_out(out, kernels)
     grid = QUICK if quick else FULL
     if max_batch is not None:
         kept = tuple(b for b in grid.batch if b <= max_batch)
@@ -145,6 +154,7 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
         raise InputError(str(out), "--out", "must end in .parquet")
     if out.resolve() == source.resolve():
         raise InputError(str(out), "--out", "would overwrite the profile being calibrated")
+    _check_out(out, False)
     _setup_torch(threads)
     lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
     command = "simspec " + shlex.join(sys.argv[1:])
@@ -172,6 +182,10 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
 
 
+def _check_report(path: Path, seed: int) -> Path:
+    return path.with_name(path.stem + (".check.json" if seed == 0 else f".check-seed{seed}.json"))
+
+
 def _check(path: Path, device: str, points: int, repeats: int, seed: int,
            greedy_tokens: int) -> None:
     from rich.console import Console
@@ -185,6 +199,9 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     meta = cm.meta
     if points < 30:
         raise InputError(None, "--points", f"{points}: a check needs at least 30 points")
+    from simspec.outputs import check_file
+
+    check_file("--check", _check_report(path, seed))  # its report is written beside it: before the timing
     _setup_torch(int(meta["threads"]))
     lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
     if meta["sha256"] and lm.sha256 and lm.sha256 != meta["sha256"]:
@@ -221,7 +238,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
                    f"{g.live_tok_s:.2f} tok/s (fastest of {len(g.runs_tok_s)} runs; median "
                    f"{g.live_median_tok_s:.2f}), predicted {g.predicted_tok_s:.2f} tok/s, "
                    f"error {g.rel_error:.1%}")
-    out = path.with_name(path.stem + (".check.json" if seed == 0 else f".check-seed{seed}.json"))
+    out = _check_report(path, seed)
     import datetime as dt
 
     from simspec.atomic import write_text

@@ -35,6 +35,10 @@ def run_cmd(
     from simspec.atomic import write_text
     from simspec.live.run import RunSettings, run
 
+    if out is not None:  # before the models load and decode
+        from simspec.outputs import check_file
+
+        check_file("--out", out)
     say = (lambda s: print(s, file=sys.stderr)) if as_json else typer.echo
     result = run(RunSettings(
         target=target, draft=draft, gamma=gamma, tree=tree, vocab=vocab, dtype=dtype, device=device,

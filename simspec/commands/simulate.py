@@ -9,7 +9,6 @@ from typing import Optional
 
 import typer
 
-from simspec.errors import InputError
 
 HELP = """Simulate a serving scenario (TOML) and print throughput, TTFT, TPOT and latency.
 
@@ -37,17 +36,20 @@ def register(app: typer.Typer) -> None:
         scenario: Path = typer.Argument(..., help="Scenario TOML file."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
         requests_out: Optional[Path] = typer.Option(None, "--requests-out", help="Write per-request records to this Parquet file."),
-        out: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json, requests.parquet and the resolved scenario."),
+        out: Optional[Path] = typer.Option(None, "--out", help="Folder for summary.json, requests.parquet and the resolved scenario (COMPLETE.json, written last, says the set is whole)."),
         analytic: bool = typer.Option(False, "--analytic", help="Print the closed-form prediction beside the simulated figures."),
     ) -> None:
         from simspec.atomic import write_text, write_via
         from simspec.config import load_scenario
         from simspec.sim.run import simulate as run
 
+        from simspec import outputs
+
         sc = load_scenario(scenario)
-        for p in (requests_out, out):
-            if p is not None and p.exists() and (p.is_dir() != (p is out)):
-                raise InputError(str(p), None, "exists and is not a " + ("folder" if p is out else "file"))
+        if requests_out is not None:  # before the run: a place that cannot be written wastes none of it
+            outputs.check_file("--requests-out", requests_out)
+        if out is not None:
+            outputs.check_dir("--out", out)
         res = run(sc, str(scenario))
         summary = dict(res.summary)
         pred = None
@@ -61,10 +63,13 @@ def register(app: typer.Typer) -> None:
 
         if requests_out is not None:
             write_via(requests_out, lambda t: res.requests_frame().to_parquet(t, index=False))
-        if out is not None:
+        if out is not None:  # a set: COMPLETE.json last says all three are of this run
+            outputs.begin(out)
             write_text(out / "summary.json", strict_json.dumps(summary, indent=2) + "\n")
             write_via(out / "requests.parquet", lambda t: res.requests_frame().to_parquet(t, index=False))
             write_text(out / "scenario.json", sc.model_dump_json(indent=2) + "\n")
+            outputs.finish(out, ["summary.json", "requests.parquet", "scenario.json"],
+                           f"simspec simulate {scenario}")
 
         if as_json:
             typer.echo(strict_json.dumps(summary, sort_keys=True))

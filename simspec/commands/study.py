@@ -14,8 +14,9 @@ HELP = """Search speculative-decoding settings (Optuna TPE over the simulator) u
 Writes best.toml, trials.parquet, pareto.csv, schedule.csv, plots, the engine configs
 (vllm_speculative_config.json, sglang_args.txt, trtllm_speculative_config.yaml, each for the newest
 engine version simspec knows unless --engine-version says otherwise), the synthetic-acceptance configs
-with synthetic_prediction.csv, summary.md and report.html (all in one page) into the run folder.
-Running it again resumes the study.
+with synthetic_prediction.csv, summary.md and report.html (all in one page) into the run folder,
+then COMPLETE.json: a run folder without it is unfinished (killed or failed). Running it again
+resumes the study and completes the folder.
 
 Examples:
 
@@ -63,10 +64,12 @@ def register(app: typer.Typer) -> None:
         n = trials if trials is not None else spec.file.trials
         if n < 1:
             raise InputError(None, "--trials", f"must be >= 1 (got {n})")
-        out = out or default_out(study_file, spec.name, capacity)
-        if out.exists() and not out.is_dir():
-            raise InputError(str(out), None, "exists and is not a folder")
+        from simspec import outputs
+
+        out = outputs.check_dir("--out", out or default_out(study_file, spec.name, capacity))
         out.mkdir(parents=True, exist_ok=True)
+        # unfinished from here until COMPLETE.json: new trials make any earlier report stale
+        outputs.begin(out)
         url = storage or default_url(out)
         try:
             info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress)
@@ -91,5 +94,6 @@ def register(app: typer.Typer) -> None:
 
             with Console(stderr=True).status("per-batch-size schedule, exports, plots ..."):
                 res = finish()
+        outputs.finish(out, res["files"], "simspec study " + str(study_file))
         typer.echo(res["summary"])
         typer.echo(f"results written to: {out}/ (trials in {redact(url)})")

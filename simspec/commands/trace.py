@@ -135,6 +135,11 @@ def register(app: typer.Typer) -> None:
         if target is None or out is None:
             raise InputError(None, "--target" if target is None else "--out", "capturing needs --target and --out (or use --summary FILE)")
         span = _span(prompt_chars) if prompt_chars else None  # before torch loads: a typo fails fast
+        from simspec import outputs
+        from simspec.trace.schema import sidecar_path
+
+        outputs.check_file("--out", out)  # and a place it cannot write, before the capture
+        outputs.check_file("--out", sidecar_path(out))
         from simspec.trace.capture import CaptureSpec, capture
 
         spec = CaptureSpec(

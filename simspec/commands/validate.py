@@ -23,7 +23,8 @@ Examples:
 def validate_cmd(
     plan_file: Path = typer.Argument(..., help="validation plan (TOML): target, trace, profiles, [[config]]"),
     configs: Optional[str] = typer.Option(None, "--configs", help="subset: 1-based indices or labels, comma-separated"),
-    out: Path = typer.Option(Path("studies/validation"), "--out", help="folder for <name>.csv, .png, .json and .html"),
+    out: Path = typer.Option(Path("studies/validation"), "--out",
+                             help="folder for <name>.csv, .png, .json and .html, then <name>.COMPLETE.json (the set is whole)"),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or cuda:N"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads (default: the plan's, else torch's)"),
     predict_only: bool = typer.Option(False, "--predict-only", help="simulate and print; no live runs, nothing written"),
@@ -49,7 +50,12 @@ def validate_cmd(
     from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
                                         trace_numerics, validate)
 
+    from simspec import outputs
+
     inp = load_inputs(plan_file, configs)  # every input error before any model loads
+    if not predict_only:  # and the output folder before any work
+        outputs.check_dir("--out", out)
+    marker = f"{inp.plan.name}.{outputs.MARKER}"  # one folder holds many plans' sets: one marker each
     # a profile of another machine prices another machine: warn when predicting, refuse to measure
     for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only):
         typer.echo(f"warning: {line}", err=True)
@@ -72,10 +78,12 @@ def validate_cmd(
     from simspec.report.validation import write
 
     if measured is not None:
+        outputs.begin(out, marker)
         res = reprice(inp, measured, out, "simspec " + " ".join(sys.argv[1:]))
         _print_all(res)
         png, page = write(res, out)
         csv, js = res.written
+        outputs.finish(out, _set(res, out), "simspec " + " ".join(sys.argv[1:]), marker)
         typer.echo(f"wrote {csv}, {png}, {js} and {page} (measurements of {measured})")
         return
     models = load_models(inp, device, threads)  # every model error before any live run
@@ -106,11 +114,20 @@ def validate_cmd(
                    f"tokens/round {m.tokens_per_round:.2f} vs {p.tokens_per_round:.2f}  "
                    f"[{time.perf_counter() - t0:.0f} s]")
 
+    outputs.begin(out, marker)
     res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks)
     _print_all(res)
     png, page = write(res, out)
     csv, js = res.written
+    outputs.finish(out, _set(res, out), "simspec " + " ".join(sys.argv[1:]), marker)
     typer.echo(f"wrote {csv}, {png}, {js} and {page}")
+
+
+def _set(res, out: Path) -> list[str]:
+    """The files of one plan's result, as COMPLETE.json lists them."""
+    name = res.plan.name
+    pngs = [f"{name}{s}.png" for s in ("", "-serving", "-pipeline") if (out / f"{name}{s}.png").exists()]
+    return [p.name for p in res.written] + pngs + [f"{name}.html"]
 
 
 def _print_all(res) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from simspec import outputs
 from simspec.atomic import write_text
 from simspec.config import resolve_data_path
 from simspec.errors import InputError
@@ -150,6 +151,8 @@ def finished(spec: StudySpec, out: Path, storage: str | None = None, capacity: b
     url = storage or default_url(out)
     if storage is None and not (out / "study.db").exists():
         raise InputError(str(out), None, "no study here (no study.db): run `simspec study` first, or give --storage")
+    if out.exists() and not outputs.is_complete(out):  # its schedule.csv may be of fewer trials, or missing
+        raise InputError(str(out), None, outputs.unfinished(out, f"run `simspec study {spec.path.name}` again"))
     name = runner.study_name(spec, capacity)
     try:
         study = optuna.load_study(study_name=name, storage=open_storage(url))
