@@ -32,8 +32,14 @@ def run_cmd(
     out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result here"),
 ) -> None:
     """Decode dataset prompts with a drafter; report tokens/s, tokens per round, time per phase."""
+    from simspec import limits
     from simspec.atomic import write_text
     from simspec.live.run import RunSettings, run
+
+    for flag, value, limit, low in (("--gamma", gamma, limits.GAMMA, 0), ("--prompts", prompts, limits.PROMPTS, 1),
+                                    ("--max-new-tokens", max_new_tokens, limits.TOKEN_LEN, 1),
+                                    ("--batch", batch, limits.MAX_BATCH, 1)):
+        limits.check_flag(flag, value, limit, low)  # before a model loads
 
     say = (lambda s: print(s, file=sys.stderr)) if as_json else typer.echo
     result = run(RunSettings(

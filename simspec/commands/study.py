@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from simspec import limits
 from simspec.errors import InputError
 
 HELP = """Search speculative-decoding settings (Optuna TPE over the simulator) under SLOs.
@@ -58,11 +59,9 @@ def register(app: typer.Typer) -> None:
         versions = export.parse_pins(engine_version)
         if capacity:
             cap_mod.check(spec)
-        if workers < 1:
-            raise InputError(None, "--workers", f"must be >= 1 (got {workers})")
+        limits.check_flag("--workers", workers, limits.WORKERS)
+        limits.check_flag("--trials", trials, limits.TRIALS)
         n = trials if trials is not None else spec.file.trials
-        if n < 1:
-            raise InputError(None, "--trials", f"must be >= 1 (got {n})")
         out = out or default_out(study_file, spec.name, capacity)
         if out.exists() and not out.is_dir():
             raise InputError(str(out), None, "exists and is not a folder")
