@@ -66,6 +66,22 @@ class SearchSpec(Strict):
                 raise KeyedError(f"search.{info.field_name}", why)
         return v
 
+    @field_validator("tree")
+    @classmethod
+    def _tree_sizes(cls, v):
+        """A shape's depth and nodes against their limits, before any tree is built (a shape
+        that does not parse is left to `_check`, which says why)."""
+        for shape in v or ():
+            parts = [x.strip() for x in shape.split(",")]
+            if not all(x.isascii() and x.isdigit() for x in parts):
+                continue
+            branching = [int(x) for x in parts]
+            for why in (limits.over(len(branching), limits.GAMMA),
+                        limits.over(limits.tree_nodes(branching), limits.TREE_NODES)):
+                if why is not None:
+                    raise KeyedError("search.tree", f"shape {shape!r}: {why}")
+        return v
+
     @model_validator(mode="after")
     def _check(self) -> "SearchSpec":
         lo = self.gamma.low if isinstance(self.gamma, IntRange) else min(self.gamma)
