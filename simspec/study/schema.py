@@ -61,7 +61,11 @@ class SearchSpec(Strict):
         """A knob's largest value against its limit (before a range is ever listed)."""
         if isinstance(v, IntRange) or isinstance(v, list):
             top = v.high if isinstance(v, IntRange) else max(v)
+            low = v.low if isinstance(v, IntRange) else min(v)
+            floor = 0 if info.field_name == "gamma" else 1
             why = limits.over(top, _KNOB_LIMITS[info.field_name])
+            if why is None and low < floor:  # a count below its floor is no size at all
+                why = f"{low} is below the smallest {_KNOB_LIMITS[info.field_name].name} ({floor})"
             if why is not None:
                 raise KeyedError(f"search.{info.field_name}", why)
         return v
