@@ -287,3 +287,16 @@ def test_shipped_scenarios_and_studies_are_within_the_limits():
             load_study(p)
         elif "[target]" in text:
             load_scenario(p)
+
+
+def test_a_fifo_prompt_file_is_never_opened(tmp_path):
+    from simspec.live.prompts import load_prompts
+    from simspec.trace.prompts import load_split
+
+    fifo = tmp_path / "p.jsonl"
+    os.mkfifo(fifo)
+    with within(5, "prompts from a FIFO"):
+        for read in (lambda: load_prompts(str(fifo), 2), lambda: load_split(str(fifo), 2, 0)):
+            with pytest.raises(InputError) as ei:
+                read()
+            assert "not a regular file" in ei.value.reason and ei.value.file == str(fifo)
