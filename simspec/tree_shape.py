@@ -16,6 +16,8 @@ from typing import Sequence
 
 import numpy as np
 
+from simspec.limits import GAMMA, TREE_NODES, over, tree_nodes
+
 
 def ancestors_of(parents: Sequence[int]) -> np.ndarray:
     """[N, N] bool: anc[i, j] is True when j is i or an ancestor of i (parents[i] < i, -1 = root)."""
@@ -50,6 +52,10 @@ class TreeShape:
         object.__setattr__(self, "branching", tuple(int(c) for c in self.branching))
         if any(c < 1 for c in self.branching):
             raise ValueError(f"tree {self.branching}: every depth needs >= 1 child per node")
+        for why in (over(len(self.branching), GAMMA), over(tree_nodes(self.branching), TREE_NODES)):
+            if why is not None:  # refused before a node is built
+                b = self.branching
+                raise ValueError(f"tree {','.join(map(str, b)) if len(b) <= 8 else f'of depth {len(b)}'}: {why}")
         parents, depth, level = [-1], [0], [0]
         for c in self.branching:
             nxt = []

@@ -19,7 +19,7 @@ def finite(flag: str, value: float, low: float | None = None, high: float | None
 
 
 def at_least(flag: str, value: int, low: int) -> int:
-    """`value` if it is >= low, else InputError naming `flag` (an upper limit is a size: sizes.py)."""
+    """`value` if it is >= low, else InputError naming `flag` (an upper limit is a size: simspec.limits.check_flag)."""
     if value < low:
         raise InputError(None, flag, f"must be >= {low} (got {value})")
     return value

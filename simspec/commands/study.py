@@ -7,6 +7,7 @@ from typing import List, Optional
 
 import typer
 
+from simspec import limits
 from simspec.errors import InputError
 
 HELP = """Search speculative-decoding settings (Optuna TPE over the simulator) under SLOs.
@@ -59,14 +60,20 @@ def register(app: typer.Typer) -> None:
         versions = export.parse_pins(engine_version)
         if capacity:
             cap_mod.check(spec)
-        if workers < 1:
-            raise InputError(None, "--workers", f"must be >= 1 (got {workers})")
+        limits.check_flag("--workers", workers, limits.WORKERS)
+        limits.check_flag("--trials", trials, limits.TRIALS)
         n = trials if trials is not None else spec.file.trials
+<<<<<<< HEAD
         if n < 1:
             raise InputError(None, "--trials", f"must be >= 1 (got {n})")
         from simspec import outputs
 
         out = outputs.check_dir("--out", out or default_out(study_file, spec.name, capacity))
+=======
+        out = out or default_out(study_file, spec.name, capacity)
+        if out.exists() and not out.is_dir():
+            raise InputError(str(out), None, "exists and is not a folder")
+>>>>>>> limits
         out.mkdir(parents=True, exist_ok=True)
         # unfinished from here until COMPLETE.json: new trials make any earlier report stale
         outputs.begin(out)

@@ -10,6 +10,7 @@ from typing import List, Optional
 
 import typer
 
+from simspec import limits
 from simspec.errors import InputError
 
 HELP = """Record what candidate drafters would have had accepted on a target's greedy generations.
@@ -128,12 +129,14 @@ def register(app: typer.Typer) -> None:
         out: Optional[Path] = typer.Option(None, "--out", help="Output Parquet (a .json sidecar is written beside it)."),
     ) -> None:
         if summary is not None:
-            from simspec.commands.flags import at_least
-
-            print_summary(summary, at_least("--g-max", gmax, 1))
+            limits.check_flag("--g-max", gmax, limits.G_MAX)
+            print_summary(summary, gmax)
             return
         if target is None or out is None:
             raise InputError(None, "--target" if target is None else "--out", "capturing needs --target and --out (or use --summary FILE)")
+        limits.check_flag("--prompts", prompts, limits.PROMPTS)
+        limits.check_flag("--max-new-tokens", max_new_tokens, limits.TOKEN_LEN)
+        limits.check_flag("--batch", batch, limits.MAX_BATCH)
         span = _span(prompt_chars) if prompt_chars else None  # before torch loads: a typo fails fast
         from simspec import outputs
         from simspec.trace.schema import sidecar_path

@@ -8,20 +8,20 @@ from pathlib import Path
 from typing import Any
 
 from simspec.errors import InputError
+from simspec.limits import read_bytes
 
 # The scenario keys that name data files: (section, key).
 PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"))
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML file, turning every failure into one InputError line."""
+    """Read a TOML file, turning every failure into one InputError line. Only a regular file
+    of at most limits.INPUT_BYTES is read (/dev/zero, a FIFO or a folder is refused unread)."""
     p = Path(path)
-    if not p.exists():
-        raise InputError(str(p), None, "file not found")
-    if p.is_dir():
-        raise InputError(str(p), None, "is a directory, expected a TOML file")
+    data = read_bytes(p)
     try:
-        return tomllib.loads(p.read_text(encoding="utf-8"))
+        # universal newlines, as Path.read_text reads them
+        return tomllib.loads(data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n"))
     except tomllib.TOMLDecodeError as exc:
         raise InputError(str(p), None, f"not valid TOML: {exc}") from None
     except UnicodeDecodeError:

@@ -19,6 +19,7 @@ from simspec.config.fields import Dtype, NonNeg, PosInt, Prob, Strict
 from simspec.config.files import read_toml
 from simspec.config.patch import deep_merge
 from simspec.config.pydantic_errors import KeyedError, input_error
+from simspec.config.sizes import check_sizes
 from simspec.config.workload import WorkloadSpec
 from simspec.errors import InputError
 from simspec.tree_shape import TreeShape
@@ -202,6 +203,7 @@ class Scenario(Strict):
 
     @model_validator(mode="after")
     def _cross(self) -> "Scenario":
+        check_sizes(self)  # before anything sized by them is built
         spec = self.speculation
         speculating = spec.draft_len > 0 or spec.tree is not None
         if speculating and self.draft.entry is None:

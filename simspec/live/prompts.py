@@ -7,6 +7,7 @@ from pathlib import Path
 
 from simspec.corpora import humaneval_problems, sharegpt_turns
 from simspec.errors import InputError
+from simspec.limits import regular_file
 
 DATASETS = ("humaneval", "sharegpt")
 
@@ -22,6 +23,7 @@ def _sharegpt(limit: int) -> list[str]:
 def _jsonl(path: Path) -> list[str]:
     if not path.exists():
         raise InputError(str(path), None, "no such file")
+    regular_file(path)  # never a FIFO or a device
     out = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():

@@ -52,10 +52,12 @@ def read_profile(path: Path):
     import pandas as pd
 
     from simspec.errors import InputError
+    from simspec.limits import JSON_BYTES, read_bytes, regular_file
 
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise InputError(str(path), None, "profile file not found")
+    regular_file(path)  # never a FIFO or a device
     try:
         df = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for a non-Parquet file
@@ -88,7 +90,7 @@ def read_profile(path: Path):
     if not side.is_file():
         raise InputError(str(side), None, "sidecar JSON missing (it must sit beside the Parquet)")
     try:
-        meta = json.loads(side.read_text(encoding="utf-8"))
+        meta = json.loads(read_bytes(side, JSON_BYTES).decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise InputError(str(side), None, f"not valid JSON: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     if not isinstance(meta, dict):

@@ -95,7 +95,12 @@ def gamma_vs_batch(points, path: Path) -> None:
         a1.set_xscale("log", base=2)
         a1.set_xticks(bs, [str(b) for b in bs])
     top = max([p.gamma for p in points] + [1])
-    a1.set_yticks(range(0, top + 1))
+    if top <= 16:
+        a1.set_yticks(range(0, top + 1))
+    else:  # one tick per gamma would be thousands of ticks: let matplotlib pick a few integers
+        from matplotlib.ticker import MaxNLocator
+
+        a1.yaxis.set_major_locator(MaxNLocator(integer=True))
     a1.set_ylim(-0.3, top + 0.3)
     a1.set_xlabel("batch size (running sequences)")
     a1.set_ylabel("best gamma")

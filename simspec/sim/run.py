@@ -12,6 +12,7 @@ from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
 from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
+from simspec.sim.dispatch import LeastLoaded
 from simspec.sim.iteration import Iteration
 from simspec.sim.metrics import summarize
 from simspec.sim.policy import ClosedLoop, kv_need
@@ -76,12 +77,19 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     pl = sc.placement
     closed = ClosedLoop(wl.n, wl.concurrency) if wl.mode == "closed" else None
     replicas: list[Replica] = []
+    least: list[LeastLoaded] = []  # set once the replicas exist
 
     def dispatch(rid: int) -> None:
-        best = min(replicas, key=lambda r: r.load) if len(replicas) > 1 else replicas[0]
-        best.submit(rid)
+        if len(replicas) == 1:
+            replicas[0].submit(rid)
+            return
+        i = least[0].pick()
+        replicas[i].submit(rid)
+        least[0].changed(i)
 
     def on_finish(rid: int) -> None:
+        if len(replicas) > 1:
+            least[0].changed(int(rec.replica[rid]))
         nxt = closed.on_finish() if closed is not None else None
         if nxt is not None:
             rec.arrival[nxt] = env.now
@@ -91,12 +99,16 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
                              overlap=pl.overlap, with_prefill=sc.speculation.first_round == "with_prefill",
                              clip_to_budget=sc.speculation.clip_to_budget, detail=detail)
     devices: list[Device] = []
-    for i in range(pl.replicas):
+    # Replicas past the n-th never get a request (the dispatcher picks the lowest index among
+    # the least loaded, and at most n - 1 others are loaded): they are not built, so a large
+    # `replicas` costs nothing; their (zero) busy time still counts in the per-replica averages.
+    for i in range(min(pl.replicas, wl.n)):
         tdev = Device(pl.target, pl.devices[pl.target], i)
         dname = pl.draft or pl.target
         ddev = tdev if dname == pl.target else Device(dname, pl.devices[dname], i)
         devices += [tdev] if ddev is tdev else [tdev, ddev]
         replicas.append(Replica(env, i, options, cost, oracle, ReplicaDevices(tdev, ddev), rec, on_finish))
+    least.append(LeastLoaded([lambda r=r: r.load for r in replicas]))
 
     if closed is not None:
         for rid in closed.first():
@@ -131,4 +143,5 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     for role, model in (("target", cost.target), ("draft", cost.draft)):
         if model is not None and model.estimate is not None:
             summary[f"{role}_estimate"] = 1.0 if model.estimate else 0.0
-    return SimResult(summary, rec, sc, [r.log for r in replicas])
+    idle = [[] for _ in range(pl.replicas - len(replicas))]
+    return SimResult(summary, rec, sc, [r.log for r in replicas] + idle)

@@ -146,11 +146,11 @@ def read_points(path) -> list[Point]:
     import csv
     from pathlib import Path
 
+    from simspec.limits import read_bytes
+
     p = Path(path)
-    try:
-        rows = list(csv.DictReader(p.read_text().splitlines()))
-    except OSError as exc:
-        raise InputError(str(p), None, f"cannot read the schedule: {exc.strerror or exc}") from None
+    # only a regular file of bounded size (limits.read_bytes); undecodable bytes fail as bad rows
+    rows = list(csv.DictReader(read_bytes(p).decode("utf-8", errors="replace").splitlines()))
     out = []
     for i, r in enumerate(rows, start=2):
         try:

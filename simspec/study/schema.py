@@ -9,9 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AfterValidator, Field, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from simspec import drafters as drafter_kinds
+from simspec import limits
 from simspec.config.fields import Strict
 from simspec.config.pydantic_errors import KeyedError
 from simspec.config.scenario import AcceptanceSpec, CostSpec, Scenario
@@ -53,6 +54,37 @@ class SearchSpec(Strict):
     max_batch: IntKnob | None = None
     placement: list[str] | None = Field(default=None, min_length=1)
     dtype: list[str] | None = Field(default=None, min_length=1)
+
+    @field_validator("gamma", "max_batch", "exit_layer", "vocab")
+    @classmethod
+    def _sizes(cls, v, info):
+        """A knob's largest value against its limit (before a range is ever listed)."""
+        if isinstance(v, IntRange) or isinstance(v, list):
+            top = v.high if isinstance(v, IntRange) else max(v)
+            low = v.low if isinstance(v, IntRange) else min(v)
+            floor = 0 if info.field_name == "gamma" else 1
+            why = limits.over(top, _KNOB_LIMITS[info.field_name])
+            if why is None and low < floor:  # a count below its floor is no size at all
+                why = f"{low} is below the smallest {_KNOB_LIMITS[info.field_name].name} ({floor})"
+            if why is not None:
+                raise KeyedError(f"search.{info.field_name}", why)
+        return v
+
+    @field_validator("tree")
+    @classmethod
+    def _tree_sizes(cls, v):
+        """A shape's depth and nodes against their limits, before any tree is built (a shape
+        that does not parse is left to `_check`, which says why)."""
+        for shape in v or ():
+            parts = [x.strip() for x in shape.split(",")]
+            if not all(x.isascii() and x.isdigit() for x in parts):
+                continue
+            branching = [int(x) for x in parts]
+            for why in (limits.over(len(branching), limits.GAMMA),
+                        limits.over(limits.tree_nodes(branching), limits.TREE_NODES)):
+                if why is not None:
+                    raise KeyedError("search.tree", f"shape {shape!r}: {why}")
+        return v
 
     @model_validator(mode="after")
     def _check(self) -> "SearchSpec":
@@ -120,6 +152,10 @@ class DrafterSpec(Strict):
         return self
 
 
+_KNOB_LIMITS = {"gamma": limits.GAMMA, "max_batch": limits.MAX_BATCH, "exit_layer": limits.LAYERS,
+                "vocab": limits.VOCAB}
+
+
 class Constraint(Strict):
     max: float | None = None
     min: float | None = None
@@ -133,14 +169,37 @@ class Constraint(Strict):
 
 class CapacitySpec(Strict):
     rate: Annotated[float, Field(gt=0)]
-    max_replicas: Annotated[int, Field(gt=0)] = 64
-    requests: Annotated[int, Field(gt=0)] | None = None
+    max_replicas: Annotated[int, Field(gt=0), _capped(limits.REPLICAS, "capacity.max_replicas")] = 64
+    requests: Annotated[int, Field(gt=0), _capped(limits.REQUESTS, "capacity.requests")] | None = None
 
 
 class ScheduleSpec(Strict):
     batch_sizes: list[Annotated[int, Field(gt=0)]] | None = Field(default=None, min_length=1)
     requests_per_slot: Annotated[int, Field(gt=0)] = 4
-    min_requests: Annotated[int, Field(gt=0)] = 32
+    min_requests: Annotated[int, Field(gt=0), _capped(limits.REQUESTS, "schedule.min_requests")] = 32
+
+    @model_validator(mode="after")
+    def _sizes(self) -> "ScheduleSpec":
+        if self.batch_sizes:
+            for why in (limits.over(len(set(self.batch_sizes)), limits.SCHEDULE_BUCKETS),
+                        limits.over(max(self.batch_sizes), limits.MAX_BATCH)):
+                if why is not None:
+                    raise KeyedError("schedule.batch_sizes", why)
+        top = max(self.batch_sizes) if self.batch_sizes else limits.MAX_BATCH.value
+        why = limits.over(top * self.requests_per_slot, limits.REQUESTS)
+        if why is not None:  # the largest bucket's saturated workload
+            raise KeyedError("schedule.requests_per_slot", f"{self.requests_per_slot} x batch {top}: {why}")
+        return self
+
+
+def _capped(limit: limits.Limit, key: str):
+    """A count of a study file refused past `limit`, naming its key."""
+    def check(v):
+        why = None if v is None else limits.over(v, limit)
+        if why is not None:
+            raise KeyedError(key, why)
+        return v
+    return AfterValidator(check)
 
 
 class StudyFile(Strict):
@@ -149,10 +208,10 @@ class StudyFile(Strict):
     scenario: str | dict[str, Any]
     patch: dict[str, Any] = Field(default_factory=dict)
     workload: dict[str, Any] | None = None  # replaces the scenario's [workload] whole
-    trials: Annotated[int, Field(gt=0)] = 100
+    trials: Annotated[int, Field(gt=0), _capped(limits.TRIALS, "trials")] = 100
     seed: int = 0
     sampler: Literal["tpe", "random"] = "tpe"
-    startup_trials: Annotated[int, Field(gt=0)] = 10
+    startup_trials: Annotated[int, Field(gt=0), _capped(limits.TRIALS, "startup_trials")] = 10
     baselines: list[dict[str, Any]] = Field(default_factory=list)
     search: SearchSpec = SearchSpec()
     drafters: dict[DrafterKind, DrafterSpec] = Field(default_factory=dict)

@@ -14,6 +14,7 @@ import numpy as np
 
 from simspec.corpora import humaneval_problems, sharegpt_turns
 from simspec.errors import InputError
+from simspec.limits import regular_file
 
 HUMANEVAL_INSTRUCTION = "Complete the following Python function. Reply with the whole function in one Python code block.\n\n"
 CALIBRATION_CHARS = 2_000_000
@@ -100,6 +101,7 @@ def load_split(dataset: str, n: int, seed: int = 0, prompt_chars: tuple[int, int
     path = Path(dataset)
     if path.suffix != ".jsonl" or not path.exists():
         raise InputError(None, "--dataset", f"{dataset!r} is not humaneval, sharegpt or an existing .jsonl file")
+    regular_file(path)  # never a FIFO or a device
     rows = _jsonl(path)
     chosen = [i for i, r in enumerate(rows) if fits(r["prompt"])][:n]
     if len(chosen) < n:

@@ -27,6 +27,7 @@ import numpy as np
 
 from simspec.atomic import write_text, write_via
 from simspec.errors import InputError
+from simspec.limits import JSON_BYTES, read_bytes, regular_file
 
 RANK_CAP = 127
 SCHEMA_VERSION = 1
@@ -154,6 +155,7 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
         raise InputError(file or where, "acceptance.trace" if file else None, f"trace file not found: {p}")
     if p.is_dir():  # pyarrow would read a folder as a dataset of whatever lies in it
         raise InputError(file or where, "acceptance.trace" if file else None, f"{p} is a folder, not a trace file")
+    regular_file(p, file, "acceptance.trace" if file else None)  # never a FIFO or a device
     try:
         table = pq.read_table(p)
         names = set(table.column_names)  # a damaged footer can hold names that are not UTF-8
@@ -163,7 +165,7 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
     meta: dict = {}
     if side.exists():
         try:
-            meta = json.loads(side.read_text())
+            meta = json.loads(read_bytes(side, JSON_BYTES))
         except ValueError as exc:
             raise InputError(str(side), None, f"sidecar is not valid JSON ({exc})") from None
         if not isinstance(meta, dict):

@@ -40,10 +40,17 @@ def _runs(trace: Trace, drafter: str) -> np.ndarray:
 
 def tokens_per_round(trace: Trace, drafter: str, gs=range(1, 9)) -> dict[int, float]:
     run = _runs(trace, drafter)
+    # a chain longer than the longest accepted run replays exactly as that run's length: replay
+    # each distinct effective length once (a long --g-max costs no more than the trace's runs)
+    top = max(int(run.max()) if len(run) else 0, 1)
+    memo: dict[int, float] = {}
     out = {}
     for g in gs:
-        t, r = replay_chain(run, trace.offsets, g)
-        out[g] = t / r if r else float("nan")
+        ge = min(g, top)
+        if ge not in memo:
+            t, r = replay_chain(run, trace.offsets, ge)
+            memo[ge] = t / r if r else float("nan")
+        out[g] = memo[ge]
     return out
 
 

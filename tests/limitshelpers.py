@@ -1,0 +1,47 @@
+"""Helpers of the size-limit tests (tests/test_limits.py, tests/test_fuzz_limits.py): a per-case
+deadline (a hang fails the case instead of the suite), and the contract of a refusal (exit 2,
+one line on stderr naming the file or flag, the key, the value and the limit, no traceback)."""
+
+from __future__ import annotations
+
+import signal
+from contextlib import contextmanager
+from pathlib import Path
+
+from clihelpers import cli
+
+DEADLINE_S = 10.0  # the issue's bound: no example may run past 10 s
+
+
+class Hang(BaseException):
+    """A case ran past its deadline (a BaseException: no `except Exception` on the way, such as
+    the in-process CLI's traceback printer, turns it into an ordinary failure)."""
+
+
+@contextmanager
+def within(seconds: float = DEADLINE_S, what: str = "case"):
+    """Fail with Hang when the block runs past `seconds` (SIGALRM: also interrupts a blocking
+    open() or read(), which Python retries only after the handler has run)."""
+    def fire(signum, frame):
+        raise Hang(f"{what} ran past its {seconds:g} s deadline")
+
+    old = signal.signal(signal.SIGALRM, fire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def refused(*args, must: tuple[str, ...] = (), seconds: float = DEADLINE_S, cwd: Path | None = None) -> str:
+    """`simspec ARGS` must exit 2 with one line on stderr holding every string of `must`,
+    within the deadline; returns the line."""
+    with within(seconds, "simspec " + " ".join(map(str, args))):
+        r = cli(*map(str, args), cwd=cwd)
+    err = r.stderr.strip()
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "Traceback" not in r.stderr and len(err.splitlines()) == 1, r.stderr[-2000:]
+    for s in must:
+        assert s in err, (s, err)
+    return err
