@@ -36,18 +36,15 @@ def run_cmd(
     from simspec.atomic import write_text
     from simspec.live.run import RunSettings, run
 
-<<<<<<< HEAD
-    if out is not None:  # before the models load and decode
-        from simspec.outputs import check_file
-
-        check_file("--out", out)
-=======
     for flag, value, limit, low in (("--gamma", gamma, limits.GAMMA, 0), ("--prompts", prompts, limits.PROMPTS, 1),
                                     ("--max-new-tokens", max_new_tokens, limits.TOKEN_LEN, 1),
                                     ("--batch", batch, limits.MAX_BATCH, 1)):
         limits.check_flag(flag, value, limit, low)  # before a model loads
 
->>>>>>> limits
+    if out is not None:  # before the models load and decode
+        from simspec.outputs import check_file
+
+        check_file("--out", out)
     say = (lambda s: print(s, file=sys.stderr)) if as_json else typer.echo
     result = run(RunSettings(
         target=target, draft=draft, gamma=gamma, tree=tree, vocab=vocab, dtype=dtype, device=device,

@@ -63,17 +63,11 @@ def register(app: typer.Typer) -> None:
         limits.check_flag("--workers", workers, limits.WORKERS)
         limits.check_flag("--trials", trials, limits.TRIALS)
         n = trials if trials is not None else spec.file.trials
-<<<<<<< HEAD
         if n < 1:
             raise InputError(None, "--trials", f"must be >= 1 (got {n})")
         from simspec import outputs
 
         out = outputs.check_dir("--out", out or default_out(study_file, spec.name, capacity))
-=======
-        out = out or default_out(study_file, spec.name, capacity)
-        if out.exists() and not out.is_dir():
-            raise InputError(str(out), None, "exists and is not a folder")
->>>>>>> limits
         out.mkdir(parents=True, exist_ok=True)
         # unfinished from here until COMPLETE.json: new trials make any earlier report stale
         outputs.begin(out)
