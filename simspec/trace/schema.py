@@ -27,6 +27,7 @@ import numpy as np
 
 from simspec.atomic import write_text, write_via
 from simspec.errors import InputError
+from simspec.trace.sidecar import check_sidecar
 
 RANK_CAP = 127
 SCHEMA_VERSION = 1
@@ -207,6 +208,10 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
             betas[(d, temp)] = b
         elif name not in BASE_COLUMNS and name not in LIST_COLUMNS:
             raise InputError(where, name, "unknown column (expected rank:<drafter> or beta:<drafter>@<T>)")
+    if not side.exists():
+        raise InputError(where, None, f"has no sidecar ({side.name} is missing): nothing says which model, "
+                                      "dataset or vocabulary it traced (simspec trace --out writes both)")
+    check_sidecar(side, meta, len(output_len), output_len, tokens, list(ranks), {t for _, t in betas})
     offsets = np.concatenate([[0], np.cumsum(output_len)])
     poffsets = np.concatenate([[0], np.cumsum(prompt_len)])
     return Trace(where, meta, prompt_len, output_len, offsets, tokens, poffsets, prompt_ids, ranks, betas)
