@@ -53,6 +53,16 @@ def _check_device(path: Path, sc: Scenario, role: str, file: str | None) -> None
             _say_once(f"warning: {file or '<scenario>'}: {role}.profile: {line}")
 
 
+def _check_model(path: Path, key: str, file: str | None, name: str | None) -> None:
+    """A profile of another model prices this one with its costs: said loudly (a user may mean
+    it, e.g. a stand-in for a model not profiled yet), never silently."""
+    from simspec.profile.select import model_mismatch
+
+    line = model_mismatch(path, name)
+    if line:
+        _say_once(f"WARNING: {file or '<scenario>'}: {key}: {line} ({key.split('.')[0]}.name)")
+
+
 def _profile(ref: str, key: str, file: str | None, name: str | None = None,
              sc: Scenario | None = None) -> CostModel:
     from simspec import machine
@@ -75,6 +85,9 @@ def _profile(ref: str, key: str, file: str | None, name: str | None = None,
         raise InputError(file, key, f"profile file not found: {ref}")
     if sc is not None:
         _check_device(path, sc, key.split(".")[0], file)
+    section = getattr(sc, key.split(".")[0], None) if sc is not None else None
+    if section is None or "name" in section.model_fields_set:  # the default "target" names nothing
+        _check_model(path, key, file, name)
     try:
         return _load_profile(str(path.resolve()), path.stat().st_mtime_ns)
     except ModuleNotFoundError as exc:
