@@ -314,3 +314,34 @@ def test_two_concurrent_processes_end_with_trials_trials(tmp_path):
 
     st = optuna.load_study(study_name="small", storage=f"sqlite:///{out / 'study.db'}")
     assert len([t for t in st.trials if t.state.name in ("COMPLETE", "PRUNED")]) == 6
+
+
+def test_trace_of_another_model_warns_loudly(tmp_path):
+    sc = tmp_path / "s.toml"
+    body = f"""
+[target]
+name = "{{name}}"
+cost = {{{{ step_ms = 10.0 }}}}
+[draft]
+kind = "early_exit"
+exit_layer = 24
+cost = {{{{ step_ms = 2.0 }}}}
+[acceptance]
+trace = "{TRACE}"
+drafter = "exit24"
+[speculation]
+draft_len = 2
+[workload]
+requests = 4
+arrival = "closed"
+concurrency = 2
+dataset = "trace"
+"""
+    sc.write_text(body.format(name="smollm2-135m"))
+    r = cli("simulate", str(sc), "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    warn = [l for l in r.stderr.splitlines() if l.startswith("WARNING")]
+    assert len(warn) == 1 and "acceptance.trace" in warn[0] and "'qwen2.5-coder-1.5b'" in warn[0], r.stderr
+    sc.write_text(body.format(name="qwen2.5-coder-1.5b-bf16"))
+    r = cli("simulate", str(sc), "--json", cwd=tmp_path)
+    assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr

@@ -197,7 +197,29 @@ def build_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
         from simspec.trace.oracle import load_trace_oracle
     except ModuleNotFoundError:
         raise InputError(file, "acceptance.trace", "trace replay is not available in this build of simspec") from None
-    return load_trace_oracle(sc, resolve_data_path(acc.trace, file), depth, rng, file)
+    oracle = load_trace_oracle(sc, resolve_data_path(acc.trace, file), depth, rng, file)
+    _check_traced_model(sc, oracle.trace.meta, file)
+    return oracle
+
+
+def _check_traced_model(sc: Scenario, meta: dict, file: str | None) -> None:
+    """A trace of another model than the one the scenario names (or its profile measured)
+    replays that model's acceptance: said loudly, as a profile of another model is."""
+    from simspec.profile.select import names_model, profiled_model
+
+    traced = meta.get("target")
+    if not isinstance(traced, str) or not traced.strip():
+        return
+    t = sc.target
+    if "name" in t.model_fields_set and not names_model(t.name, traced):
+        _say_once(f"WARNING: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
+                  f"but target.name is {t.name!r}: the acceptance replayed is {traced!r}'s")
+        return
+    if t.profile and t.profile != "auto":
+        model = profiled_model(Path(resolve_data_path(t.profile, file)))
+        if model is not None and not names_model(model, traced):
+            _say_once(f"WARNING: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
+                      f"but target.profile measured {model!r}")
 
 
 def round_link(sc: Scenario, target: CostModel, file: str | None, drafting: bool) -> Link | None:
