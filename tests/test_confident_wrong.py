@@ -263,6 +263,7 @@ def test_resume_with_a_changed_search_is_refused(tmp_path):
     line = _one_error_line(cli("study", str(study), "--out", str(out), "--no-progress", cwd=tmp_path),
                            f"{study}: search.max_batch: ", "--new", "2 trials")
     assert "changed: search.max_batch" in line
+    _one_error_line(cli("export", str(study), "--out", str(out), "--to", str(tmp_path / "exp"), cwd=tmp_path), "search.max_batch")
     study.write_text(text.replace("tpot_p99_s = { max = 0.05 }", "tpot_p99_s = { max = 0.07 }"))
     _one_error_line(cli("study", str(study), "--out", str(out), "--no-progress", cwd=tmp_path),
                     "constraints.tpot_p99_s")

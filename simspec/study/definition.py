@@ -89,3 +89,19 @@ def changes(stored: Any, current: Any, prefix: str = "", depth: int = 2) -> list
     for k in sorted(set(stored) | set(current), key=str):
         out += changes(stored.get(k), current.get(k), f"{prefix}.{k}" if prefix else str(k), depth - 1)
     return out
+
+
+def check_stored(spec, study, capacity: bool, where: str) -> dict | None:
+    """The definition stored with `study` (None: a new study, or one from before definitions
+    were kept); InputError naming the changed keys when it is not this spec's."""
+    want = definition(spec, capacity)
+    stored = study.user_attrs.get(ATTR)
+    if stored is not None and stored != want:
+        changed = changes(stored, want)
+        n = len(study.get_trials(deepcopy=False))
+        raise InputError(spec.where, changed[0],
+                         f"differs from the study {study.study_name!r} stored in {where} (changed: "
+                         + ", ".join(changed[:6]) + (", ..." if len(changed) > 6 else "")
+                         + f"): its {n} trials answer another question; run `simspec study` with --new to "
+                         "start over, or give another --out")
+    return stored

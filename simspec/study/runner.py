@@ -166,17 +166,8 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool, new: b
         raise InputError(spec.where, "objectives",
                          f"the stored study {name!r} has directions {[d.name.lower() for d in study.directions]}; "
                          "use another --out or --storage for new objectives")
-    want = definition.definition(spec, capacity)
-    stored = study.user_attrs.get(definition.ATTR)
-    if stored is not None and stored != want:
-        changed = definition.changes(stored, want)
-        n = len(study.get_trials(deepcopy=False))
-        raise InputError(spec.where, changed[0],
-                         f"differs from the study {name!r} stored in {redact(url)} (changed: {', '.join(changed[:6])}"
-                         + (", ..." if len(changed) > 6 else "") + f"): its {n} trials answer another question; "
-                         "run with --new to start over, or give another --out")
-    if stored is None:  # a new study, or one stored before definitions were kept
-        study.set_user_attr(definition.ATTR, want)
+    if definition.check_stored(spec, study, capacity, redact(url)) is None:
+        study.set_user_attr(definition.ATTR, definition.definition(spec, capacity))
     stale = fail_stale_running(storage, study._study_id) if own_storage else fail_stale_heartbeats(study)
     if not study.get_trials(deepcopy=False):
         if not capacity:
