@@ -346,3 +346,35 @@ dataset = "trace"
     sc.write_text(body.format(name="qwen2.5-coder-1.5b-bf16"))
     r = cli("simulate", str(sc), "--json", cwd=tmp_path)
     assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr
+
+
+def test_runs_sharing_a_storage_stop_at_trials(tmp_path):
+    """On a shared --storage two runs may work together; together they stop at --trials (a
+    trial each was running may finish past it), not at twice --trials."""
+    import threading
+
+    import optuna
+
+    from simspec.study import runner
+    from simspec.study.spec import load_study
+
+    spec = load_study(small_study(tmp_path, trials=6, requests=24))
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    runner.prepare(spec, url, False, own_storage=False)  # created once, as by the first run
+    errors: list[BaseException] = []
+
+    def go() -> None:
+        try:
+            runner.run(spec, url, 6, 1, False, own_storage=False, progress=False)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    st = optuna.load_study(study_name="small", storage=url)
+    done = [t for t in st.trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert 6 <= len(done) <= 7, len(done)
