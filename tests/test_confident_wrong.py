@@ -130,13 +130,13 @@ output_len = 8
 """)
     r = cli("simulate", str(sc), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    warn = [l for l in r.stderr.splitlines() if l.startswith("WARNING")]
+    warn = [l for l in r.stderr.splitlines() if l.startswith("warning: ")]
     assert len(warn) == 1 and "target.profile" in warn[0], r.stderr
     assert "'smollm2-135m'" in warn[0] and "'qwen2.5-coder-1.5b'" in warn[0]
     # the same profile under its own name: no warning
     sc.write_text(sc.read_text().replace('name = "qwen2.5-coder-1.5b"', 'name = "smollm2-135m-bf16"'))
     r = cli("simulate", str(sc), "--json", cwd=tmp_path)
-    assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr
+    assert r.returncode == 0 and "warning: " not in r.stderr, r.stderr
 
 
 # -- a sidecar that contradicts its Parquet ---------------------------------------------------
@@ -341,11 +341,11 @@ dataset = "trace"
     sc.write_text(body.format(name="smollm2-135m"))
     r = cli("simulate", str(sc), "--json", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
-    warn = [l for l in r.stderr.splitlines() if l.startswith("WARNING")]
+    warn = [l for l in r.stderr.splitlines() if l.startswith("warning: ")]
     assert len(warn) == 1 and "acceptance.trace" in warn[0] and "'qwen2.5-coder-1.5b'" in warn[0], r.stderr
     sc.write_text(body.format(name="qwen2.5-coder-1.5b-bf16"))
     r = cli("simulate", str(sc), "--json", cwd=tmp_path)
-    assert r.returncode == 0 and "WARNING" not in r.stderr, r.stderr
+    assert r.returncode == 0 and "warning: " not in r.stderr, r.stderr
 
 
 def test_runs_sharing_a_storage_stop_at_trials(tmp_path):

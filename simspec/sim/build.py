@@ -60,7 +60,7 @@ def _check_model(path: Path, key: str, file: str | None, name: str | None) -> No
 
     line = model_mismatch(path, name)
     if line:
-        _say_once(f"WARNING: {file or '<scenario>'}: {key}: {line} ({key.split('.')[0]}.name)")
+        _say_once(f"warning: {file or '<scenario>'}: {key}: {line} ({key.split('.')[0]}.name)")
 
 
 def _profile(ref: str, key: str, file: str | None, name: str | None = None,
@@ -212,13 +212,13 @@ def _check_traced_model(sc: Scenario, meta: dict, file: str | None) -> None:
         return
     t = sc.target
     if "name" in t.model_fields_set and not names_model(t.name, traced):
-        _say_once(f"WARNING: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
+        _say_once(f"warning: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
                   f"but target.name is {t.name!r}: the acceptance replayed is {traced!r}'s")
         return
     if t.profile and t.profile != "auto":
         model = profiled_model(Path(resolve_data_path(t.profile, file)))
         if model is not None and not names_model(model, traced):
-            _say_once(f"WARNING: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
+            _say_once(f"warning: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
                       f"but target.profile measured {model!r}")
 
 
