@@ -76,7 +76,31 @@ def definition(spec, capacity: bool) -> dict[str, Any]:
         "scenario": spec.base.model_dump(mode="json", exclude_unset=True),
         "scenario_draft": spec.own_draft,
     }
-    return json.loads(json.dumps(d, default=str))
+    return _paths_resolved(json.loads(json.dumps(d, default=str)), spec.where)
+
+
+FILE_KEYS = ("profile", "trace", "fit")  # the data files a definition names
+
+
+def _paths_resolved(x: Any, where: str) -> Any:
+    """Data paths as the files they resolve to (absolute): the same study run from another
+    folder names the same files differently, and is still the same question."""
+    from pathlib import Path
+
+    from simspec.config import resolve_data_path
+
+    def resolved(v: str) -> str:
+        try:
+            return str(Path(resolve_data_path(v, where)).resolve())
+        except (OSError, ValueError):  # a name no file system holds: compared as written
+            return v
+
+    if isinstance(x, dict):
+        return {k: resolved(v) if k in FILE_KEYS and isinstance(v, str) and v != "auto" else _paths_resolved(v, where)
+                for k, v in x.items()}
+    if isinstance(x, list):
+        return [_paths_resolved(v, where) for v in x]
+    return x
 
 
 def changes(stored: Any, current: Any, prefix: str = "", depth: int = 2) -> list[str]:

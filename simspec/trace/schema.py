@@ -165,8 +165,8 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
     if side.exists():
         try:
             meta = json.loads(side.read_text())
-        except ValueError as exc:
-            raise InputError(str(side), None, f"sidecar is not valid JSON ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(str(side), None, f"sidecar is not readable JSON ({exc})") from None
         if not isinstance(meta, dict):
             raise InputError(str(side), None, f"sidecar must be a JSON object, not {type(meta).__name__}")
     for name in [*BASE_COLUMNS, *LIST_COLUMNS]:
