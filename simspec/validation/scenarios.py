@@ -43,9 +43,11 @@ def _check_profiled(ref: str, model: str, dtype: str, file: str) -> None:
 
     path = resolve_data_path(ref, file)
     got = profiled_model(path)
-    if got is not None and got.strip().lower() != model.strip().lower():
-        raise InputError(file, f"profiles.{model}.{dtype}", f"{ref} profiles {got!r}, not {model!r}")
     meta = sidecar(path)
+    spec = meta.get("spec") if isinstance(meta, dict) else None  # the --model it was given (tiny:llama:4)
+    said = {str(x).strip().lower() for x in (got, spec) if isinstance(x, str)}
+    if got is not None and model.strip().lower() not in said:
+        raise InputError(file, f"profiles.{model}.{dtype}", f"{ref} profiles {got!r}, not {model!r}")
     d = meta.get("dtype") if isinstance(meta, dict) else None
     if isinstance(d, str) and d != dtype:
         raise InputError(file, f"profiles.{model}.{dtype}", f"{ref} was profiled in {d}, not {dtype}")
