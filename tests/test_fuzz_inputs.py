@@ -249,7 +249,9 @@ def make_data(d: Path) -> dict:
     trace = d / "slice.parquet"
     pq.write_table(table.select(keep), trace)
     meta = json.loads(TRACE.with_suffix(".json").read_text())
-    meta["sequences"] = 6
+    kept = table.select(keep)  # the sidecar describes the slice (a sidecar must agree with its Parquet)
+    meta.update(sequences=6, prompts=6, positions=int(sum(kept.column("output_len").to_pylist())),
+                drafters=[c[5:] for c in keep if c.startswith("rank:")])
     trace.with_suffix(".json").write_text(json.dumps(meta))
     return {"profile": prof, "trace": trace, "profiles": REPO / "profiles" / "intel-xeon"}
 

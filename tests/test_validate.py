@@ -116,7 +116,7 @@ def test_predict_only_and_config_subset(setup):
     (dict(body=CONFIGS + "\n[[config]]\ndtype = \"fp16\"\n"), ("config[6].dtype",)),
     (dict(body=CONFIGS.replace('gamma = 2\nvocab = 96', 'gamma = 2\nvocab = 96\nbogus = 1')), ("bogus", "unknown key")),
     (dict(body='[[config]]\ndtype = "bf16"\n'), ("profiles.tiny:llama:4", "no bf16 profile")),
-    (dict(target="tiny:qwen2:4"), ("target", "not the model the trace")),
+    (dict(target="tiny:qwen2:2"), ("target", "not the model the trace")),
     (dict(prompts=9), ("prompts", "past the trace")),
 ])
 def test_bad_plans_are_one_line_errors_and_write_nothing(setup, mutate, needles):

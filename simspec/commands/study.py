@@ -17,7 +17,9 @@ Writes best.toml, trials.parquet, pareto.csv, schedule.csv, plots, the engine co
 engine version simspec knows unless --engine-version says otherwise), the synthetic-acceptance configs
 with synthetic_prediction.csv, summary.md and report.html (all in one page) into the run folder,
 then COMPLETE.json: a run folder without it is unfinished (killed or failed). Running it again
-resumes the study and completes the folder.
+resumes the study and completes the folder (refused if [search], the objectives or the
+constraints changed: --new starts over); a second run on the same run folder is refused while
+the first runs.
 
 Examples:
 
@@ -47,6 +49,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", help="Local worker processes sharing the storage."),
         capacity: bool = typer.Option(False, "--capacity", help="Find the fewest target replicas for [capacity] rate within [constraints]."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        new: bool = typer.Option(False, "--new", help="Start over: delete the study's stored trials first (needed when [search], the objectives or the constraints changed)."),
         engine_version: Optional[List[str]] = typer.Option(None, "--engine-version", metavar="ENGINE=VERSION", help="Export for this engine version (repeatable), e.g. vllm=0.21.0; default: the newest simspec knows."),
     ) -> None:
         from simspec.report import study as study_report
@@ -73,11 +76,14 @@ def register(app: typer.Typer) -> None:
         outputs.begin(out)
         url = storage or default_url(out)
         try:
-            info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress)
+            info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress, new=new)
         except KeyboardInterrupt:
             typer.echo(f"interrupted: the finished trials are kept in {redact(url)}; run the same command to resume",
                        err=True)
             raise typer.Exit(130)
+        if info.one_point:
+            typer.echo("the search space is one point (every knob fixed; an empty [search] is the scenario as written): "
+                       "one trial answers it", err=True)
         if info.resumed:
             typer.echo(f"resumed study {info.study_name!r}: {info.resumed} trials were already done, ran {info.ran} more"
                        + (f" ({info.stale_failed} left running by a killed run marked failed)" if info.stale_failed else ""))

@@ -79,7 +79,10 @@ def print_summary(path: Path, gmax: int) -> None:
 
     trace = load_trace(path)
     m = trace.meta
-    typer.echo(f"{path}: target {m.get('target', '?')} ({m.get('dtype', '?')}), dataset {m.get('dataset', '?')}, "
+    unsaid = "not recorded in the sidecar"
+    partial = f" (a stopped capture: {trace.n_seq} of {m['prompts']} prompts)" if m.get("complete") is False else ""
+    typer.echo(f"{path}: target {m.get('target', unsaid)} ({m.get('dtype', 'dtype ' + unsaid)}), "
+               f"dataset {m.get('dataset', unsaid)}{partial}, "
                f"{trace.n_seq} sequences, {int(trace.output_len.sum())} positions, "
                f"mean prompt {trace.prompt_len.mean():.0f} / output {trace.output_len.mean():.0f} tokens")
     rows = summary_rows(trace, gmax)

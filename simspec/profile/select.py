@@ -98,3 +98,26 @@ def device_mismatch(path: Path, device: str, title: str) -> str | None:
 def mismatch_line(path: Path, captured: dict, here: dict, verdict: machine.Verdict) -> str:
     return (f"{path} was captured on {machine.label(captured)}, not this machine "
             f"({machine.label(here)}: {'; '.join(verdict.reasons)})")
+
+
+def profiled_model(path: Path) -> str | None:
+    """The model a profile's sidecar says it measured (None when it does not say)."""
+    meta = sidecar(Path(path))
+    m = meta.get("model") if isinstance(meta, dict) else None
+    return m if isinstance(m, str) and m.strip() else None
+
+
+def names_model(name: str, model: str) -> bool:
+    """Whether a scenario's `name` can mean the profiled `model`: the same name, or it with a
+    suffix (qwen2.5-coder-1.5b-bf16), or an HF id whose last part is (Qwen/Qwen2.5-Coder-0.5B)."""
+    n, m = name.strip().lower(), model.strip().lower()
+    n = n.rsplit("/", 1)[-1]
+    return n == m or n.startswith(m + "-") or n.startswith(m + "_") or n.startswith(m + ".")
+
+
+def model_mismatch(path: Path, name: str | None) -> str | None:
+    """A line when the profile at `path` measured another model than `name`, else None."""
+    model = profiled_model(path)
+    if not name or model is None or names_model(name, model):
+        return None
+    return f"{path} profiles {model!r}, not {name!r}: its costs price {name!r} as {model!r}"

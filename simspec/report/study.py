@@ -171,11 +171,7 @@ def summary_md(o: Outcome, files: list[str]) -> str:
         source = cost_source(summ)
         if source:
             L += ["", source]
-        if plain and psum.get("throughput_tok_s"):
-            L += ["", f"Throughput {summ['throughput_tok_s'] / psum['throughput_tok_s']:.2f}x "
-                      f"the best plain-decoding trial (#{plain.number})."]
-        elif not capacity and spec.file.constraints:
-            L += ["", "No plain-decoding trial (gamma = 0) met the SLOs."]
+        L += _plain_line(o, best, plain, summ, psum, capacity)
         L.append("")
     if len(study.directions) > 1 and o.front:
         L += [f"## Pareto front ({len(o.front)} trials)", "",
@@ -205,3 +201,21 @@ def summary_md(o: Outcome, files: list[str]) -> str:
         L += ["## Notes", ""] + [f"- {n}" for n in o.notes] + [""]
     L += ["## Files", ""] + [f"- {w}" for w in files]
     return "\n".join(L) + "\n"
+
+
+def _plain_line(o, best, plain, summ: dict, psum: dict, capacity: bool) -> list[str]:
+    """How the best trial compares with plain decoding, saying which case it is: the best is
+    plain itself, no plain trial met the SLOs, or none ran at all."""
+    if capacity:
+        return []
+    if plain is not None and plain.number == best.number:
+        return ["", "The best configuration decodes plainly (gamma = 0): speculation did not pay here."]
+    if plain is not None and psum.get("throughput_tok_s"):
+        return ["", f"Throughput {summ['throughput_tok_s'] / psum['throughput_tok_s']:.2f}x "
+                    f"the best plain-decoding trial (#{plain.number})."]
+    if plain is not None:
+        return []
+    if o.ran_plain():
+        return ["", "No plain-decoding trial (gamma = 0) met the SLOs."]
+    return ["", "No plain-decoding trial (gamma = 0) ran, so there is no baseline to compare with "
+                "(add gamma = 0 to [search] or to `baselines`)."]

@@ -53,6 +53,16 @@ def _check_device(path: Path, sc: Scenario, role: str, file: str | None) -> None
             _say_once(f"warning: {file or '<scenario>'}: {role}.profile: {line}")
 
 
+def _check_model(path: Path, key: str, file: str | None, name: str | None) -> None:
+    """A profile of another model prices this one with its costs: said loudly (a user may mean
+    it, e.g. a stand-in for a model not profiled yet), never silently."""
+    from simspec.profile.select import model_mismatch
+
+    line = model_mismatch(path, name)
+    if line:
+        _say_once(f"warning: {file or '<scenario>'}: {key}: {line} ({key.split('.')[0]}.name)")
+
+
 def _profile(ref: str, key: str, file: str | None, name: str | None = None,
              sc: Scenario | None = None) -> CostModel:
     from simspec import machine
@@ -75,6 +85,9 @@ def _profile(ref: str, key: str, file: str | None, name: str | None = None,
         raise InputError(file, key, f"profile file not found: {ref}")
     if sc is not None:
         _check_device(path, sc, key.split(".")[0], file)
+    section = getattr(sc, key.split(".")[0], None) if sc is not None else None
+    if section is None or "name" in section.model_fields_set:  # the default "target" names nothing
+        _check_model(path, key, file, name)
     try:
         return _load_profile(str(path.resolve()), path.stat().st_mtime_ns)
     except ModuleNotFoundError as exc:
@@ -184,7 +197,29 @@ def build_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
         from simspec.trace.oracle import load_trace_oracle
     except ModuleNotFoundError:
         raise InputError(file, "acceptance.trace", "trace replay is not available in this build of simspec") from None
-    return load_trace_oracle(sc, resolve_data_path(acc.trace, file), depth, rng, file)
+    oracle = load_trace_oracle(sc, resolve_data_path(acc.trace, file), depth, rng, file)
+    _check_traced_model(sc, oracle.trace.meta, file)
+    return oracle
+
+
+def _check_traced_model(sc: Scenario, meta: dict, file: str | None) -> None:
+    """A trace of another model than the one the scenario names (or its profile measured)
+    replays that model's acceptance: said loudly, as a profile of another model is."""
+    from simspec.profile.select import names_model, profiled_model
+
+    traced = meta.get("target")
+    if not isinstance(traced, str) or not traced.strip():
+        return
+    t = sc.target
+    if "name" in t.model_fields_set and not names_model(t.name, traced):
+        _say_once(f"warning: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
+                  f"but target.name is {t.name!r}: the acceptance replayed is {traced!r}'s")
+        return
+    if t.profile and t.profile != "auto":
+        model = profiled_model(Path(resolve_data_path(t.profile, file)))
+        if model is not None and not names_model(model, traced):
+            _say_once(f"warning: {file or '<scenario>'}: acceptance.trace: {sc.acceptance.trace} traced {traced!r}, "
+                      f"but target.profile measured {model!r}")
 
 
 def round_link(sc: Scenario, target: CostModel, file: str | None, drafting: bool) -> Link | None:

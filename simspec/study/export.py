@@ -158,6 +158,9 @@ def finished(spec: StudySpec, out: Path, storage: str | None = None, capacity: b
         study = optuna.load_study(study_name=name, storage=open_storage(url))
     except KeyError:
         raise InputError(redact(url), None, f"holds no study named {name!r}") from None
+    from simspec.study.definition import check_stored
+
+    check_stored(spec, study, capacity, redact(url))  # the trials must answer this file's question
     best = results.best_trial(study)
     if best is None:
         raise InputError(redact(url), None, "no trial met every SLO: nothing to export")

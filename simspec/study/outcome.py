@@ -47,6 +47,10 @@ class Outcome:
         cands = [t for t in results.feasible_trials(self.study) if results.knobs(t).get("gamma") == 0]
         return min(cands, key=lambda t: (sign * t.values[0], t.number)) if cands else None
 
+    def ran_plain(self) -> bool:
+        """Whether any plain-decoding trial (gamma = 0) completed, feasible or not."""
+        return any(results.knobs(t).get("gamma") == 0 for t in results.complete(self.study))
+
 
 def portable_scenario(sc: Scenario, spec: StudySpec, out: Path) -> Scenario:
     """Profile/trace paths re-expressed relative to the run folder, where best.toml lives."""

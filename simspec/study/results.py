@@ -47,6 +47,11 @@ def pareto(study) -> list:
 
 
 def knobs(t) -> dict[str, Any]:
+    """The trial's point, fixed knobs included (a one-value knob is no Optuna parameter: a
+    study with `gamma = [3]` drafts 3 tokens in every trial); older studies: their parameters."""
+    point = t.user_attrs.get("point")
+    if isinstance(point, dict):
+        return dict(point)
     return space.from_optuna_params(t.params)
 
 

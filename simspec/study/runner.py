@@ -8,12 +8,13 @@ import multiprocessing as mp
 import os
 import sys
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from simspec.errors import InputError
-from simspec.study import objectives, space
+from simspec.study import definition, objectives, space
 from simspec.study.evaluate import Evaluator
 from simspec.study.spec import StudySpec, load_study
 from simspec.study.storage import open_storage
@@ -28,6 +29,7 @@ class RunInfo:
     resumed: int           # trials already done before this run
     ran: int               # trials this run asked for
     stale_failed: int      # RUNNING trials of a killed run marked failed
+    one_point: bool = False  # the space is one point: one trial answers it
 
 
 def quiet() -> None:
@@ -77,6 +79,7 @@ def _invalid(trial, reason: str):
 def study_objective(spec: StudySpec, ev: Evaluator) -> Callable:
     def objective(trial):
         p = space.suggest(trial, spec)
+        trial.set_user_attr("point", p)
         try:
             summary = ev.evaluate(p)
         except InputError as exc:
@@ -97,6 +100,7 @@ def capacity_objective(spec: StudySpec, ev: Evaluator) -> Callable:
 
     def objective(trial):
         p = space.suggest(trial, spec)
+        trial.set_user_attr("point", p)
         try:
             res = fewest_replicas(spec, ev, p)
         except InputError as exc:
@@ -153,27 +157,35 @@ def open_study(spec: StudySpec, url: str, capacity: bool, seed: int, workers: in
 
 
 def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int,
-            heartbeat: bool = False) -> None:
+            heartbeat: bool = False, total: int | None = None) -> None:
     quiet()
     spec = load_study(study_path)
     study = open_study(spec, url, capacity, seed, workers, heartbeat)
     try:
-        study.optimize(objective(spec, Evaluator(spec), capacity), n_trials=n_trials, gc_after_trial=False)
+        study.optimize(objective(spec, Evaluator(spec), capacity), n_trials=n_trials,
+                       callbacks=[stop_at(total)] if total else [], gc_after_trial=False)
     except (KeyboardInterrupt, Interrupted):
         sys.exit(130)  # the main process says so, once: no traceback per worker
 
 
-def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
-    """Create or load the study; enqueue baselines once; fail trials a killed run left RUNNING
-    (own storage: all of them; shared storage: those whose heartbeat stopped, re-enqueued)."""
+def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool, new: bool = False):
+    """Create or load the study (`new`: delete a stored one first); refuse a stored study that
+    answers another question (its definition differs); enqueue baselines once; fail trials a
+    killed run left RUNNING (own storage: all of them; shared storage: those whose heartbeat
+    stopped, re-enqueued)."""
     import optuna
 
-    from simspec.study.storage import fail_stale_heartbeats, fail_stale_running
+    from simspec.study.storage import fail_stale_heartbeats, fail_stale_running, redact
 
     quiet()
     storage = open_storage(url, heartbeat=not own_storage)
     name = study_name(spec, capacity)
     dirs = directions(spec, capacity)
+    if new:
+        try:
+            optuna.delete_study(study_name=name, storage=storage)
+        except KeyError:
+            pass  # nothing stored yet
     try:
         study = optuna.create_study(study_name=name, storage=storage, directions=dirs, load_if_exists=True)
     except ValueError as exc:
@@ -182,6 +194,8 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
         raise InputError(spec.where, "objectives",
                          f"the stored study {name!r} has directions {[d.name.lower() for d in study.directions]}; "
                          "use another --out or --storage for new objectives")
+    if definition.check_stored(spec, study, capacity, redact(url)) is None:
+        study.set_user_attr(definition.ATTR, definition.definition(spec, capacity))
     stale = fail_stale_running(storage, study._study_id) if own_storage else fail_stale_heartbeats(study)
     if not study.get_trials(deepcopy=False):
         if not capacity:
@@ -192,13 +206,41 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool):
 
 
 def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
-        progress: bool = True) -> RunInfo:
-    """Run until `n_trials` trials are done (complete or pruned) in the storage."""
-    study, stale = prepare(spec, url, capacity, own_storage)
+        progress: bool = True, new: bool = False) -> RunInfo:
+    """Run until `n_trials` trials are done (complete or pruned) in the storage. The run folder's
+    own SQLite study takes one run at a time (a second is refused); on a shared storage every
+    worker of every run stops once the storage holds `n_trials` done trials."""
+    from simspec.study.storage import run_lock
+
+    with run_lock(url) if own_storage else _no_lock():
+        return _run(spec, url, n_trials, workers, capacity, own_storage, progress, new)
+
+
+@contextmanager
+def _no_lock():
+    yield
+
+
+def stop_at(total: int) -> Callable:
+    """An Optuna callback: stop this worker once the storage holds `total` done trials (other
+    runs sharing the storage count too)."""
+    def cb(study, trial) -> None:
+        if _done(study) >= total:
+            study.stop()
+
+    return cb
+
+
+def _run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
+         progress: bool, new: bool) -> RunInfo:
+    study, stale = prepare(spec, url, capacity, own_storage, new)
+    one = definition.one_point(spec)
+    if one:  # the simulator is deterministic: N trials of one point are one trial N times
+        n_trials = min(n_trials, 1)
     done = _done(study)
     todo = max(0, n_trials - done)
     seed = spec.file.seed + done  # a resumed run does not replay the first run's random draws
-    info = RunInfo(study.study_name, url, done, todo, stale)
+    info = RunInfo(study.study_name, url, done, todo, stale, one)
     if todo == 0:
         return info
     workers = max(1, min(workers, todo))
@@ -207,7 +249,7 @@ def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, 
     ctx = mp.get_context("spawn")
     for i in range(1, workers):
         pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers,
-                                               not own_storage), daemon=False)
+                                               not own_storage, n_trials), daemon=False)
         pr.start()
         procs.append(pr)
     try:
@@ -216,7 +258,7 @@ def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, 
         if progress:
             _optimize_with_bar(study, obj, shares[0], n_trials, done, capacity, procs)
         else:
-            study.optimize(obj, n_trials=shares[0], gc_after_trial=False)
+            study.optimize(obj, n_trials=shares[0], callbacks=[stop_at(n_trials)], gc_after_trial=False)
     except Interrupted:
         raise KeyboardInterrupt from None  # the command prints one line and exits 130
     finally:
@@ -253,7 +295,7 @@ def _optimize_with_bar(study, obj, n_local: int, total: int, done: int, capacity
         def cb(st, trial) -> None:
             bar.update(task, completed=min(total, _done(st)), best=_best_text(st, capacity))
 
-        study.optimize(obj, n_trials=n_local, callbacks=[cb], gc_after_trial=False)
+        study.optimize(obj, n_trials=n_local, callbacks=[cb, stop_at(total)], gc_after_trial=False)
         while any(pr.is_alive() for pr in procs):  # the other workers' trials
             bar.update(task, completed=min(total, _done(study)), best=_best_text(study, capacity))
             time.sleep(0.5)

@@ -112,12 +112,36 @@ def check(spec: StudySpec) -> None:
             v = b.get(k)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < low):
                 raise InputError(where, f"baselines[{i}].{k}", f"must be an integer >= {low} (got {v!r})")
-    # One scenario per drafter must validate (the plain one did when the study loaded).
+    # One scenario per drafter must validate (the plain one did when the study loaded), and
+    # every file behind it must be whole: a damaged trace found by the trials would only turn
+    # them invalid, one by one, and let another drafter be reported best.
+    check_inputs(spec, spec.base, "scenario")
     for kind in kinds:
         try:
-            trial.scenario(spec, probe(spec, kind, max(1, gmax)))
+            sc = trial.scenario(spec, probe(spec, kind, max(1, gmax)))
         except InputError as exc:
             raise InputError(where, f"drafters.{kind}", f"gives an invalid scenario: {exc.key}: {exc.reason}") from None
+        check_inputs(spec, sc, f"drafters.{kind}")
+
+
+def check_inputs(spec: StudySpec, sc, key: str) -> None:
+    """Read the scenario's trace whole and build its replay (the drafter's column included),
+    as the first trial would: a problem is one line naming the study key and the file."""
+    import numpy as np
+
+    from simspec.sim.build import build_oracle
+    from simspec.sim.run import _lengths_only_trace
+
+    if sc.acceptance is None or sc.acceptance.trace is None:
+        return
+    try:
+        if sc.gamma == 0:
+            _lengths_only_trace(sc, spec.where, 0)
+        else:
+            build_oracle(sc, spec.where, np.random.default_rng(0))
+    except InputError as exc:
+        said = exc.line() if exc.file != spec.where else f"{exc.key}: {exc.reason}"
+        raise InputError(spec.where, key, f"gives an invalid scenario: {said}") from None
 
 
 def probe(spec: StudySpec, kind: str, gamma: int) -> dict[str, Any]:

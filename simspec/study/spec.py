@@ -24,6 +24,7 @@ from simspec.errors import InputError
 from simspec.study.schema import (  # noqa: F401  (the study's types, re-exported for callers)
     CapacitySpec, Constraint, DrafterSpec, IntRange, ScheduleSpec, SearchSpec, StudyFile, StudySpec, parse_tree,
 )
+from simspec.study.definition import as_written
 from simspec.study.space import check
 
 
@@ -58,7 +59,7 @@ def load_study(path: str | Path) -> StudySpec:
             raise InputError(str(p), f"scenario.{sec}", f"must be a table, not {type(v).__name__}")
     if "target" not in base or "workload" not in base:
         raise InputError(str(p), "scenario", "the base scenario needs [target] and [workload]")
-    sf = _from_trace(sf, p)
+    sf = as_written(_from_trace(sf, p), base, str(p))
     spec = StudySpec(sf, p, _plain(base, str(p)), base.get("draft", {}))
     check(spec)
     return spec

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from simspec.errors import InputError
@@ -148,3 +149,36 @@ def fail_stale_running(storage, study_id: int) -> int:
         except Exception:
             pass
     return n
+
+
+@contextmanager
+def run_lock(url: str):
+    """One run at a time on a run folder's own SQLite study: a second `simspec study` on the same
+    --out would compute its own missing trials (ending with twice --trials) and fail the first
+    run's running trials as stale, so it is refused, naming the running one. The lock is an
+    flock on study.db.lock, released by the kernel when its holder dies (no stale lock)."""
+    db = Path(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else None
+    try:
+        import fcntl
+    except ImportError:  # no flock on this system: no lock
+        fcntl = None  # type: ignore[assignment]
+    if db is None or fcntl is None or str(db) in ("", ":memory:"):
+        yield
+        return
+    lock = db.with_name(db.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise InputError(str(lock), None, f"cannot create the run lock ({exc.strerror})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise InputError(str(db.parent), None, f"another `simspec study` (pid {other}) is running this study "
+                                                   "here; wait for it to finish (a rerun then resumes), or give another --out") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock

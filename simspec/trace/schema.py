@@ -28,6 +28,7 @@ import numpy as np
 from simspec.atomic import write_text, write_via
 from simspec.errors import InputError
 from simspec.limits import JSON_BYTES, read_bytes, regular_file
+from simspec.trace.sidecar import check_sidecar
 
 RANK_CAP = 127
 SCHEMA_VERSION = 1
@@ -166,8 +167,8 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
     if side.exists():
         try:
             meta = json.loads(read_bytes(side, JSON_BYTES))
-        except ValueError as exc:
-            raise InputError(str(side), None, f"sidecar is not valid JSON ({exc})") from None
+        except (OSError, ValueError) as exc:
+            raise InputError(str(side), None, f"sidecar is not readable JSON ({exc})") from None
         if not isinstance(meta, dict):
             raise InputError(str(side), None, f"sidecar must be a JSON object, not {type(meta).__name__}")
     for name in [*BASE_COLUMNS, *LIST_COLUMNS]:
@@ -209,6 +210,10 @@ def load_trace(path: str | Path, file: str | None = None) -> Trace:
             betas[(d, temp)] = b
         elif name not in BASE_COLUMNS and name not in LIST_COLUMNS:
             raise InputError(where, name, "unknown column (expected rank:<drafter> or beta:<drafter>@<T>)")
+    if not side.exists():
+        raise InputError(where, None, f"has no sidecar ({side.name} is missing): nothing says which model, "
+                                      "dataset or vocabulary it traced (simspec trace --out writes both)")
+    check_sidecar(side, meta, len(output_len), output_len, tokens, list(ranks), {t for _, t in betas})
     offsets = np.concatenate([[0], np.cumsum(output_len)])
     poffsets = np.concatenate([[0], np.cumsum(prompt_len)])
     return Trace(where, meta, prompt_len, output_len, offsets, tokens, poffsets, prompt_ids, ranks, betas)

@@ -30,8 +30,27 @@ def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
         raise InputError(file, f"profiles.{model}", f"no {dtype} profile for {model} (needed by {key})")
     ref = by_dtype.get(dtype, AUTO) if by_dtype else AUTO
     if ref != AUTO:
+        _check_profiled(ref, model, dtype, file)
         return ref
     return str(choose(f"{model}-{dtype}", file, f"profiles.{model}.{dtype}").path)
+
+
+def _check_profiled(ref: str, model: str, dtype: str, file: str) -> None:
+    """A validation compares a live run of `model` with its prediction: a profile of another
+    model (or dtype) would price the wrong one and compare nothing, so it is refused."""
+    from simspec.config import resolve_data_path
+    from simspec.profile.select import profiled_model, sidecar
+
+    path = resolve_data_path(ref, file)
+    got = profiled_model(path)
+    meta = sidecar(path)
+    spec = meta.get("spec") if isinstance(meta, dict) else None  # the --model it was given (tiny:llama:4)
+    said = {str(x).strip().lower() for x in (got, spec) if isinstance(x, str)}
+    if got is not None and model.strip().lower() not in said:
+        raise InputError(file, f"profiles.{model}.{dtype}", f"{ref} profiles {got!r}, not {model!r}")
+    d = meta.get("dtype") if isinstance(meta, dict) else None
+    if isinstance(d, str) and d != dtype:
+        raise InputError(file, f"profiles.{model}.{dtype}", f"{ref} was profiled in {d}, not {dtype}")
 
 
 def trace_column(cfg: LiveConfig) -> str | None:
