@@ -72,11 +72,12 @@ def register(app: typer.Typer) -> None:
 
         out = outputs.check_dir("--out", out or default_out(study_file, spec.name, capacity))
         out.mkdir(parents=True, exist_ok=True)
-        # unfinished from here until COMPLETE.json: new trials make any earlier report stale
-        outputs.begin(out)
         url = storage or default_url(out)
         try:
-            info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress, new=new)
+            # unfinished from the first trial until COMPLETE.json (new trials make an earlier report
+            # stale); a resume refused for a changed question leaves the folder as it was
+            info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress,
+                              new=new, on_start=lambda: outputs.begin(out))
         except KeyboardInterrupt:
             typer.echo(f"interrupted: the finished trials are kept in {redact(url)}; run the same command to resume",
                        err=True)

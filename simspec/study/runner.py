@@ -206,14 +206,16 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool, new: b
 
 
 def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
-        progress: bool = True, new: bool = False) -> RunInfo:
+        progress: bool = True, new: bool = False, on_start: Callable[[], None] | None = None) -> RunInfo:
     """Run until `n_trials` trials are done (complete or pruned) in the storage. The run folder's
     own SQLite study takes one run at a time (a second is refused); on a shared storage every
-    worker of every run stops once the storage holds `n_trials` done trials."""
+    worker of every run stops once the storage holds `n_trials` done trials. `on_start` is
+    called once the study is known to answer the same question, before any trial (a refused
+    resume changes nothing in the run folder)."""
     from simspec.study.storage import run_lock
 
     with run_lock(url) if own_storage else _no_lock():
-        return _run(spec, url, n_trials, workers, capacity, own_storage, progress, new)
+        return _run(spec, url, n_trials, workers, capacity, own_storage, progress, new, on_start)
 
 
 @contextmanager
@@ -232,8 +234,10 @@ def stop_at(total: int) -> Callable:
 
 
 def _run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
-         progress: bool, new: bool) -> RunInfo:
+         progress: bool, new: bool, on_start: Callable[[], None] | None = None) -> RunInfo:
     study, stale = prepare(spec, url, capacity, own_storage, new)
+    if on_start is not None:
+        on_start()
     one = definition.one_point(spec)
     if one:  # the simulator is deterministic: N trials of one point are one trial N times
         n_trials = min(n_trials, 1)
