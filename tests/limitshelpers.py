@@ -4,34 +4,16 @@ one line on stderr naming the file or flag, the key, the value and the limit, no
 
 from __future__ import annotations
 
-import signal
-from contextlib import contextmanager
 from pathlib import Path
 
+import deadline
 from clihelpers import cli
 
 DEADLINE_S = 10.0  # the issue's bound: no example may run past 10 s
 
 
-class Hang(BaseException):
-    """A case ran past its deadline (a BaseException: no `except Exception` on the way, such as
-    the in-process CLI's traceback printer, turns it into an ordinary failure)."""
-
-
-@contextmanager
 def within(seconds: float = DEADLINE_S, what: str = "case"):
-    """Fail with Hang when the block runs past `seconds` (SIGALRM: also interrupts a blocking
-    open() or read(), which Python retries only after the handler has run)."""
-    def fire(signum, frame):
-        raise Hang(f"{what} ran past its {seconds:g} s deadline")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, old)
+    return deadline.within(seconds, what)
 
 
 def refused(*args, must: tuple[str, ...] = (), seconds: float = DEADLINE_S, cwd: Path | None = None) -> str:

@@ -15,15 +15,14 @@ import json
 import math
 import os
 import random
-import signal
 from collections import Counter
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import fuzzhelpers as fz
+from deadline import within
 from simspec.errors import InputError
 
 REPO = fz.REPO
@@ -36,22 +35,8 @@ CASES: Counter = Counter()
 N = {"scenario": 40, "study": 30, "plan": 16, "cli": 24}
 
 
-class Hang(Exception):
-    pass
-
-
-@contextmanager
 def deadline(seconds: int = DEADLINE_S):
-    def alarm(signum, frame):
-        raise Hang(f"a case ran past {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    return within(seconds)
 
 
 def numeric_paths(doc: Any, prefix: tuple = ()) -> list[tuple]:

@@ -14,10 +14,8 @@ it was (nothing created, nothing half written).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import random
-import signal
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import fuzzhelpers as fz
+from deadline import within
 from simspec.outputs import MARKER
 from studyhelpers import simspec, small_study
 
@@ -35,18 +34,8 @@ DEADLINE_S = 10
 TINY = (fz.REPO / "studies" / "quickstart.toml").read_text().replace("requests = 64", "requests = 4")
 
 
-@contextlib.contextmanager
 def deadline(seconds: int):
-    def fire(*_):
-        raise TimeoutError(f"case ran past its {seconds} s deadline")
-
-    old = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
+    return within(seconds)
 
 
 def _listing(root: Path) -> list[tuple[str, bytes | None]]:

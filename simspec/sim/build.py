@@ -64,7 +64,9 @@ def _check_model(path: Path, key: str, file: str | None, name: str | None) -> No
 
 
 def _profile(ref: str, key: str, file: str | None, name: str | None = None,
-             sc: Scenario | None = None) -> CostModel:
+             sc: Scenario | None = None, named: bool = True) -> CostModel:
+    """`named`: the scenario gave the model's name itself (the default "target" names nothing,
+    so a profile of any model is no mismatch)."""
     from simspec import machine
     from simspec.profile.select import AUTO, choose
 
@@ -85,8 +87,7 @@ def _profile(ref: str, key: str, file: str | None, name: str | None = None,
         raise InputError(file, key, f"profile file not found: {ref}")
     if sc is not None:
         _check_device(path, sc, key.split(".")[0], file)
-    section = getattr(sc, key.split(".")[0], None) if sc is not None else None
-    if section is None or "name" in section.model_fields_set:  # the default "target" names nothing
+    if named:
         _check_model(path, key, file, name)
     try:
         return _load_profile(str(path.resolve()), path.stat().st_mtime_ns)
@@ -137,7 +138,7 @@ def target_cost(sc: Scenario, file: str | None) -> CostModel:
         return _roofline(t.model, t.dims, t.dtype, sc.placement.target, sc,
                          "target.model" if t.model else "target.dims", file,
                          t.tensor_parallel, t.pipeline_stages)
-    return _profile(t.profile, "target.profile", file, t.name, sc)
+    return _profile(t.profile, "target.profile", file, t.name, sc, named="name" in t.model_fields_set)
 
 
 def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel | None:
@@ -160,7 +161,7 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
         model = _roofline(d.model, d.dims, d.dtype, sc.placement.draft or sc.placement.target, sc,
                           "draft.model" if d.model else "draft.dims", file)
         return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
-    model = _profile(d.profile, "draft.profile", file, d.name, sc)
+    model = _profile(d.profile, "draft.profile", file, d.name, sc, named="name" in d.model_fields_set)
     return ScaledCost(model, head_rows=d.vocab) if d.vocab else model
 
 

@@ -35,7 +35,7 @@ class SimResult:
         return pd.DataFrame(self.records.columns())
 
 
-def _lengths_only_trace(sc: Scenario, file: str | None, seed: int):
+def lengths_only_trace(sc: Scenario, file: str | None, seed: int):
     """Plain decoding (no oracle) still replays the traced sequences' lengths, mapped to
     requests exactly as a speculative run with the same seed maps them."""
     if sc.acceptance is None or sc.acceptance.trace is None:
@@ -60,7 +60,7 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     rng = np.random.default_rng([seed, 0xACC])
     oracle = build_oracle(sc, scenario_file, rng)
     if workload is None and sc.workload.dataset == "trace":
-        source = oracle if hasattr(oracle, "request_lengths") else _lengths_only_trace(sc, scenario_file, seed)
+        source = oracle if hasattr(oracle, "request_lengths") else lengths_only_trace(sc, scenario_file, seed)
         workload = build_workload(sc.workload, seed, source.request_lengths(sc.workload.requests))
     wl = workload if workload is not None else build_workload(sc.workload, seed)
     cost = build_round_cost(sc, scenario_file)

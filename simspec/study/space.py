@@ -130,13 +130,13 @@ def check_inputs(spec: StudySpec, sc, key: str) -> None:
     import numpy as np
 
     from simspec.sim.build import build_oracle
-    from simspec.sim.run import _lengths_only_trace
+    from simspec.sim.run import lengths_only_trace
 
     if sc.acceptance is None or sc.acceptance.trace is None:
         return
     try:
         if sc.gamma == 0:
-            _lengths_only_trace(sc, spec.where, 0)
+            lengths_only_trace(sc, spec.where, 0)
         else:
             build_oracle(sc, spec.where, np.random.default_rng(0))
     except InputError as exc:
