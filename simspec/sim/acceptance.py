@@ -79,6 +79,10 @@ class SurvivalOracle:
     # refilling a whole block (and dropping the rest of the old one) when b do not fit. These
     # two methods read the same uniforms without drawing, then consume only the rounds used,
     # so a jump and round-by-round draws are the same numbers (the stream is read ahead only).
+    def can_peek(self, b: int) -> bool:
+        """Whether peek_rounds handles batches of b (a round's draws fit in one block)."""
+        return b <= self._BLOCK
+
     def peek_rounds(self, b: int, rounds: int) -> np.ndarray:
         """The uniforms the next `rounds` draws of b sequences would use, shape (rounds, b)."""
         fit0 = (len(self._buf) - self._pos) // b  # rounds left in the current block

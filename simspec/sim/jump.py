@@ -30,18 +30,33 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from heapq import heappush
-from typing import TYPE_CHECKING
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import simpy
 from simpy.events import NORMAL
 
-from simspec.sim.acceptance import SurvivalOracle
+from simspec.sim.acceptance import AcceptanceOracle, SurvivalOracle
+from simspec.sim.batch import RunningBatch
+from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
-from simspec.sim.round_cost import CONTEXT_BUCKET
+from simspec.sim.policy import ServingPolicy
+from simspec.sim.round_cost import CONTEXT_BUCKET, RoundCost
 
-if TYPE_CHECKING:
-    from simspec.sim.replica import Replica
+
+class Replica(Protocol):
+    """What a jump reads and writes of simspec.sim.replica.Replica (not imported: it imports this)."""
+
+    env: simpy.Environment
+    batch: RunningBatch
+    cost: RoundCost
+    oracle: AcceptanceOracle | None
+    policy: ServingPolicy
+    depth: int
+    phase_s: dict[str, float]
+    target_dev: Device
+    draft_dev: Device
+    log: list
 
 
 @dataclass
@@ -66,7 +81,7 @@ class Jump:
 def plan(rep: Replica, arrival: float) -> Jump | None:
     """The rounds from now to the next batch change (or the first round ending at or after
     `arrival`); None when the next round must go round by round (its depth is clipped)."""
-    if rep.oracle is None or (isinstance(rep.oracle, SurvivalOracle) and len(rep.batch) <= rep.oracle._BLOCK):
+    if rep.oracle is None or (isinstance(rep.oracle, SurvivalOracle) and rep.oracle.can_peek(len(rep.batch))):
         return _vectorised(rep, arrival)
     return _stepwise(rep, arrival)
 
@@ -98,8 +113,28 @@ def apply(rep: Replica, j: Jump) -> None:
     else:
         rep.target_dev.busy_s = _sum_after(rep.target_dev.busy_s, j.t_verify)
         rep.draft_dev.busy_s = _sum_after(rep.draft_dev.busy_s, j.t_draft)
-    b = len(batch)
-    rep.log.extend([Iteration("round", s, w, b) for s, w in zip(j.starts, j.walls.tolist())])
+    rep.log.append(Rounds(j.starts, j.walls, len(batch)))
+
+
+class Rounds(NamedTuple):
+    """A jump's rounds in a replica's log, expanded to one Iteration each only when read
+    (`expand`): a study never reads them, and building one record per round was most of
+    what a jump still cost."""
+
+    starts: list[float]
+    walls: np.ndarray
+    batch: int
+
+
+def expand(log: list) -> list[Iteration]:
+    """A replica's log with every Rounds entry replaced by its rounds' Iteration records."""
+    out: list[Iteration] = []
+    for entry in log:
+        if isinstance(entry, Rounds):
+            out.extend([Iteration("round", s, w, entry.batch) for s, w in zip(entry.starts, entry.walls.tolist())])
+        else:
+            out.append(entry)
+    return out
 
 
 def _sum_after(x0: float, values: np.ndarray) -> float:

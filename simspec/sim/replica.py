@@ -84,8 +84,9 @@ class Replica:
         self._prefilling = 0                  # admitted, prefill in flight
         # wall seconds by phase (drafting: only the part not hidden behind verification)
         self.phase_s = {"prefill": 0.0, "draft": 0.0, "verify": 0.0}
-        # one record per iteration, the type a live run records (simspec.sim.iteration)
-        self.log: list[Iteration] = []
+        # one record per iteration, the type a live run records (simspec.sim.iteration); a
+        # jump's rounds are one jump.Rounds entry (jump.expand gives their records)
+        self.log: list[Iteration | jump.Rounds] = []
         self.arrivals = arrivals
         self._jumps = options.jump and arrivals is not None and not self.overlap and not self.detail
         self.process = env.process(self._loop())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import simpy
@@ -15,6 +16,7 @@ from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
 from simspec.sim.dispatch import LeastLoaded
 from simspec.sim.iteration import Iteration
+from simspec.sim.jump import expand
 from simspec.sim.metrics import summarize
 from simspec.sim.policy import ClosedLoop, kv_need
 from simspec.sim.records import Records
@@ -27,8 +29,13 @@ class SimResult:
     summary: dict
     records: Records
     scenario: Scenario
-    # per replica, one record per iteration (Replica.log)
-    iterations: list[list[Iteration]] = field(default_factory=list)
+    # per replica, Replica.log as recorded (a jump's rounds in one entry)
+    logs: list[list] = field(default_factory=list, repr=False)
+
+    @cached_property
+    def iterations(self) -> list[list[Iteration]]:
+        """Per replica, one record per iteration (built when first read)."""
+        return [expand(log) for log in self.logs]
 
     def requests_frame(self):
         import pandas as pd
