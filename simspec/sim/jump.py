@@ -109,7 +109,7 @@ def apply(rep: Replica, j: Jump) -> None:
     rep.phase_s["verify"] = _sum_after(rep.phase_s["verify"], j.t_verify)
     rep.phase_s["draft"] = _sum_after(rep.phase_s["draft"], j.walls - j.t_verify)
     if rep.target_dev is rep.draft_dev:  # one device: charged verify, draft, verify, draft, ...
-        rep.target_dev.busy_s = _sum_after(rep.target_dev.busy_s, np.column_stack([j.t_verify, j.t_draft]).ravel())
+        rep.target_dev.busy_s = _sum_after(rep.target_dev.busy_s, np.stack([j.t_verify, j.t_draft], axis=1).ravel())
     else:
         rep.target_dev.busy_s = _sum_after(rep.target_dev.busy_s, j.t_verify)
         rep.draft_dev.busy_s = _sum_after(rep.draft_dev.busy_s, j.t_draft)
@@ -139,7 +139,22 @@ def expand(log: list) -> list[Iteration]:
 
 def _sum_after(x0: float, values: np.ndarray) -> float:
     """x0 + v0 + v1 + ... added left to right, as a loop of += would."""
+    if len(values) <= 64:  # a few rounds: Python's loop is quicker than numpy's call overhead
+        for v in values.tolist():
+            x0 += v
+        return x0
     return float(np.add.accumulate(np.concatenate([[x0], values]))[-1])
+
+
+def _lookup(keys: np.ndarray, price) -> np.ndarray:
+    """price(key) for each key, called once per distinct key (a dict for a few rounds,
+    np.unique for many, whichever has less overhead)."""
+    if len(keys) <= 64:
+        klist = keys.tolist()
+        seen = {key: price(key) for key in set(klist)}
+        return np.array([seen[key] for key in klist])
+    uniq, inv = np.unique(keys, return_inverse=True)
+    return np.array([price(int(key)) for key in uniq])[inv]
 
 
 def _times(now: float, walls: np.ndarray, arrival: float) -> tuple[np.ndarray, int]:
@@ -165,8 +180,9 @@ def _vectorised(rep: Replica, arrival: float) -> Jump | None:
         k = oracle.accepted(oracle.peek_rounds(b, rounds))
     else:
         k = np.zeros((rounds, b), dtype=np.int64)
-    cum = np.cumsum(k + 1, axis=0)                         # emitted after rounds 0..j, unretired
-    before = np.concatenate([np.zeros((1, b), dtype=np.int64), cum[:-1]])  # emitted before round j
+    step = k + 1
+    cum = np.cumsum(step, axis=0)  # emitted after rounds 0..j, none retired
+    before = cum - step            # emitted before round j
     done = np.flatnonzero((cum >= left).any(axis=1))
     n = int(done[0]) + 1 if len(done) else rounds
     if policy.clip_to_budget:  # a round whose depth the policy clips goes round by round
@@ -187,10 +203,10 @@ def _vectorised(rep: Replica, arrival: float) -> Jump | None:
         behind[1:] = (k[:-1] >= depth).any(axis=1)
     else:
         behind = np.zeros(n, dtype=bool)
-    keys, inv = np.unique(ctx * 2 + behind, return_inverse=True)
-    t_v = np.array([cost.verify_s(b, int(key // 2), None) for key in keys])[inv]
+    keys = ctx * 2 + behind  # the costs of each distinct (context, behind), looked up once
+    t_v = _lookup(keys, lambda key: cost.verify_s(b, key // 2, None))
     if oracle is not None:
-        t_d = np.array([cost.draft_s(b, int(key // 2), None, behind=bool(key % 2)) for key in keys])[inv]
+        t_d = _lookup(keys, lambda key: cost.draft_s(b, key // 2, None, behind=bool(key % 2)))
         walls = t_d + cost.transfer_s(b) + t_v
     else:
         t_d = np.zeros(n)
