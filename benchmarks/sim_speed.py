@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python benchmarks/sim_speed.py   (targets: >=100k tok/s at batch 1,
 >=1M tok/s at batch 64; goals beyond: 200k and 2M)
+     .venv/bin/python benchmarks/sim_speed.py --old   (also the round-by-round path, jump=False,
+     in the same run, and the speed-up of the jumps over it; issue 30: >= 10x at batch 1)
 """
 
 from __future__ import annotations
@@ -30,18 +32,32 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tokens", type=int, default=400_000, help="simulated output tokens per run")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--old", action="store_true",
+                    help="also time the round-by-round path (jump=False) and print the speed-up")
     args = ap.parse_args()
-    print(f"{'batch':>6} {'output tokens':>14} {'wall s (best)':>14} {'sim tok/s':>12}")
+    old = f" {'old tok/s':>12} {'speed-up':>9}" if args.old else ""
+    print(f"{'batch':>6} {'output tokens':>14} {'wall s (best)':>14} {'sim tok/s':>12}{old}")
     for batch in (1, 8, 64, 256):
         sc = parse_scenario(scenario(batch, args.tokens), f"batch{batch}")
-        best = float("inf")
-        toks = 0
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            res = simulate(sc)
-            best = min(best, time.perf_counter() - t0)
-            toks = res.summary["output_tokens"]
-        print(f"{batch:>6} {toks:>14,} {best:>14.3f} {toks / best:>12,.0f}")
+        toks, best = _best(sc, args.repeats, jump=True)
+        line = f"{batch:>6} {toks:>14,} {best:>14.3f} {toks / best:>12,.0f}"
+        if args.old:
+            toks_old, best_old = _best(sc, args.repeats, jump=False)
+            assert toks_old == toks
+            line += f" {toks / best_old:>12,.0f} {best_old / best:>8.1f}x"
+        print(line, flush=True)
+
+
+def _best(sc, repeats: int, jump: bool) -> tuple[int, float]:
+    """(output tokens, best wall seconds of `repeats` runs)."""
+    best = float("inf")
+    toks = 0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        res = simulate(sc, jump=jump)
+        best = min(best, time.perf_counter() - t0)
+        toks = res.summary["output_tokens"]
+    return toks, best
 
 
 if __name__ == "__main__":

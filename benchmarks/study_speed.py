@@ -1,6 +1,6 @@
 """Wall time of a 200-trial `simspec study` over 1,000 ShareGPT-length requests per trial.
 
-Run: .venv/bin/python benchmarks/study_speed.py [--trials 200] [--workers 1]
+Run: .venv/bin/python benchmarks/study_speed.py [--trials 200] [--workers 1] [--prune]
 Target (issue 6): <= 120 s on the 2-core CPU machine; the goal beyond: 60 s.
 The whole command is timed (study, per-batch schedule, exports, plots), from a fresh storage.
 """
@@ -64,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--prune", action="store_true", help="simspec study --prune (multi-fidelity trials)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         study = Path(d) / "bench.toml"
@@ -76,7 +77,8 @@ def main() -> None:
         cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         r = subprocess.run([sys.executable, "-m", "simspec.cli", "study", str(study), "--trials", str(args.trials),
-                            "--workers", str(args.workers), "--no-progress", "--out", str(Path(d) / "run")],
+                            "--workers", str(args.workers), "--no-progress", "--out", str(Path(d) / "run")]
+                           + (["--prune"] if args.prune else []),
                            capture_output=True, text=True)
         wall = time.perf_counter() - t0
         cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -89,6 +91,9 @@ def main() -> None:
         done = df[df.state.isin(["COMPLETE", "PRUNED"])]
         sim = done["wall_s"].sum()
         print(f"trials: {len(done)} done ({(df.state == 'COMPLETE').sum()} complete), workers: {args.workers}")
+        pruned = [ln for ln in (Path(d) / "run" / "summary.md").read_text().splitlines() if ln.startswith("- pruned:")]
+        if pruned:
+            print(pruned[0][2:])
         print(f"requests per trial: 1000 (ShareGPT lengths), output tokens per trial (mean): {done['output_tokens'].mean():,.0f}")
         print(f"CPU time of the command (user+sys, all its processes): {cpu:.1f} s "
               f"(on an idle machine with --workers 1 the wall time is about this)")
@@ -99,6 +104,17 @@ def main() -> None:
             b = best.iloc[0]
             print(f"best: trial {b.number}, {b.throughput_tok_s:.1f} tok/s, gamma={b.gamma}, drafter={b.drafter}, max_batch={b.max_batch}")
         print(f"target <= 120 s: {'PASS' if wall <= 120 else 'FAIL'} (goal 60 s: {'met' if wall <= 60 else 'not met'})")
+        loop = bare_loop_s()
+        print(f"bare 10^7-iteration Python loop in this run: {loop:.3f} s; wall / loop = {wall / loop:.1f}; "
+              f"per trial: {wall / max(1, len(done)) / loop:.3f} x the loop")
+
+
+def bare_loop_s() -> float:
+    """Seconds of a bare 10^7-iteration Python loop: how fast this machine is right now."""
+    t0 = time.perf_counter()
+    for _ in range(10**7):
+        pass
+    return time.perf_counter() - t0
 
 
 if __name__ == "__main__":

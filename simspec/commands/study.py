@@ -49,6 +49,7 @@ def register(app: typer.Typer) -> None:
         workers: int = typer.Option(1, "--workers", help="Local worker processes sharing the storage."),
         capacity: bool = typer.Option(False, "--capacity", help="Find the fewest target replicas for [capacity] rate within [constraints]."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
+        prune: bool = typer.Option(False, "--prune", help="Multi-fidelity trials: run 10% then 30% of the requests first and stop clearly bad trials there (single objective; the best trial always ran the whole workload)."),
         new: bool = typer.Option(False, "--new", help="Start over: delete the study's stored trials first (needed when [search], the objectives or the constraints changed)."),
         engine_version: Optional[List[str]] = typer.Option(None, "--engine-version", metavar="ENGINE=VERSION", help="Export for this engine version (repeatable), e.g. vllm=0.21.0; default: the newest simspec knows."),
     ) -> None:
@@ -77,7 +78,7 @@ def register(app: typer.Typer) -> None:
             # unfinished from the first trial until COMPLETE.json (new trials make an earlier report
             # stale); a resume refused for a changed question leaves the folder as it was
             info = runner.run(spec, url, n, workers, capacity, own_storage=storage is None, progress=not no_progress,
-                              new=new, on_start=lambda: outputs.begin(out))
+                              new=new, on_start=lambda: outputs.begin(out), prune=prune)
         except KeyboardInterrupt:
             typer.echo(f"interrupted: the finished trials are kept in {redact(url)}; run the same command to resume",
                        err=True)

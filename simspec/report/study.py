@@ -13,7 +13,7 @@ from typing import Any
 
 from simspec.atomic import write_text
 from simspec.report import html, study_plots
-from simspec.study import objectives, results, schedule
+from simspec.study import objectives, prune, results, schedule
 from simspec.study.outcome import Outcome
 from simspec.study.storage import redact
 
@@ -140,8 +140,13 @@ def summary_md(o: Outcome, files: list[str]) -> str:
     n_feas = len(results.feasible_trials(study))
     L = [f"# simspec study: {spec.name}{' (capacity)' if capacity else ''}", ""]
     L.append(f"- study file: `{spec.path}`; storage: `{redact(o.url)}`; sampler: {spec.file.sampler} (seed {spec.file.seed})")
+    n_pruned = sum(prune.PRUNED_AT in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)))
     L.append(f"- trials: {counts[TrialState.COMPLETE]} complete ({n_feas} meet the SLOs), "
-             f"{counts[TrialState.PRUNED]} invalid, {counts[TrialState.FAIL]} failed")
+             f"{counts[TrialState.PRUNED] - n_pruned} invalid, {counts[TrialState.FAIL]} failed"
+             + (f", {n_pruned} pruned" if n_pruned else ""))
+    line = prune.describe(study)
+    if line is not None:
+        L.append(f"- {line}")
     if capacity:
         c = spec.file.capacity
         L.append(f"- question: the fewest target replicas serving {c.rate:g} req/s within "

@@ -47,22 +47,65 @@ class SurvivalOracle:
         self._rng = rng
         self._buf = np.empty(0)
         self._pos = 0
+        self._ahead = np.empty(0)  # uniforms drawn from rng ahead of the buffer (peek_rounds)
 
     def bind(self, request_id: int) -> int:
         return 0
 
+    def _block(self, n: int) -> np.ndarray:
+        """The next n values of the oracle's uniform stream (read-ahead values first)."""
+        if len(self._ahead) == 0:
+            return self._rng.random(n)
+        head, self._ahead = self._ahead[:n], self._ahead[n:]
+        return head if len(head) == n else np.concatenate([head, self._rng.random(n - len(head))])
+
     def _uniforms(self, n: int) -> np.ndarray:
         if self._pos + n > len(self._buf):
-            self._buf = self._rng.random(max(self._BLOCK, n))
+            self._buf = self._block(max(self._BLOCK, n))
             self._pos = 0
         u = self._buf[self._pos:self._pos + n]
         self._pos += n
         return u
 
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        u = self._uniforms(len(positions))
-        # k = #{j : u < S_j}; P(k >= j) = S_j.
+        return self.accepted(self._uniforms(len(positions)))
+
+    def accepted(self, u: np.ndarray) -> np.ndarray:
+        """Accepted counts for uniforms u (any shape): k = #{j : u < S_j}, so P(k >= j) = S_j."""
         return self.depth - np.searchsorted(self._rev, u, side="right")
+
+    # -- many rounds of one batch at once (simspec.sim.jump) ----------------------------------
+    # `rounds` calls of draw() on a batch of b sequences read b uniforms each from the buffer,
+    # refilling a whole block (and dropping the rest of the old one) when b do not fit. These
+    # two methods read the same uniforms without drawing, then consume only the rounds used,
+    # so a jump and round-by-round draws are the same numbers (the stream is read ahead only).
+    def can_peek(self, b: int) -> bool:
+        """Whether peek_rounds handles batches of b (a round's draws fit in one block)."""
+        return b <= self._BLOCK
+
+    def peek_rounds(self, b: int, rounds: int) -> np.ndarray:
+        """The uniforms the next `rounds` draws of b sequences would use, shape (rounds, b)."""
+        fit0 = (len(self._buf) - self._pos) // b  # rounds left in the current block
+        per = self._BLOCK // b                    # rounds per fresh block (b <= _BLOCK)
+        parts = [self._buf[self._pos:self._pos + min(fit0, rounds) * b]]
+        blocks = -(-(rounds - fit0) // per) if rounds > fit0 else 0
+        if len(self._ahead) < blocks * self._BLOCK:
+            self._ahead = np.concatenate([self._ahead, self._rng.random(blocks * self._BLOCK - len(self._ahead))])
+        parts += [self._ahead[i * self._BLOCK:i * self._BLOCK + per * b] for i in range(blocks)]
+        return np.concatenate(parts)[:rounds * b].reshape(rounds, b)
+
+    def consume_rounds(self, b: int, rounds: int) -> None:
+        """Advance as `rounds` draws of b sequences would have (after peek_rounds covered them)."""
+        fit0 = (len(self._buf) - self._pos) // b
+        if rounds <= fit0:
+            self._pos += rounds * b
+            return
+        per = self._BLOCK // b
+        rest = rounds - fit0
+        blocks = -(-rest // per)
+        self._buf = self._ahead[(blocks - 1) * self._BLOCK:blocks * self._BLOCK]
+        self._ahead = self._ahead[blocks * self._BLOCK:]
+        self._pos = (rest - (blocks - 1) * per) * b
 
 
 def chain_survival(per_position: Sequence[float], depth: int) -> np.ndarray:

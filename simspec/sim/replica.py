@@ -4,19 +4,22 @@ Each iteration is either a prefill of newly admitted requests (prefill-first) or
 speculative round over the whole running batch: draft, verify, accept per sequence (one
 numpy draw for the batch), emit accepted tokens plus the bonus token, retire finished
 requests. A request stops at exactly its output length; tokens accepted past it are
-dropped. One SimPy timeout per iteration, never one per token: that is what lets a study
-afford hundreds of simulations. Who may join the batch is the Scheduler's business, the
+dropped. One SimPy timeout per iteration, never one per token; and between two changes of the
+batch, one timeout for all its rounds (simspec.sim.jump: the same results, computed without an
+event per round), which is what lets a study afford thousands of simulations. Who may join the batch is the Scheduler's business, the
 batch's columns are the RunningBatch's; this module owns time and device busy time.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 import simpy
 
+from simspec.sim import jump
 from simspec.sim.acceptance import AcceptanceOracle
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
@@ -37,6 +40,7 @@ class ReplicaOptions:
     with_prefill: bool = False  # the prefill is also each request's first round
     clip_to_budget: bool = False  # never draft deeper than the batch's remaining budget - 1
     detail: bool = False        # iteration records with their requests (rids, queue, KV held)
+    jump: bool = True           # jump between batch changes (simspec.sim.jump); False: round by round
 
 
 class ReplicaDevices(NamedTuple):
@@ -55,7 +59,10 @@ class Replica:
         devices: ReplicaDevices,
         records: Records,
         on_finish: Callable[[int], None],
+        arrivals: Callable[[], float] | None = None,
     ) -> None:
+        """`arrivals`: when the next request not yet submitted could reach this replica
+        (math.inf: none will); None, unknown: never jump, every round is its own event."""
         self.env = env
         self.index = index
         self.cost = cost
@@ -77,8 +84,11 @@ class Replica:
         self._prefilling = 0                  # admitted, prefill in flight
         # wall seconds by phase (drafting: only the part not hidden behind verification)
         self.phase_s = {"prefill": 0.0, "draft": 0.0, "verify": 0.0}
-        # one record per iteration, the type a live run records (simspec.sim.iteration)
-        self.log: list[Iteration] = []
+        # one record per iteration, the type a live run records (simspec.sim.iteration); a
+        # jump's rounds are one jump.Rounds entry (jump.expand gives their records)
+        self.log: list[Iteration | jump.Rounds] = []
+        self.arrivals = arrivals
+        self._jumps = options.jump and arrivals is not None and not self.overlap and not self.detail
         self.process = env.process(self._loop())
 
     # -- dispatcher interface ----------------------------------------------------------
@@ -101,7 +111,7 @@ class Replica:
             if step == "prefill":
                 yield from self._prefill(new)
             elif step == "round":
-                yield from self._round()
+                yield from (self._jump() if self._jumps else self._round())
             else:
                 self._wake = self.env.event()
                 yield self._wake
@@ -202,6 +212,20 @@ class Replica:
         batch.rounds += 1
         self.log.append(Iteration("round", start, wall, b, emitted, *detail) if detail
                         else Iteration("round", start, wall, b))
+        self._retire()
+
+    def _jump(self) -> Iterator[simpy.Event]:
+        """All rounds up to the next batch change, one timeout (simspec.sim.jump)."""
+        policy = self.policy
+        # An arrival matters only if it could be admitted at a round boundary: with a waiting
+        # head (no room, or no memory) nothing is admitted before a retirement.
+        can_join = policy.queued == 0 and len(self.batch) < policy.max_batch
+        plan = jump.plan(self, self.arrivals() if can_join else math.inf)
+        if plan is None:
+            yield from self._round()
+            return
+        yield jump.wake_at(self.env, plan.end)
+        jump.apply(self, plan)
         self._retire()
 
     def _retire(self) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 import simpy
@@ -14,6 +16,7 @@ from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
 from simspec.sim.dispatch import LeastLoaded
 from simspec.sim.iteration import Iteration
+from simspec.sim.jump import expand
 from simspec.sim.metrics import summarize
 from simspec.sim.policy import ClosedLoop, kv_need
 from simspec.sim.records import Records
@@ -26,8 +29,13 @@ class SimResult:
     summary: dict
     records: Records
     scenario: Scenario
-    # per replica, one record per iteration (Replica.log)
-    iterations: list[list[Iteration]] = field(default_factory=list)
+    # per replica, Replica.log as recorded (a jump's rounds in one entry)
+    logs: list[list] = field(default_factory=list, repr=False)
+
+    @cached_property
+    def iterations(self) -> list[list[Iteration]]:
+        """Per replica, one record per iteration (built when first read)."""
+        return [expand(log) for log in self.logs]
 
     def requests_frame(self):
         import pandas as pd
@@ -52,9 +60,11 @@ def lengths_only_trace(sc: Scenario, file: str | None, seed: int):
 
 
 def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload | None = None,
-             detail: bool = False) -> SimResult:
+             detail: bool = False, jump: bool = True) -> SimResult:
     """Run one scenario to completion (every request served). `detail`: iteration records
-    name their requests (what an iteration-by-iteration comparison with a live run reads)."""
+    name their requests (what an iteration-by-iteration comparison with a live run reads).
+    `jump`: advance a replica's unchanged batch many rounds at once (simspec.sim.jump, the same
+    results); False: one event per round (the reference the jump is tested against)."""
     t0 = time.perf_counter()
     seed = sc.serving.seed
     rng = np.random.default_rng([seed, 0xACC])
@@ -97,17 +107,24 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
 
     options = ReplicaOptions(max_batch=sc.serving.max_batch, kv_capacity=kv_cap, kv_reserve=kv_reserve,
                              overlap=pl.overlap, with_prefill=sc.speculation.first_round == "with_prefill",
-                             clip_to_budget=sc.speculation.clip_to_budget, detail=detail)
+                             clip_to_budget=sc.speculation.clip_to_budget, detail=detail, jump=jump)
+    n_replicas = min(pl.replicas, wl.n)
+    # When the next request not yet sent arrives: closed loop and burst send only at a finish
+    # (inside the loop that retires it) or at time 0; Poisson arrivals come from `source`.
+    # With several replicas a finish on one can send a request to another: no jumps there.
+    pending = [math.inf]
+    arrivals = (lambda: pending[0]) if n_replicas == 1 else None
     devices: list[Device] = []
     # Replicas past the n-th never get a request (the dispatcher picks the lowest index among
     # the least loaded, and at most n - 1 others are loaded): they are not built, so a large
     # `replicas` costs nothing; their (zero) busy time still counts in the per-replica averages.
-    for i in range(min(pl.replicas, wl.n)):
+    for i in range(n_replicas):
         tdev = Device(pl.target, pl.devices[pl.target], i)
         dname = pl.draft or pl.target
         ddev = tdev if dname == pl.target else Device(dname, pl.devices[dname], i)
         devices += [tdev] if ddev is tdev else [tdev, ddev]
-        replicas.append(Replica(env, i, options, cost, oracle, ReplicaDevices(tdev, ddev), rec, on_finish))
+        replicas.append(Replica(env, i, options, cost, oracle, ReplicaDevices(tdev, ddev), rec, on_finish,
+                                arrivals))
     least.append(LeastLoaded([lambda r=r: r.load for r in replicas]))
 
     if closed is not None:
@@ -121,8 +138,11 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
             for rid in range(wl.n):
                 delay = wl.arrival[rid] - env.now
                 if delay > 0:
+                    pending[0] = env.now + delay  # the time SimPy schedules the timeout at
                     yield env.timeout(delay)
                 dispatch(rid)
+            pending[0] = math.inf
+        pending[0] = float(wl.arrival[0]) if wl.n else math.inf
         env.process(source())
 
     env.run()

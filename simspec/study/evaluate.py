@@ -58,8 +58,14 @@ class Evaluator:
         oracle = build_oracle(probe, self.spec.where, np.random.default_rng([sc.serving.seed, 0xACC]))
         return oracle.request_lengths(sc.workload.requests)
 
-    def run(self, sc: Scenario) -> dict[str, Any]:
-        summary = simulate(sc, self.spec.where, workload=self.workload(sc)).summary
+    def run(self, sc: Scenario, requests: int | None = None) -> dict[str, Any]:
+        """The kept figures of `sc`; `requests`: of only the first that many requests of its
+        workload (a prefix, simspec.study.prune)."""
+        wl = self.workload(sc)
+        if requests is not None and requests < wl.n:
+            wl = Workload(wl.prompt_len[:requests], wl.output_len[:requests], wl.arrival[:requests], wl.mode,
+                          min(wl.concurrency, requests))
+        summary = simulate(sc, self.spec.where, workload=wl).summary
         kept = {k: float(summary[k]) for k in KEEP}
         # roofline-priced models say so (1.0: an estimate from datasheets, 0.0: fitted to a profile)
         kept.update({k: float(summary[k]) for k in ESTIMATE_KEYS if k in summary})

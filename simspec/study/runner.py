@@ -16,6 +16,7 @@ from typing import Any, Callable
 from simspec.errors import InputError
 from simspec.study import definition, objectives, space
 from simspec.study.evaluate import Evaluator
+from simspec.study.prune import REQUESTS, applies, make_pruner, run_prefixes
 from simspec.study.spec import StudySpec, load_study
 from simspec.study.storage import open_storage
 
@@ -76,14 +77,18 @@ def _invalid(trial, reason: str):
     raise optuna.TrialPruned(reason)
 
 
-def study_objective(spec: StudySpec, ev: Evaluator) -> Callable:
+def study_objective(spec: StudySpec, ev: Evaluator, prune: bool = False) -> Callable:
+    """`prune`: run request prefixes first and let the pruner stop the trial (simspec.study.prune)."""
     def objective(trial):
         p = space.suggest(trial, spec)
         trial.set_user_attr("point", p)
         try:
+            done = run_prefixes(trial, spec, ev, p) if prune else 0
             summary = ev.evaluate(p)
         except InputError as exc:
             _invalid(trial, exc.line())
+        if prune:
+            trial.set_user_attr(REQUESTS, done + ev.workload(ev.scenario(p)).n)
         trial.set_user_attr("summary", {**summary, "worker_pid": os.getpid()})
         for k, v in objectives.constraint_values(spec, summary).items():
             trial.set_constraint(k, v)
@@ -119,10 +124,10 @@ class Interrupted(BaseException):
     the objective and logs it as a failed trial with its whole traceback before re-raising it."""
 
 
-def objective(spec: StudySpec, ev: Evaluator, capacity: bool) -> Callable:
+def objective(spec: StudySpec, ev: Evaluator, capacity: bool, prune: bool = False) -> Callable:
     """The study's objective; an interrupt fails its trial (a rerun runs it again) and leaves
     as `Interrupted`, which Optuna does not catch."""
-    obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev)
+    obj = capacity_objective(spec, ev) if capacity else study_objective(spec, ev, prune)
 
     def run_one(trial):
         try:
@@ -147,22 +152,24 @@ def _done(study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
 
 
-def open_study(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int, heartbeat: bool = False):
-    """The study already created in the storage at `url` (by `prepare`), with this worker's sampler."""
+def open_study(spec: StudySpec, url: str, capacity: bool, seed: int, workers: int, heartbeat: bool = False,
+               prune: bool = False):
+    """The study already created in the storage at `url` (by `prepare`), with this worker's
+    sampler (and pruner: Optuna does not store it)."""
     import optuna
 
     storage = open_storage(url, heartbeat=heartbeat)
     return optuna.load_study(study_name=study_name(spec, capacity), storage=storage,
-                             sampler=make_sampler(spec, seed, workers))
+                             sampler=make_sampler(spec, seed, workers), pruner=make_pruner(prune))
 
 
 def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int,
-            heartbeat: bool = False, total: int | None = None) -> None:
+            heartbeat: bool = False, total: int | None = None, prune: bool = False) -> None:
     quiet()
     spec = load_study(study_path)
-    study = open_study(spec, url, capacity, seed, workers, heartbeat)
+    study = open_study(spec, url, capacity, seed, workers, heartbeat, prune)
     try:
-        study.optimize(objective(spec, Evaluator(spec), capacity), n_trials=n_trials,
+        study.optimize(objective(spec, Evaluator(spec), capacity, prune), n_trials=n_trials,
                        callbacks=[stop_at(total)] if total else [], gc_after_trial=False)
     except (KeyboardInterrupt, Interrupted):
         sys.exit(130)  # the main process says so, once: no traceback per worker
@@ -206,16 +213,19 @@ def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool, new: b
 
 
 def run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
-        progress: bool = True, new: bool = False, on_start: Callable[[], None] | None = None) -> RunInfo:
+        progress: bool = True, new: bool = False, on_start: Callable[[], None] | None = None,
+        prune: bool = False) -> RunInfo:
     """Run until `n_trials` trials are done (complete or pruned) in the storage. The run folder's
     own SQLite study takes one run at a time (a second is refused); on a shared storage every
     worker of every run stops once the storage holds `n_trials` done trials. `on_start` is
     called once the study is known to answer the same question, before any trial (a refused
-    resume changes nothing in the run folder)."""
+    resume changes nothing in the run folder). `prune`: multi-fidelity trials where they apply
+    (simspec.study.prune)."""
     from simspec.study.storage import run_lock
 
+    prune = prune and applies(spec, capacity)
     with run_lock(url) if own_storage else _no_lock():
-        return _run(spec, url, n_trials, workers, capacity, own_storage, progress, new, on_start)
+        return _run(spec, url, n_trials, workers, capacity, own_storage, progress, new, on_start, prune)
 
 
 @contextmanager
@@ -234,7 +244,7 @@ def stop_at(total: int) -> Callable:
 
 
 def _run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool, own_storage: bool,
-         progress: bool, new: bool, on_start: Callable[[], None] | None = None) -> RunInfo:
+         progress: bool, new: bool, on_start: Callable[[], None] | None = None, prune: bool = False) -> RunInfo:
     study, stale = prepare(spec, url, capacity, own_storage, new)
     if on_start is not None:
         on_start()
@@ -253,12 +263,12 @@ def _run(spec: StudySpec, url: str, n_trials: int, workers: int, capacity: bool,
     ctx = mp.get_context("spawn")
     for i in range(1, workers):
         pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers,
-                                               not own_storage, n_trials), daemon=False)
+                                               not own_storage, n_trials, prune), daemon=False)
         pr.start()
         procs.append(pr)
     try:
-        study = open_study(spec, url, capacity, seed, workers, not own_storage)
-        obj = objective(spec, Evaluator(spec), capacity)
+        study = open_study(spec, url, capacity, seed, workers, not own_storage, prune)
+        obj = objective(spec, Evaluator(spec), capacity, prune)
         if progress:
             _optimize_with_bar(study, obj, shares[0], n_trials, done, capacity, procs)
         else:
