@@ -74,6 +74,17 @@ def small_study(tmp: Path, name: str = "small", trials: int = 12, seed: int = 0,
     return p
 
 
+def finished_study(tmp: Path, name: str, **kw) -> tuple[Path, Path]:
+    """A small study run to the end in tmp/run: (study file, run folder), the folder whole."""
+    from simspec import outputs
+
+    study = small_study(tmp, name=name, **kw)
+    out = tmp / "run"
+    r = simspec("study", str(study), "--out", str(out), "--no-progress")
+    assert r.returncode == 0 and outputs.is_complete(out), r.stderr
+    return study, out
+
+
 def simspec(*args: str, cwd: Path | str = REPO, **_kw) -> subprocess.CompletedProcess:
     """`simspec ARGS` run in this process (tests/clihelpers.py says why)."""
     return cli(*args, cwd=cwd)

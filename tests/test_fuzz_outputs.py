@@ -25,7 +25,7 @@ import pytest
 import fuzzhelpers as fz
 from deadline import within
 from simspec.outputs import MARKER
-from studyhelpers import simspec, small_study
+from studyhelpers import finished_study
 
 SEED = int(os.environ.get("SIMSPEC_FUZZ_SEED", "29"))
 N_CASES = 96
@@ -112,12 +112,7 @@ def good_place(rng: random.Random, root: Path, want: str) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fz-done")
-    p = small_study(tmp, name="fzo", trials=4, requests=16, out_max=48)
-    out = tmp / "run"
-    r = simspec("study", str(p), "--out", str(out), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    return p, out
+    return finished_study(tmp_path_factory.mktemp("fz-done"), "fzo", trials=4, requests=16, out_max=48)
 
 
 def _json(p: str) -> str:

@@ -18,7 +18,7 @@ import pytest
 
 from deadline import within
 from simspec import outputs
-from studyhelpers import simspec, small_study
+from studyhelpers import finished_study, simspec
 
 SEED = int(os.environ.get("SIMSPEC_FUZZ_SEED", "29"))
 CASES = 10
@@ -31,12 +31,7 @@ class Killed(BaseException):
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("reportkill")
-    study = small_study(tmp, name="rk", trials=4, requests=16, out_max=48)
-    out = tmp / "run"
-    r = simspec("study", str(study), "--out", str(out), "--no-progress")
-    assert r.returncode == 0 and outputs.is_complete(out), r.stderr
-    return study, out
+    return finished_study(tmp_path_factory.mktemp("reportkill"), "rk", trials=4, requests=16, out_max=48)
 
 
 def renames_of_a_rerun(study: Path, out: Path, tmp: Path, monkeypatch) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from deadline import within
 from simspec import outputs
-from studyhelpers import simspec, small_study
+from studyhelpers import finished_study, simspec
 
 SEED = int(os.environ.get("SIMSPEC_FUZZ_SEED", "29"))
 CASES = 14
@@ -44,12 +44,7 @@ EDITS = [
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("resume")
-    study = small_study(tmp, name="rs", trials=3, requests=16, out_max=48)
-    out = tmp / "run"
-    r = simspec("study", str(study), "--out", str(out), "--no-progress")
-    assert r.returncode == 0 and outputs.is_complete(out), r.stderr
-    return study, out
+    return finished_study(tmp_path_factory.mktemp("resume"), "rs", trials=3, requests=16, out_max=48)
 
 
 def test_a_resume_that_asks_another_question_is_refused(finished, tmp_path):

@@ -15,7 +15,7 @@ import pytest
 
 from simspec import outputs
 from simspec.errors import InputError
-from studyhelpers import REPO, simspec, small_study
+from studyhelpers import REPO, finished_study, simspec, small_study
 
 QUICK = str(REPO / "studies" / "quickstart.toml")
 
@@ -32,12 +32,7 @@ def one_line_refusal(r, flag: str, path: str) -> str:
 @pytest.fixture(scope="module")
 def done_run(tmp_path_factory):
     """A small finished study run folder."""
-    tmp = tmp_path_factory.mktemp("done")
-    p = small_study(tmp, name="outs", trials=6, requests=24, out_max=64)
-    out = tmp / "run"
-    r = simspec("study", str(p), "--out", str(out), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    return p, out
+    return finished_study(tmp_path_factory.mktemp("done"), "outs", trials=6, requests=24, out_max=64)
 
 
 # -- unwritable outputs ------------------------------------------------------------------
