@@ -1,5 +1,6 @@
 """Checks of numeric command-line flags: click reads `nan`, `inf` and `-1` as floats like any
-other, so a flag's range and finiteness are checked here, one line naming the flag."""
+other, so a flag's range and finiteness are checked here, one line naming the flag (a count's
+range is a size: simspec.limits.check_flag)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,3 @@ def finite(flag: str, value: float, low: float | None = None, high: float | None
         raise InputError(None, flag, f"must be a finite number{' ' + bounds if bounds else ''} (got {value:g})")
     return value
 
-
-def at_least(flag: str, value: int, low: int) -> int:
-    """`value` if it is >= low, else InputError naming `flag` (an upper limit is a size: simspec.limits.check_flag)."""
-    if value < low:
-        raise InputError(None, flag, f"must be >= {low} (got {value})")
-    return value

@@ -41,7 +41,7 @@ from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
 from simspec.sim.policy import ServingPolicy
-from simspec.sim.round_cost import CONTEXT_BUCKET, RoundCost
+from simspec.sim.round_cost import RoundCost
 
 
 class Replica(Protocol):
@@ -194,7 +194,7 @@ def _vectorised(rep: Replica, arrival: float) -> Jump | None:
     k, before = k[:n], before[:n]
     if cost.context_dependent:
         sums = int(batch.prompt.sum() + batch.gen.sum()) + before.sum(axis=1)
-        ctx = np.maximum(1, np.rint(sums.astype(float) / b / CONTEXT_BUCKET).astype(np.int64)) * CONTEXT_BUCKET
+        ctx = cost.buckets(sums.astype(float) / b)
     else:
         ctx = np.zeros(n, dtype=np.int64)
     if oracle is not None:

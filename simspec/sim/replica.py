@@ -6,8 +6,10 @@ numpy draw for the batch), emit accepted tokens plus the bonus token, retire fin
 requests. A request stops at exactly its output length; tokens accepted past it are
 dropped. One SimPy timeout per iteration, never one per token; and between two changes of the
 batch, one timeout for all its rounds (simspec.sim.jump: the same results, computed without an
-event per round), which is what lets a study afford thousands of simulations. Who may join the batch is the Scheduler's business, the
-batch's columns are the RunningBatch's; this module owns time and device busy time.
+event per round), which is what lets a study afford thousands of simulations. Who may join the
+batch, which iteration comes next and how deep a round drafts is the ServingPolicy's business
+(simspec.sim.policy, which the live engine runs too), the batch's columns are the
+RunningBatch's; this module owns time and device busy time.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Sequence
 
+import numpy as np
+
 from simspec.sim.costs import CostModel
 from simspec.sim.transfer import Link
 
@@ -44,6 +46,12 @@ class RoundCost:
         if not self.context_dependent:
             return 0
         return max(1, int(round(context / CONTEXT_BUCKET))) * CONTEXT_BUCKET
+
+    def buckets(self, contexts: np.ndarray) -> np.ndarray:
+        """`bucket` of each context at once (np.rint rounds half to even, as round does)."""
+        if not self.context_dependent:
+            return np.zeros(len(contexts), dtype=np.int64)
+        return np.maximum(1, np.rint(contexts / CONTEXT_BUCKET).astype(np.int64)) * CONTEXT_BUCKET
 
     def queries_at(self, depth: int | None) -> int:
         """Verify query tokens per sequence when the round drafts only `depth` levels."""
