@@ -14,6 +14,7 @@ from typing import Any
 from simspec.atomic import write_text
 from simspec.report import html, study_plots
 from simspec.study import objectives, prune, results, schedule
+from simspec.study.evaluate import REPEAT
 from simspec.study.outcome import Outcome
 from simspec.study.storage import redact
 
@@ -147,6 +148,10 @@ def summary_md(o: Outcome, files: list[str]) -> str:
     line = prune.describe(study)
     if line is not None:
         L.append(f"- {line}")
+    n_rep = sum(bool(t.user_attrs.get(REPEAT)) for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    if n_rep:
+        L.append(f"- repeats: {n_rep} trials proposed a scenario their worker had already simulated; the "
+                 "simulator is deterministic, so they took its figures without simulating again")
     if capacity:
         c = spec.file.capacity
         L.append(f"- question: the fewest target replicas serving {c.rate:g} req/s within "

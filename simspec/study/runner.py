@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from simspec.errors import InputError
 from simspec.study import definition, objectives, space
-from simspec.study.evaluate import Evaluator
+from simspec.study.evaluate import REPEAT, Evaluator
 from simspec.study.prune import REQUESTS, applies, make_pruner, run_prefixes
 from simspec.study.spec import StudySpec, load_study
 from simspec.study.storage import open_storage
@@ -87,6 +87,8 @@ def study_objective(spec: StudySpec, ev: Evaluator, prune: bool = False) -> Call
             summary = ev.evaluate(p)
         except InputError as exc:
             _invalid(trial, exc.line())
+        if ev.repeated:
+            trial.set_user_attr(REPEAT, True)
         if prune:
             trial.set_user_attr(REQUESTS, done + ev.workload(ev.scenario(p)).n)
         trial.set_user_attr("summary", {**summary, "worker_pid": os.getpid()})
