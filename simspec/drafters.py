@@ -45,7 +45,6 @@ class Kind:
     head_layers: int = 0             # a head over the target's hidden states (EAGLE, MTP): this many
                                      # decoder layers at the target's dims unless [draft] gives its
                                      # own (`layers`, `dims`, `model`); it prefills the prompt too
-    shares_head: bool = False        # a head that runs the target's own LM head (MTP): all its rows
     in_target: bool = False          # its weights ship in the target's checkpoint (MTP layers):
                                      # engine exports name no drafter model
     parallel: bool = False           # ONE forward of gamma query tokens proposes all gamma tokens
@@ -170,10 +169,11 @@ register(Kind(
     "eagle3", "eagle3", "an EAGLE-3 head", head_layers=1, trims_head=True, crosses="hidden",
     vllm_method="eagle3", sglang_algorithm="EAGLE3", trtllm_decoding_type="Eagle3", traced=False,
 ))
-# MTP: one extra decoder layer of the target's checkpoint + the target's own LM head; engines
+# MTP: one extra decoder layer of the target's checkpoint + the target's own LM head (all its
+# rows: no `vocab`); engines
 # chain it (vLLM and SGLang reuse the one layer for every draft step): no trees.
 register(Kind(
-    "mtp", "mtp", "an MTP layer", head_layers=1, shares_head=True, in_target=True, trees=False,
+    "mtp", "mtp", "an MTP layer", head_layers=1, in_target=True, trees=False,
     crosses="hidden", vllm_method="mtp", sglang_algorithm="NEXTN", trtllm_decoding_type="MTP", traced=False,
 ))
 # A parallel (block) drafter: all gamma draft tokens from ONE forward of gamma query tokens

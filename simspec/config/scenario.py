@@ -136,6 +136,8 @@ class DraftSpec(Strict):
             raise ValueError("give at most one of `cost`, `profile` or `model`")
         if self.roofline and k is not None and not k.prefills:
             raise ValueError(f"`model` / `dims` price a drafter model or head, not kind = '{self.kind}'")
+        if self.vocab is not None and k is not None and k.head and not k.trims_head:
+            raise ValueError(f"`vocab` trims a drafter's own LM head: kind = '{self.kind}' runs the target's")
         if self.layers is not None and (k is None or not k.head):
             heads = [n for n, x in drafters.KINDS.items() if x.head]
             raise ValueError(f"`layers` sizes a head over the target's hidden states (kind = '{' or '.join(heads)}')")

@@ -163,7 +163,7 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
             raise InputError(file, "draft.layers", f"{n} > the target's {layers} layers: a head prices as that many of them")
         if vocab and d.vocab and d.vocab > vocab:
             raise InputError(file, "draft.vocab", f"{d.vocab} > the target's vocabulary of {vocab}")
-        return ScaledCost(target, layers=n, head_rows=None if k.shares_head else d.vocab)
+        return ScaledCost(target, layers=n, head_rows=d.vocab)
     if d.roofline:  # priced on the drafter's own device
         model = _roofline(d.model, d.dims, d.dtype, sc.placement.draft or sc.placement.target, sc,
                           "draft.model" if d.model else "draft.dims", file)
