@@ -128,6 +128,8 @@ def build(ctx: Context, version: str) -> EngineExport:
         ]) + "\n"
         out.synthetic = SYNTHETIC
     elif ctx.rates is not None:
-        notes.append(f"SGLang {version}: no SGLANG_SIMULATE_ACC_LEN form for "
-                     + ("an adaptive config (one length cannot match every K)" if adaptive else "a token tree") + ".")
+        what = ("an adaptive config (one length cannot match every K)" if adaptive else
+                "a token tree" if "--speculative-eagle-topk" in fl else
+                f"{fl['--speculative-algorithm']} (the variable is read in the EAGLE verify path)")
+        notes.append(f"SGLang {version}: no SGLANG_SIMULATE_ACC_LEN form for {what}.")
     return out
