@@ -10,6 +10,7 @@ from simspec.study import export
 from simspec.study.engines import Context, sglang, trtllm, versions, vllm
 from simspec.study.engines.answer import answer
 from simspec.study.schedule import Point
+from simspec.study.schema import DrafterSpec
 from test_engine_exports import FLAT, SHIFTING, points, written
 
 ALL = [(e.name, v) for e in versions.ENGINES.values() for v in e.versions]
@@ -124,3 +125,42 @@ def test_a_version_without_the_kind_falls_back_to_one_it_runs():
 def test_sglang_and_trtllm_modules_agree_with_the_registry():
     assert sglang.algorithms()["mtp"] == "NEXTN" and trtllm.decoding_types()["mtp"] == "MTP"
     assert "parallel" not in trtllm.decoding_types()
+
+
+@pytest.mark.parametrize("engine,version", ALL)
+def test_a_trimmed_eagle3_head_is_its_checkpoints_vocabulary(engine, version):
+    best = {"gamma": 2, "drafter": "eagle3", "vocab": 32000, "max_batch": 16}
+    c = ctx("eagle3", engine, version, best=best)
+    c.drafter = DrafterSpec(name="heads/eagle3-8b", vocab_size=128256, acceptance={"per_position": [0.8]})
+    assert c.trimmed == 32000
+    e = export.BUILDERS[engine](c, version)
+    assert any("checkpoint's own" in n and "K = 32000" in n for n in e.notes)
+    assert not any("full vocabulary" in n or "token-map" in n for n in e.notes)
+    assert "heads/eagle3-8b" in "".join(e.files.values())
+
+
+def test_the_eagle3_h100_study_answers_k_per_batch_and_exports_for_vllm(tmp_path):
+    """studies/eagle3-h100.toml end to end (few trials): a K for each batch bucket, and a
+    vLLM config of method eagle3 that the named version accepts."""
+    import csv
+    import json
+    from pathlib import Path
+
+    from clihelpers import cli
+
+    study = Path(__file__).resolve().parents[1] / "studies" / "eagle3-h100.toml"
+    out = tmp_path / "run"
+    r = cli("study", str(study), "--trials", "6", "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader((out / "schedule.csv").open()))
+    assert {int(x["batch"]) for x in rows} == {1, 4, 16, 64}
+    for b in (1, 4, 16, 64):  # every gamma 0..6 simulated at every bucket, and speculation pays
+        at = {int(x["gamma"]): float(x["throughput_tok_s"]) for x in rows if int(x["batch"]) == b}
+        assert set(at) == set(range(7)) and max(at, key=at.get) > 0
+    for version in ("0.11.0", "0.24.0"):
+        to = tmp_path / version
+        r = cli("export", str(study), "--engine", "vllm", "--engine-version", version, "--out", str(out), "--to", str(to))
+        assert r.returncode == 0, r.stderr
+        cfg = json.loads((to / "vllm_speculative_config.json").read_text())
+        assert cfg["method"] == "eagle3" and cfg["model"] == "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"
+        assert set(cfg) <= versions.writable("vllm", version) and 1 <= cfg["num_speculative_tokens"] <= 6

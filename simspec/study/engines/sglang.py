@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from simspec import drafters
-from simspec.study.engines import Context, EngineExport
+from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 from simspec.study.engines.synthetic import acceptance_length
 from simspec.tree_shape import TreeShape
@@ -90,7 +90,9 @@ def flags(ctx: Context, version: str, notes: list[str], files: dict[str, str]) -
     mb = ctx.best.get("max_batch")
     if mb is not None:
         fl["--max-running-requests"] = int(mb)
-    if ctx.trimmed is not None:
+    if ctx.trimmed is not None and entry.head:
+        notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
+    elif ctx.trimmed is not None:
         if ctx.hot_ids:
             files[TOKEN_MAP_IDS] = json.dumps(ctx.hot_ids) + "\n"
             fl["--speculative-token-map"] = TOKEN_MAP

@@ -9,7 +9,7 @@ range's length to equal `max_draft_len` and none above it (the llm_args validato
 from __future__ import annotations
 
 from simspec import drafters
-from simspec.study.engines import Context, EngineExport
+from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 
 NAME = "trtllm"
@@ -105,7 +105,9 @@ def build(ctx: Context, version: str) -> EngineExport:
         cfg["max_matching_ngram_size"] = int(ds.prompt_lookup_max)
     if sched is not None:
         cfg["draft_len_schedule"] = sched
-    if ctx.trimmed is not None:
+    if ctx.trimmed is not None and entry.head:
+        notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
+    elif ctx.trimmed is not None:
         notes.append(f"{title}: no trimmed-head option is exported; the drafter runs its full vocabulary.")
     V.check(NAME, version, cfg)
     if cfg["max_draft_len"] == 0:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from simspec import drafters
-from simspec.study.engines import Context, EngineExport
+from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 from simspec.study.engines.synthetic import unconditional
 from simspec.tree_shape import TreeShape
@@ -77,8 +77,7 @@ def config(ctx: Context, version: str, notes: list[str]) -> dict:
         cfg["prompt_lookup_max"] = (ds.prompt_lookup_max if ds is not None and ds.prompt_lookup_max
                                     else max(entry.default_n or 1, cfg["prompt_lookup_min"]))
     if ctx.trimmed is not None and entry.head:
-        notes.append(f"{title}: the {a.kind} head's draft vocabulary is its checkpoint's own (EAGLE-3's d2t map): "
-                     f"use a head trained with K = {ctx.trimmed} rows.")
+        notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
     elif ctx.trimmed is not None:
         notes.append(f"{title} has no trimmed-head option: its drafter runs the full vocabulary, not the "
                      f"K = {ctx.trimmed} the study chose (expect less speed-up than predicted).")
