@@ -140,6 +140,7 @@ def test_a_head_takes_room_from_the_kv_cache():
     ({"draft": {"kind": "parallel", "layers": 2, "dims": HEAD_DIMS}}, "draft", "`layers`"),
     ({"draft": {"kind": "ngram", "layers": 2}}, "draft", "`layers`"),
     ({"draft": {"kind": "mtp", "vocab": 32000}}, "draft", "runs the target's"),
+    ({"draft": {"kind": "eagle3", "dims": {"layers": 1, "kv_heads": 8, "head_dim": 128}}}, "draft", "hidden, heads"),
     ({"placement": {"devices": {"gpu": {"catalog": "h100-sxm"}, "b": {"catalog": "l4"}},
                     "target": "gpu", "draft": "b"}}, "placement.draft", "target's device"),
     ({"placement": {"devices": {"gpu": {"catalog": "h100-sxm"}, "b": {"catalog": "l4"}},

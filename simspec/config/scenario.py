@@ -136,6 +136,8 @@ class DraftSpec(Strict):
             raise ValueError("give at most one of `cost`, `profile` or `model`")
         if self.roofline and k is not None and not k.prefills:
             raise ValueError(f"`model` / `dims` price a drafter model or head, not kind = '{self.kind}'")
+        if k is not None and k.head and self.dims is not None and not self.dims.complete and self.model is None:
+            raise ValueError(f"`dims` price kind = '{self.kind}' with the roofline: give hidden, heads, intermediate and vocab too")
         if self.vocab is not None and k is not None and k.head and not k.trims_head:
             raise ValueError(f"`vocab` trims a drafter's own LM head: kind = '{self.kind}' runs the target's")
         if self.layers is not None and (k is None or not k.head):
