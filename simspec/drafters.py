@@ -170,8 +170,8 @@ register(Kind(
     vllm_method="eagle3", sglang_algorithm="EAGLE3", trtllm_decoding_type="Eagle3", traced=False,
 ))
 # MTP: one extra decoder layer of the target's checkpoint + the target's own LM head (all its
-# rows: no `vocab`); engines
-# chain it (vLLM and SGLang reuse the one layer for every draft step): no trees.
+# rows: no `vocab`); engines chain it (vLLM and SGLang reuse the one layer for every draft
+# step): no trees.
 register(Kind(
     "mtp", "mtp", "an MTP layer", head_layers=1, in_target=True, trees=False,
     crosses="hidden", vllm_method="mtp", sglang_algorithm="NEXTN", trtllm_decoding_type="MTP", traced=False,

@@ -315,9 +315,9 @@ def kv_capacity(sc: Scenario, cost: RoundCost, file: str | None) -> int | None:
 
 
 def _head_weights(sc: Scenario, cost: RoundCost) -> float:
-    """Bytes a head adds beside the target: its own model's (dims or a profile), else its share
-    of the target's layers (n / L of the target's weights: a layer and its share of the head
-    and embedding, close to an EAGLE head's fc + layer + draft-vocabulary head)."""
+    """Bytes a head adds beside the target: its own model's (dims or a profile), else n / L of
+    the target's weights (its layers and their share of embedding and head; an EAGLE-3 head's
+    fc and own draft-vocabulary head weigh a few hundred MB more, left out)."""
     if not sc.draft.from_target:
         return cost.draft.weights_bytes or 0.0
     total, weights = cost.target.num_layers, cost.target.weights_bytes
