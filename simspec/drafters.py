@@ -42,6 +42,15 @@ class Kind:
                                      # "tokens" (draft and verified ids) or "hidden" (also the
                                      # target's hidden states, as EAGLE-like drafters read them)
     column_prefix: str | None = None  # rank columns of a `layer` kind: <prefix><l>, e.g. exit26
+    head_layers: int = 0             # a head over the target's hidden states (EAGLE, MTP): this many
+                                     # decoder layers at the target's dims unless [draft] gives its
+                                     # own (`layers`, `dims`, `model`); it prefills the prompt too
+    in_target: bool = False          # its weights ship in the target's checkpoint (MTP layers):
+                                     # engine exports name no drafter model
+    parallel: bool = False           # ONE forward of gamma query tokens proposes all gamma tokens
+                                     # (DFlash, DiffuSpec, DEER), not gamma sequential steps
+    traced: bool = True              # `simspec trace` records it here; else acceptance is given
+                                     # (`per_position`, `iid`, imported from an engine's counters)
     vllm_method: str | None = None   # vLLM `speculative_config.method`, None: vLLM lacks it
     sglang_algorithm: str | None = None  # SGLang `--speculative-algorithm`, None: SGLang lacks it
     trtllm_decoding_type: str | None = None  # TensorRT-LLM `speculative_config.decoding_type`, None: it lacks it
@@ -50,9 +59,24 @@ class Kind:
 
     # -- what follows from the flags ---------------------------------------------------
     @property
+    def head(self) -> bool:
+        """A head over the target's hidden states: priced as its layers (+ an LM head)."""
+        return self.head_layers > 0
+
+    @property
+    def prefills(self) -> bool:
+        """Weights and a KV cache of its own that the prompt must fill (a model, a head)."""
+        return self.separate_model or self.head
+
+    @property
+    def own_checkpoint(self) -> bool:
+        """An engine loads its weights from a path of their own (a draft model, an EAGLE head)."""
+        return self.separate_model or (self.head and not self.in_target)
+
+    @property
     def reads_prompt(self) -> bool:
         """A first round that carries the prompt: the kind's first draft step reads it."""
-        return self.separate_model or self.target_layers
+        return self.separate_model or self.target_layers or self.head
 
     @property
     def catch_up(self) -> bool:
@@ -66,6 +90,12 @@ class Kind:
 
     def live_factory(self) -> Callable:
         return _resolve(self.live, self.name, "live")
+
+    def check_live(self, file: str | None, key: str) -> None:
+        """A live run of a kind simspec cannot run here: one line naming the file (or flag)."""
+        if self.live is None:
+            raise InputError(file, key, f"{self.name!r} ({self.title or self.name}) has no live drafter in simspec "
+                                        "(no weights to run here): simulate it with `acceptance.per_position` instead")
 
     def replay_fn(self) -> Callable:
         return _resolve(self.replay, self.name, "replay")
@@ -127,6 +157,30 @@ register(Kind(
     "ngram", "ngram", "n-gram lookup", arg="n", default_n=3, model_free=True, trees=False,
     vllm_method="ngram", sglang_algorithm="NGRAM", trtllm_decoding_type="NGram",
     live="simspec.live.drafters:make_ngram_drafter", replay="simspec.trace.ngram:lookup_accepts",
+))
+
+
+# Heads over the target's hidden states and one-pass parallel drafters: no weights run here, so
+# no trace and no live drafter; acceptance is given per position (a paper's curve, an engine's
+# counters) and the cost comes from dims (the target's profile or roofline, or [draft] dims).
+# EAGLE-3: one decoder layer over the target's (fused) hidden states + an LM head of its own
+# over a reduced draft vocabulary (`[draft] vocab`, 32k in the released heads).
+register(Kind(
+    "eagle3", "eagle3", "an EAGLE-3 head", head_layers=1, trims_head=True, crosses="hidden",
+    vllm_method="eagle3", sglang_algorithm="EAGLE3", trtllm_decoding_type="Eagle3", traced=False,
+))
+# MTP: one extra decoder layer of the target's checkpoint + the target's own LM head (all its
+# rows: no `vocab`); engines chain it (vLLM and SGLang reuse the one layer for every draft
+# step): no trees.
+register(Kind(
+    "mtp", "mtp", "an MTP layer", head_layers=1, in_target=True, trees=False,
+    crosses="hidden", vllm_method="mtp", sglang_algorithm="NEXTN", trtllm_decoding_type="MTP", traced=False,
+))
+# A parallel (block) drafter: all gamma draft tokens from ONE forward of gamma query tokens
+# over the target's hidden states (DFlash; DiffuSpec and DEER draft a block alike).
+register(Kind(
+    "parallel", "parallel", "a parallel (one-pass block) drafter", head_layers=1, parallel=True, trees=False,
+    crosses="hidden", vllm_method="dflash", sglang_algorithm="DFLASH", traced=False,
 ))
 
 

@@ -12,7 +12,7 @@ import typer
 
 def run_cmd(
     target: str = typer.Option(..., "--target", help="known name, GGUF file, HF dir or id, tiny:ARCH"),
-    draft: str = typer.Option("none", "--draft", help="none | model:NAME | early_exit:L | ngram[:N]"),
+    draft: str = typer.Option("none", "--draft", help="none | model:NAME | early_exit:L | ngram[:N] (eagle3, mtp, parallel: simulation only)"),
     gamma: int = typer.Option(4, "--gamma", help="draft tokens per round (chain)"),
     tree: Optional[str] = typer.Option(None, "--tree", help="children per depth, e.g. 2,2,1 (replaces --gamma)"),
     vocab: Optional[int] = typer.Option(None, "--vocab", help="trimmed drafter head: K most frequent tokens"),
@@ -41,6 +41,11 @@ def run_cmd(
                                     ("--batch", batch, limits.MAX_BATCH, 1)):
         limits.check_flag(flag, value, limit, low)  # before a model loads
 
+    from simspec.drafters import DraftSpec
+
+    kind = DraftSpec.parse(draft).entry
+    if kind is not None:
+        kind.check_live(None, "--draft")  # a kind simspec cannot run: one line, before a model loads
     if out is not None:  # before the models load and decode
         from simspec.outputs import check_file
 

@@ -101,10 +101,22 @@ class DraftSpec(Strict):
     model: str | None = None           # a roofline estimate on the drafter's device (as [target])
     dims: ModelDims | None = None
     dtype: Dtype = "bf16"
+    layers: PosInt | None = None       # a head's decoder layers at the target's dims (default: its kind's)
 
     @property
     def roofline(self) -> bool:
         return self.cost is None and self.profile is None and _roofline_source(self.model, self.dims)
+
+    @property
+    def from_target(self) -> bool:
+        """A head priced as its layers of the target's own cost model (no cost, profile or dims)."""
+        k = self.entry
+        return k is not None and k.head and self.cost is None and self.profile is None and not self.roofline
+
+    @property
+    def head_layers(self) -> int:
+        k = self.entry
+        return self.layers or (k.head_layers if k is not None else 0)
 
     @field_validator("kind")
     @classmethod
@@ -122,8 +134,17 @@ class DraftSpec(Strict):
             raise ValueError("give at most one of `cost` or `profile`")
         if self.model is not None and (self.cost is not None or self.profile is not None):
             raise ValueError("give at most one of `cost`, `profile` or `model`")
-        if self.roofline and k is not None and not k.separate_model:
-            raise ValueError(f"`model` / `dims` price a separate drafter model, not kind = '{self.kind}'")
+        if self.roofline and k is not None and not k.prefills:
+            raise ValueError(f"`model` / `dims` price a drafter model or head, not kind = '{self.kind}'")
+        if k is not None and k.head and self.dims is not None and not self.dims.complete and self.model is None:
+            raise ValueError(f"`dims` price kind = '{self.kind}' with the roofline: give hidden, heads, intermediate and vocab too")
+        if self.vocab is not None and k is not None and k.head and not k.trims_head:
+            raise ValueError(f"`vocab` trims a drafter's own LM head: kind = '{self.kind}' runs the target's")
+        if self.layers is not None and (k is None or not k.head):
+            heads = [n for n, x in drafters.KINDS.items() if x.head]
+            raise ValueError(f"`layers` sizes a head over the target's hidden states (kind = '{' or '.join(heads)}')")
+        if self.layers is not None and (self.roofline or self.cost is not None or self.profile is not None):
+            raise ValueError("`layers` counts the target's layers a head runs: not with `cost`, `profile`, `model` or `dims` (give `dims.layers`)")
         layered = k is not None and k.arg == "layer"
         if layered and self.exit_layer is None:
             raise ValueError(f"kind = '{self.kind}' needs `exit_layer`")
@@ -232,6 +253,22 @@ class Scenario(Strict):
         if self.draft.roofline and self.draft.entry is not None and not pl.devices[draft_dev].priced:
             raise KeyedError(f"placement.devices.{draft_dev}", "a roofline drafter (`model` / `dims`) needs a device with `catalog` or inline `flops` and `memory_gb_s`")
         k = self.draft.entry
+        acc = self.acceptance
+        if speculating and k is not None and not k.traced and acc is not None and acc.trace is not None:
+            raise KeyedError("acceptance.trace", f"kind = '{k.name}' ({k.title}) has no trace column (simspec cannot "
+                                                 "run it here): give `per_position` (or `iid`) acceptance")
+        if k is not None and k.head and not k.trees and spec.tree is not None:
+            raise KeyedError("speculation.tree", f"kind = '{k.name}' ({k.title}) drafts chains only")
+        if k is not None and k.crosses == "hidden" and pl.overlap:
+            raise KeyedError("placement.overlap", f"kind = '{k.name}' reads the target's hidden states of a round: "
+                                                  "it cannot draft the next round while that one verifies")
+        if k is not None and self.draft.from_target:
+            if draft_dev != pl.target:
+                raise KeyedError("placement.draft", f"kind = '{k.name}' priced as the target's layers runs on the target's "
+                                                    "device: give [draft] `dims` (or `cost`, `profile`) to place it elsewhere")
+            if self.target.cost is not None and self.target.layers is None:
+                raise KeyedError("target.layers", f"kind = '{k.name}' priced as the target's layers needs `target.layers` "
+                                                  "with a synthetic target cost (or its own `draft.cost`)")
         if k is not None and k.target_layers:
             if draft_dev != pl.target:
                 raise KeyedError("placement.draft", "an early-exit drafter is the target's own layers: it runs on the target's device")

@@ -157,6 +157,13 @@ def draft_cost(sc: Scenario, target: CostModel, file: str | None) -> CostModel |
         if vocab and d.vocab and d.vocab > vocab:
             raise InputError(file, "draft.vocab", f"{d.vocab} > the target profile's vocabulary of {vocab}")
         return ScaledCost(target, layers=d.exit_layer, head_rows=d.vocab)
+    if d.from_target:  # a head: its layers of the target's cost model, and an LM head
+        layers, vocab, n = target.num_layers, target.vocab_size, d.head_layers
+        if layers and n > layers:
+            raise InputError(file, "draft.layers", f"{n} > the target's {layers} layers: a head prices as that many of them")
+        if vocab and d.vocab and d.vocab > vocab:
+            raise InputError(file, "draft.vocab", f"{d.vocab} > the target's vocabulary of {vocab}")
+        return ScaledCost(target, layers=n, head_rows=d.vocab)
     if d.roofline:  # priced on the drafter's own device
         model = _roofline(d.model, d.dims, d.dtype, sc.placement.draft or sc.placement.target, sc,
                           "draft.model" if d.model else "draft.dims", file)
@@ -172,6 +179,8 @@ def round_shape(sc: Scenario) -> tuple[list[int], list[int], int]:
         return [], [], 1
     shape = sc.shape
     nodes = shape.nodes_per_depth()
+    if sc.draft.entry.parallel:  # the whole block in one forward of gamma query tokens
+        return [sc.gamma], nodes, shape.size
     return [1] + nodes[:-1], nodes, shape.size
 
 
@@ -261,12 +270,13 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
         link=round_link(sc, tgt, file, drafting),
         target=tgt,
         draft=drf,
-        draft_prefill=drafting and k.separate_model,
+        draft_prefill=drafting and k.prefills,
         parallel_devices=(pl.draft or pl.target) != pl.target,
         level_queries=levels,
         verify_queries=verify_q,
         depth_nodes=nodes,
-        draft_reads_prompt=drafting and k.reads_prompt,
+        # a parallel drafter's one forward is its block: no step of it is the prompt's
+        draft_reads_prompt=drafting and k.reads_prompt and not k.parallel,
         draft_catch_up=drafting and k.catch_up,
     )
 
@@ -292,10 +302,25 @@ def kv_capacity(sc: Scenario, cost: RoundCost, file: str | None) -> int | None:
         raise InputError(file, f"placement.devices.{sc.placement.target}.memory_gb",
                          "deriving KV capacity needs `target.dims` (or a profile with model dimensions)")
     same_device = (sc.placement.draft or sc.placement.target) == sc.placement.target
-    if cost.draft is not None and same_device and sc.draft.entry.separate_model:
+    k = sc.draft.entry
+    if cost.draft is not None and same_device and k.separate_model:
         weights += cost.draft.weights_bytes or 0.0  # an early-exit view's weights are the target's
+    elif cost.draft is not None and same_device and k.head:
+        weights += _head_weights(sc, cost)
     free = memory_gb * 1e9 * sc.serving.kv_memory_fraction - weights
     if free <= 0:
         raise InputError(file, f"placement.devices.{sc.placement.target}.memory_gb",
                          f"the weights ({weights / 1e9:.2f} GB) leave no room for a KV cache")
     return int(free // per_token)
+
+
+def _head_weights(sc: Scenario, cost: RoundCost) -> float:
+    """Bytes a head adds beside the target: its own model's (dims or a profile), else n / L of
+    the target's weights (its layers and their share of embedding and head; an EAGLE-3 head's
+    fc and own draft-vocabulary head weigh a few hundred MB more, left out)."""
+    if not sc.draft.from_target:
+        return cost.draft.weights_bytes or 0.0
+    total, weights = cost.target.num_layers, cost.target.weights_bytes
+    if sc.target.dims is not None and not sc.target.roofline:
+        total, weights = sc.target.dims.layers, sc.target.dims.weights_gb * 1e9
+    return (weights or 0.0) * sc.draft.head_layers / total if total else 0.0

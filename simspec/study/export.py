@@ -31,9 +31,9 @@ PREDICTION = "synthetic_prediction.csv"
 SCHEDULE = "schedule.csv"
 
 
-def runnable(engine: str) -> set[str]:
-    """The drafter kinds the engine runs."""
-    return set({"vllm": vllm.methods, "sglang": sglang.algorithms, "trtllm": trtllm.decoding_types}[engine]())
+def runnable(engine: str, version: str | None = None) -> set[str]:
+    """The drafter kinds the engine (that version of it, when given) runs."""
+    return set({"vllm": vllm.methods, "sglang": sglang.algorithms, "trtllm": trtllm.decoding_types}[engine](version))
 
 
 @dataclass
@@ -88,7 +88,8 @@ def export(spec: StudySpec, study, best: dict[str, Any], pts: list[Point], ev=No
     kind_knobs = schedule.drafter_params(spec, study, best) if study is not None else {best.get("drafter"): best}
     ctxs: dict[str, Context] = {}
     for eng in versions:
-        a = answer(best, pts, runnable(eng), threshold)
+        ver = V.resolve(eng, versions[eng])
+        a = answer(best, pts, runnable(eng, ver), threshold)
         out.answers[eng] = a
         ctx = Context(best, a, spec.file.drafters.get(a.kind) if a.kind else None)
         if a.speculates:
@@ -99,7 +100,7 @@ def export(spec: StudySpec, study, best: dict[str, Any], pts: list[Point], ev=No
             if ctx.trimmed is not None:
                 ctx.hot_ids, ctx.hot_ids_source = hot_ids(spec, a.kind, ctx.trimmed)
         ctxs[eng] = ctx
-        e = BUILDERS[eng](ctx, V.resolve(eng, versions[eng]))
+        e = BUILDERS[eng](ctx, ver)
         out.engines.append(e)
         out.notes += [n for n in e.notes if n not in out.notes]
     if predict and ev is not None:

@@ -221,6 +221,16 @@ class StudyFile(Strict):
     capacity: CapacitySpec | None = None
     schedule: ScheduleSpec = ScheduleSpec()
 
+    @model_validator(mode="after")
+    def _untraced(self) -> "StudyFile":
+        """A kind simspec cannot trace has no trace column to replay."""
+        for kind, ds in self.drafters.items():
+            k = drafter_kinds.get(kind)
+            if not k.traced and ds.acceptance is not None and ds.acceptance.trace is not None:
+                raise KeyedError(f"drafters.{kind}.acceptance.trace",
+                                 f"{k.title} has no trace column (simspec cannot run it here): give `per_position` acceptance")
+        return self
+
 
 class StudySpec:
     """A loaded study: the validated file, and the base scenario every point changes

@@ -113,6 +113,9 @@ class LiveConfig(Strict):
             k = DraftSpec.parse(self.draft).entry
         except InputError as exc:
             raise ValueError(f"draft {exc.reason}") from None
+        if k is not None and k.live is None:
+            raise ValueError(f"draft {self.draft!r} ({k.title}) has no live drafter in simspec (no weights to run "
+                             "here): simulate it with `acceptance.per_position` instead")
         if k is None and (self.gamma or self.tree):
             raise ValueError("draft = 'none' takes no gamma or tree")
         if k is not None and not self.gamma and not self.tree:

@@ -51,3 +51,9 @@ class EngineExport:
     k_at: Callable[[int], int] | None = None             # K the config runs at a batch (None: off)
     synthetic: str | None = None                          # the synthetic-acceptance file, if any
     config: Any = None                                   # the main config as data (JSON dict / flags)
+
+
+def head_vocab_note(title: str, kind: str, k: int) -> str:
+    """A head's draft vocabulary is in its checkpoint (EAGLE-3's d2t map), not an engine flag."""
+    return (f"{title}: the {kind} head's draft vocabulary is its checkpoint's own (EAGLE-3's d2t map), "
+            f"no engine option: use a head trained with K = {k} rows.")

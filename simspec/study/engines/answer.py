@@ -38,6 +38,14 @@ class Answer:
         return self.kind is not None and self.wanted not in (None, "none") and self.wanted != self.kind
 
     @property
+    def lacking(self) -> bool:
+        """The engine runs none of the study's drafters (the study's best is one it lacks)."""
+        return self.kind is None and self.wanted not in (None, "none")
+
+    def lacks_line(self, title: str) -> str:
+        return f"{title} has no {self.wanted!r} drafter (nor another of the study's)"
+
+    @property
     def max_gain(self) -> float:
         return max((b.gain for b in self.buckets), default=0.0)
 

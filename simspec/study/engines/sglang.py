@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 
 from simspec import drafters
-from simspec.study.engines import Context, EngineExport
+from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 from simspec.study.engines.synthetic import acceptance_length
 from simspec.tree_shape import TreeShape
@@ -25,8 +25,11 @@ TOKEN_MAP = "sglang_token_map.pt"
 SYNTHETIC = "sglang_synthetic_env.sh"
 
 
-def algorithms() -> dict[str, str]:
-    return {n: k.sglang_algorithm for n, k in drafters.KINDS.items() if k.sglang_algorithm}
+def algorithms(version: str | None = None) -> dict[str, str]:
+    """Drafter kind -> `--speculative-algorithm`, for the kinds SGLang (that version) runs."""
+    known = V.values(NAME, "--speculative-algorithm", version)
+    return {n: k.sglang_algorithm for n, k in drafters.KINDS.items()
+            if k.sglang_algorithm and k.sglang_algorithm in known}
 
 
 def adaptive_config(ranges: list[list[int]]) -> dict:
@@ -41,21 +44,30 @@ def flags(ctx: Context, version: str, notes: list[str], files: dict[str, str]) -
     title = f"SGLang {version}"
     lines = [f"# SGLang {version} server flags chosen by `simspec study` (python -m sglang.launch_server ...)."]
     if not a.speculates:
-        lines.append("# speculation does not pay here: run without --speculative-algorithm")
+        if a.lacking:
+            notes.append(a.lacks_line(title) + ": no speculative config.")
+        lines.append(f"# {a.lacks_line(title) if a.lacking else 'speculation does not pay here'}: "
+                     "run without --speculative-algorithm")
         return lines, {}, 0
     if a.fell_back:
-        notes.append(f"SGLang has no {a.wanted!r} drafter: its flags use {a.kind!r}.")
+        notes.append(f"{title} has no {a.wanted!r} drafter: its flags use {a.kind!r}.")
     algo = algorithms()[a.kind]
     has = V.writable(NAME, version)
     ds = ctx.drafter
     fl: dict = {"--speculative-algorithm": algo}
-    if drafters.get(a.kind).separate_model:
-        fl["--speculative-draft-model-path"] = (ds.name if ds is not None and ds.name else "<draft model path>")
+    entry = drafters.get(a.kind)
+    if entry.own_checkpoint:  # NEXTN (MTP) reads its layers from the target's checkpoint
+        fl["--speculative-draft-model-path"] = (ds.name if ds is not None and ds.name else None) or \
+            ("<draft model path>" if entry.separate_model else f"<{a.kind} head path>")
     adaptive = a.schedule_pays and algo in V.SGLANG_ADAPTIVE_ALGORITHMS and \
         {"--speculative-adaptive", "--speculative-adaptive-config"} <= has
     tree = TreeShape.parse(ctx.best["tree"]) if ctx.best.get("tree", "chain") != "chain" else None
     steps = a.max_k if adaptive else a.single_k
-    if tree is not None and not adaptive and not a.fell_back and tree.max_depth == steps:
+    if entry.parallel:  # one block per round: the verify length, the seed token included
+        fl["--speculative-num-draft-tokens"] = steps + 1
+        notes.append(f"{title}: {algo} drafts a block of --speculative-num-draft-tokens - 1 = {steps} tokens "
+                     "in one forward; its block size must match the drafter's training.")
+    elif tree is not None and not adaptive and not a.fell_back and tree.max_depth == steps:
         fl["--speculative-num-steps"] = tree.max_depth
         fl["--speculative-eagle-topk"] = tree.branching[0]
         fl["--speculative-num-draft-tokens"] = tree.size
@@ -78,7 +90,9 @@ def flags(ctx: Context, version: str, notes: list[str], files: dict[str, str]) -
     mb = ctx.best.get("max_batch")
     if mb is not None:
         fl["--max-running-requests"] = int(mb)
-    if ctx.trimmed is not None:
+    if ctx.trimmed is not None and entry.head:
+        notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
+    elif ctx.trimmed is not None:
         if ctx.hot_ids:
             files[TOKEN_MAP_IDS] = json.dumps(ctx.hot_ids) + "\n"
             fl["--speculative-token-map"] = TOKEN_MAP
@@ -116,6 +130,8 @@ def build(ctx: Context, version: str) -> EngineExport:
         ]) + "\n"
         out.synthetic = SYNTHETIC
     elif ctx.rates is not None:
-        notes.append(f"SGLang {version}: no SGLANG_SIMULATE_ACC_LEN form for "
-                     + ("an adaptive config (one length cannot match every K)" if adaptive else "a token tree") + ".")
+        what = ("an adaptive config (one length cannot match every K)" if adaptive else
+                "a token tree" if "--speculative-eagle-topk" in fl else
+                f"{fl['--speculative-algorithm']} (the variable is read in the EAGLE verify path)")
+        notes.append(f"SGLang {version}: no SGLANG_SIMULATE_ACC_LEN form for {what}.")
     return out

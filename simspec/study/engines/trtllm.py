@@ -9,15 +9,18 @@ range's length to equal `max_draft_len` and none above it (the llm_args validato
 from __future__ import annotations
 
 from simspec import drafters
-from simspec.study.engines import Context, EngineExport
+from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 
 NAME = "trtllm"
 MAIN = "trtllm_speculative_config.yaml"
 
 
-def decoding_types() -> dict[str, str]:
-    return {n: k.trtllm_decoding_type for n, k in drafters.KINDS.items() if k.trtllm_decoding_type}
+def decoding_types(version: str | None = None) -> dict[str, str]:
+    """Drafter kind -> `decoding_type`, for the kinds TensorRT-LLM (that version) runs."""
+    known = V.values(NAME, "decoding_type", version)
+    return {n: k.trtllm_decoding_type for n, k in drafters.KINDS.items()
+            if k.trtllm_decoding_type and k.trtllm_decoding_type in known}
 
 
 def upper_bounds(version: str) -> bool:
@@ -65,13 +68,19 @@ def build(ctx: Context, version: str) -> EngineExport:
     title = f"TensorRT-LLM {version}"
     head = [f"# {title} LLM-API options chosen by `simspec study`: trtllm-serve <model> --extra_llm_api_options {MAIN}"]
     if not a.speculates:
-        head.append("# speculation does not pay here: run without speculative_config")
+        if a.lacking:
+            notes.append(a.lacks_line(title) + ": no speculative config.")
+        head.append(f"# {a.lacks_line(title) if a.lacking else 'speculation does not pay here'}: "
+                    "run without speculative_config")
         return EngineExport(NAME, version, {MAIN: "\n".join(head) + "\n"}, MAIN, notes, None, None, {})
     if a.fell_back:
-        notes.append(f"TensorRT-LLM has no {a.wanted!r} drafter: its export uses {a.kind!r}.")
+        notes.append(f"{title} has no {a.wanted!r} drafter: its export uses {a.kind!r}.")
     ds = ctx.drafter
+    entry = drafters.get(a.kind)
     cfg: dict = {"decoding_type": decoding_types()[a.kind]}
     sched = None
+    if cfg["decoding_type"] == "MTP":  # its draft length is its layer count (MTPDecodingConfig)
+        return _mtp(ctx, version, cfg, head, notes)
     if a.schedule_pays:
         rs = [list(r) for r in a.ranges]
         first = rs[0][2]
@@ -89,13 +98,16 @@ def build(ctx: Context, version: str) -> EngineExport:
                              "(draft_len_schedule keys are upper bounds).")
     if sched is None:
         cfg["max_draft_len"] = a.single_k
-    if drafters.get(a.kind).separate_model:
-        cfg["speculative_model"] = (ds.name if ds is not None and ds.name else None) or "<draft model path>"
+    if entry.own_checkpoint:
+        cfg["speculative_model"] = (ds.name if ds is not None and ds.name else None) or \
+            ("<draft model path>" if entry.separate_model else f"<{a.kind} head path>")
     elif ds is not None and ds.prompt_lookup_max and drafters.get(a.kind).arg == "n":  # n-gram window
         cfg["max_matching_ngram_size"] = int(ds.prompt_lookup_max)
     if sched is not None:
         cfg["draft_len_schedule"] = sched
-    if ctx.trimmed is not None:
+    if ctx.trimmed is not None and entry.head:
+        notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
+    elif ctx.trimmed is not None:
         notes.append(f"{title}: no trimmed-head option is exported; the drafter runs its full vocabulary.")
     V.check(NAME, version, cfg)
     if cfg["max_draft_len"] == 0:
@@ -107,3 +119,18 @@ def build(ctx: Context, version: str) -> EngineExport:
     text = "\n".join(head + _yaml(cfg)) + "\n"
     k_at = (lambda b: lookup(sched, b, version)) if sched is not None else (lambda b: cfg["max_draft_len"])
     return EngineExport(NAME, version, {MAIN: text}, MAIN, notes, k_at, None, cfg)
+
+
+def _mtp(ctx: Context, version: str, cfg: dict, head: list[str], notes: list[str]) -> EngineExport:
+    """MTP: `num_nextn_predict_layers` = K (its one layer runs K steps); no per-batch schedule."""
+    a, title = ctx.answer, f"TensorRT-LLM {version}"
+    cfg["num_nextn_predict_layers"] = a.single_k
+    if a.schedule_pays:
+        notes.append(f"{title}: MTP's draft length is num_nextn_predict_layers, no draft_len_schedule is "
+                     f"exported: one K = {a.single_k} for every batch size.")
+    V.check(NAME, version, cfg)
+    if a.single_k == 0:
+        head.append("# speculation does not pay here: run without speculative_config")
+        return EngineExport(NAME, version, {MAIN: "\n".join(head) + "\n"}, MAIN, notes, None, None, {})
+    text = "\n".join(head + _yaml(cfg)) + "\n"
+    return EngineExport(NAME, version, {MAIN: text}, MAIN, notes, lambda b: a.single_k, None, cfg)

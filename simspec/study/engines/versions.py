@@ -26,6 +26,7 @@ class Key:
     unconfirmed: str = ""      # what the source did not settle ("" = read in the source itself)
     values: tuple[str, ...] = ()  # the values simspec may give it, when it takes a name
     written: bool = True       # False: accepted by the engine but never written by simspec
+    value_since: tuple[tuple[str, str], ...] = ()  # (value, first version with it): newer values
 
 
 @dataclass(frozen=True)
@@ -46,8 +47,15 @@ class Engine:
 # and main @ 002e77c1 (neither of the two; has the schedule and the synthetic sampler).
 _VLLM_BOTH = "vllm/config/speculative.py @ f19b16d9 and @ 002e77c1"
 VLLM = Engine("vllm", "vLLM", ("0.11.0", "0.21.0", "0.24.0", "0.28.0"), (
+    # "eagle3" and "mtp" in SpeculativeMethod @ f19b16d9 and @ 002e77c1 (MTPModelTypes: the
+    # model-specific *_mtp names are deprecated aliases of "mtp"). "dflash" (DFlashModelTypes)
+    # only @ 002e77c1 (earlier DFlash PRs #32206 and #34014 closed unmerged; vllm-ascend PR
+    # #7162 builds on vLLM PR #36764, and #7307, 2026-03-16 on v0.19.0, calls it upstream).
     Key("method", source=_VLLM_BOTH + "; SpeculativeMethod in the v0.11.0 API docs",
-        values=("ngram", "draft_model", "eagle", "eagle3", "mtp", "medusa", "mlp_speculator")),
+        values=("ngram", "draft_model", "eagle", "eagle3", "mtp", "medusa", "mlp_speculator", "dflash"),
+        value_since=(("dflash", "0.21.0"),),
+        unconfirmed="dflash: inferred: absent @ f19b16d9, present @ 002e77c1; 0.21.0 is the first listed "
+                    "version surely after the merge (0.19/0.20 may have it: simspec exports it from 0.21.0)"),
     Key("model", source=_VLLM_BOTH),
     Key("num_speculative_tokens", source=_VLLM_BOTH + " (gt=0: a schedule's K=0 goes in the schedule)"),
     Key("draft_tensor_parallel_size", source=_VLLM_BOTH + " (1 or the target's TP)"),
@@ -79,9 +87,13 @@ VLLM = Engine("vllm", "vLLM", ("0.11.0", "0.21.0", "0.24.0", "0.28.0"), (
 # snapshot of main) and the adaptive config (srt/speculative/adaptive_spec_params.py @ 015c8726).
 _SGL_ARGS = "python/sglang/srt/server_args.py (speculative section, stored main snapshot)"
 SGLANG = Engine("sglang", "SGLang", ("0.5.10", "0.5.16"), (
+    # NEXTN is SGLang's MTP (DeepSeek's next-n layers; converted to EAGLE internally, drafts a
+    # chain of the one layer). DFLASH: PR #16999 (Jan 2026, closed), then the DFLASH worker;
+    # PR #23000 (spec-v2 DFlash, merged 2026-04-16) extends a DFLASH already on main.
     Key("--speculative-algorithm", source=_SGL_ARGS + ": builtins EAGLE, EAGLE3, NEXTN, STANDALONE, NGRAM, DFLASH",
-        unconfirmed="STANDALONE and NGRAM in 0.5.10: seen in issues and PRs of that period, not in its tag",
-        values=("EAGLE", "EAGLE3", "NEXTN", "STANDALONE", "NGRAM")),
+        unconfirmed="STANDALONE and NGRAM in 0.5.10: seen in issues and PRs of that period, not in its tag; "
+                    "DFLASH: inferred from PR #23000's merge date, 0.5.16 the first listed release after it",
+        values=("EAGLE", "EAGLE3", "NEXTN", "STANDALONE", "NGRAM", "DFLASH"), value_since=(("DFLASH", "0.5.16"),)),
     Key("--speculative-draft-model-path", source=_SGL_ARGS),
     Key("--speculative-num-steps", source=_SGL_ARGS),
     Key("--speculative-eagle-topk", source=_SGL_ARGS),
@@ -116,6 +128,9 @@ TRTLLM = Engine("trtllm", "TensorRT-LLM", ("1.2.0", "1.3.0"), (
     Key("max_draft_len", source=_TRT_ARGS),
     Key("speculative_model", source=_TRT_ARGS + " (required by Draft_Target)"),
     Key("max_matching_ngram_size", source=_TRT_ARGS + " (NGram)"),
+    # MTPDecodingConfig: num_nextn_predict_layers (default 1) is its draft length (its __init__
+    # copies it to max_draft_len; with mtp_eagle_one_model the one layer runs that many steps).
+    Key("num_nextn_predict_layers", source=_TRT_ARGS + " (MTPDecodingConfig, every stored version)"),
     Key("draft_len_schedule", source="PR #8194 (lower-bound keys), PR #10860 (upper-bound keys)",
         unconfirmed="inferred: 1.2.x reading keys as lower bounds, 1.3.0 as upper bounds (from merge dates)"),
 ))
@@ -191,8 +206,11 @@ def writable(name: str, version: str) -> frozenset[str]:
     return frozenset(n for n in allowed(name, version) if keys[n].written)
 
 
-def values(name: str, key: str) -> tuple[str, ...]:
-    return next(k.values for k in engine(name).keys if k.name == key)
+def values(name: str, key: str, version: str | None = None) -> tuple[str, ...]:
+    """The names `key` takes (in `version`, when given: a newer name is left out before it)."""
+    k = next(k for k in engine(name).keys if k.name == key)
+    since = dict(k.value_since)
+    return tuple(v for v in k.values if version is None or at_least(version, since.get(v)))
 
 
 def check(name: str, version: str, items: dict) -> None:
@@ -200,5 +218,5 @@ def check(name: str, version: str, items: dict) -> None:
     bad = set(items) - writable(name, version)
     assert not bad, f"{name} {version}: not accepted: {sorted(bad)}"
     for key, v in items.items():
-        known = values(name, key)
+        known = values(name, key, version)
         assert not known or v in known, f"{name} {version}: {key} = {v!r} is not one of {known}"

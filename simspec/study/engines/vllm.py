@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from simspec import drafters
-from simspec.study.engines import Context, EngineExport
+from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 from simspec.study.engines.synthetic import unconditional
 from simspec.tree_shape import TreeShape
@@ -20,9 +20,10 @@ MAIN = "vllm_speculative_config.json"
 SYNTHETIC = "vllm_synthetic_config.json"
 
 
-def methods() -> dict[str, str]:
-    """Drafter kind -> vLLM `method`, for the kinds vLLM runs."""
-    return {n: k.vllm_method for n, k in drafters.KINDS.items() if k.vllm_method}
+def methods(version: str | None = None) -> dict[str, str]:
+    """Drafter kind -> vLLM `method`, for the kinds vLLM (that version of it, when given) runs."""
+    known = V.values(NAME, "method", version)
+    return {n: k.vllm_method for n, k in drafters.KINDS.items() if k.vllm_method and k.vllm_method in known}
 
 
 def token_tree(shape: list[int]) -> str:
@@ -34,17 +35,19 @@ def config(ctx: Context, version: str, notes: list[str]) -> dict:
     a = ctx.answer
     title = f"vLLM {version}"
     if not a.speculates:
-        notes.append(f"{title}: speculation does not pay at any simulated batch size; run without `speculative_config`.")
+        why = a.lacks_line(title) if a.lacking else f"{title}: speculation does not pay at any simulated batch size"
+        notes.append(f"{why}; run without `speculative_config`.")
         return {}
     if a.fell_back:
-        notes.append(f"vLLM has no {a.wanted!r} drafter: its export uses {a.kind!r}, the best it runs.")
+        notes.append(f"{title} has no {a.wanted!r} drafter: its export uses {a.kind!r}, the best it runs.")
     has = V.writable(NAME, version)
     method = methods()[a.kind]
     cfg: dict = {"method": method}
     ds = ctx.drafter
     entry = drafters.get(a.kind)
-    if entry.separate_model:
-        cfg["model"] = (ds.name if ds is not None and ds.name else None) or "<draft model path>"
+    if entry.own_checkpoint:  # a draft model or an EAGLE-3 / DFlash head; MTP layers are the target's
+        cfg["model"] = (ds.name if ds is not None and ds.name else None) or \
+            ("<draft model path>" if entry.separate_model else f"<{a.kind} head path>")
         cfg["draft_tensor_parallel_size"] = 1  # simspec simulates the drafter on one device
     tree = None
     if ctx.best.get("tree", "chain") != "chain" and not a.fell_back and a.kind == a.wanted:
@@ -73,7 +76,9 @@ def config(ctx: Context, version: str, notes: list[str]) -> dict:
         cfg["prompt_lookup_min"] = (ds.prompt_lookup_min if ds is not None and ds.prompt_lookup_min else 1)
         cfg["prompt_lookup_max"] = (ds.prompt_lookup_max if ds is not None and ds.prompt_lookup_max
                                     else max(entry.default_n or 1, cfg["prompt_lookup_min"]))
-    if ctx.trimmed is not None:
+    if ctx.trimmed is not None and entry.head:
+        notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
+    elif ctx.trimmed is not None:
         notes.append(f"{title} has no trimmed-head option: its drafter runs the full vocabulary, not the "
                      f"K = {ctx.trimmed} the study chose (expect less speed-up than predicted).")
     V.check(NAME, version, cfg)
