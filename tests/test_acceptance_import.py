@@ -351,6 +351,8 @@ throughput = "maximize"
     ("# HELP vllm:spec_decode_draft_acceptance_rate x\nvllm:spec_decode_draft_acceptance_rate 0.5\n", None, "v0"),
     (prom() + "vllm:spec_decode_num_drafts_total 5 5 5\n", "line 9", "expected one value"),
     (prom() + 'vllm:spec_decode_num_drafts_total{a="1",a="2"} 5\n', "line 9", "given twice"),
+    (prom() + 'vllm:spec_decode_num_accepted_tokens_per_pos_total{model_name="m",engine="0",position="01"} 5\n',
+     "line 9", "position 1 is given at line 7 too"),
 ])
 def test_bad_vllm_files_are_one_line(tmp_path, text, key, words):
     e = refused(tmp_path, text)

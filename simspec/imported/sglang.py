@@ -67,7 +67,6 @@ def read(text: str, file: str, gamma: int | None = None) -> Acceptance:
     if any("accept len:" in ln for ln in lines):
         return _log(lines, file, g, notes)
     lengths: list[int] = []
-    first = {}
     for n, raw in enumerate(lines, start=1):
         s = raw.strip()
         if not s or s.startswith("#"):
@@ -95,7 +94,6 @@ def read(text: str, file: str, gamma: int | None = None) -> Acceptance:
             what = f"gamma {g} + the bonus token" if g is not None else \
                 f"the limit of {limits.GAMMA.value} {limits.GAMMA.name} + the bonus token"
             raise InputError(file, f"line {n}", f"accept length {v} > {top} ({what})")
-        first.setdefault(v, n)
         lengths.append(v)
     if not lengths:
         raise InputError(file, None, f"no accept lengths in the file{_hint(text)}")

@@ -90,7 +90,11 @@ def read(text: str, file: str) -> Acceptance:
             pos = s.label("position")
             if pos is None or not pos.isascii() or not pos.isdigit() or len(pos) > 6:
                 raise InputError(file, f"line {s.line}", f"{s.name}: needs a label position=\"<k>\" with k = 0, 1, ... (got {pos!r})")
-            engines[key].setdefault(PER_POS, {})[int(pos)] = n
+            known = engines[key].setdefault(PER_POS, {})
+            if int(pos) in known:
+                raise InputError(file, f"line {s.line}", f"duplicate series {s.series()}: position {int(pos)} "
+                                                         f"is given at line {lines[(key, int(pos))]} too")
+            known[int(pos)] = n
             lines[(key, int(pos))] = s.line
         else:
             engines[key][fam] = n
