@@ -304,7 +304,8 @@ class Scenario(Strict):
 
 def parse_scenario(data: dict[str, Any], file: str = "<scenario>") -> Scenario:
     """Validate a scenario mapping; errors name `file` (its data paths stay as written:
-    `files.resolve_data_path` finds them relative to the file when they are used)."""
+    `files.resolve_data_path` finds them relative to the file when they are used; an
+    `acceptance.imported` file is read now, as an inline list would be)."""
     try:
         sc = Scenario.model_validate(data, context={"file": file})
     except ValidationError as exc:
