@@ -318,6 +318,11 @@ throughput = "maximize"
     out.mkdir(parents=True)
     moved = portable_scenario(sc, spec, out)  # best.toml's paths, relative to the run folder
     assert moved.acceptance.imported == "../../eagle3.json" and moved.acceptance.per_position == rates
+    # the synthetic-acceptance export gives vLLM back its own per-position rates: counts / drafts
+    from simspec.study.engines.synthetic import conditional_rates, unconditional
+
+    cond, where = conditional_rates(spec, {"drafter": "model"}, 4)
+    assert unconditional(cond, 4) == [round(c / DRAFTS, 6) for c in REACHED] and where == "per_position acceptance"
     # a trimmed head scales the imported rates: the scaled list replaces the file
     half = trial.scenario(spec, {"gamma": 2, "drafter": "model", "vocab": 1})
     assert half.acceptance.imported is None
