@@ -55,7 +55,8 @@ def import_cmd(
     out: Path = typer.Option(..., "--out", help="the acceptance file to write (JSON)"),
     fmt: Optional[str] = typer.Option(None, "--format", help="vllm, sglang or list (default: detected)"),
     source: Optional[str] = typer.Option(None, "--source", help="citation: engine, version, model, drafter, hardware, data"),
-    gamma: Optional[int] = typer.Option(None, "--gamma", help="sglang: draft tokens per round (default: the log's speculative_num_steps, else the longest round)"),
+    gamma: Optional[int] = typer.Option(
+        None, "--gamma", help="sglang: draft tokens per round (default: the log's speculative_num_steps, else the longest round)"),
 ) -> None:
     import datetime
 

@@ -148,7 +148,8 @@ def read_document(path: Path) -> dict[str, Any]:
     if extra:
         raise InputError(f, extra[0], "unknown key")
     if doc.get("format_version") != FORMAT_VERSION:
-        raise InputError(f, "format_version", f"{doc.get('format_version')!r} is not a version this simspec reads ({FORMAT_VERSION})")
+        raise InputError(f, "format_version",
+                         f"{doc.get('format_version')!r} is not a version this simspec reads ({FORMAT_VERSION})")
     rates = doc.get("per_position")
     if rates is None or doc.get("mean_only"):
         raise InputError(f, "per_position", "this file holds only a mean accepted length: per-position acceptance "

@@ -89,7 +89,8 @@ def read(text: str, file: str) -> Acceptance:
         if fam == PER_POS:
             pos = s.label("position")
             if pos is None or not pos.isascii() or not pos.isdigit() or len(pos) > 6:
-                raise InputError(file, f"line {s.line}", f"{s.name}: needs a label position=\"<k>\" with k = 0, 1, ... (got {pos!r})")
+                raise InputError(file, f"line {s.line}",
+                                 f"{s.name}: needs a label position=\"<k>\" with k = 0, 1, ... (got {pos!r})")
             known = engines[key].setdefault(PER_POS, {})
             if int(pos) in known:
                 raise InputError(file, f"line {s.line}", f"duplicate series {s.series()}: position {int(pos)} "
@@ -113,7 +114,8 @@ def read(text: str, file: str) -> Acceptance:
         pos = got[PER_POS]
         if sorted(pos) != list(range(len(pos))):
             gap = min(set(range(len(pos) + 1)) - set(pos))
-            raise InputError(file, f"{PER_POS}_total{where}", f"positions must run 0, 1, ... without a gap (position {gap} is missing)")
+            raise InputError(file, f"{PER_POS}_total{where}",
+                             f"positions must run 0, 1, ... without a gap (position {gap} is missing)")
         counts = [pos[k] for k in range(len(pos))]
         _check(file, key, got, counts, lines)
         if reached is None:
