@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "simspec.commands.export",
     "simspec.commands.predict",
     "simspec.commands.validate",
+    "simspec.commands.acceptance",
 ]
 
 

@@ -57,9 +57,11 @@ INPUT_BYTES = Limit("bytes of a TOML or CSV input file", 64 * 2 ** 20,
                     "read whole into memory; the largest shipped input is a few kB")
 JSON_BYTES = Limit("bytes of a JSON sidecar", 64 * 2 ** 20,
                    "read whole into memory; shipped sidecars are under 1 MB")
+ENGINE_BYTES = Limit("bytes of an engine metrics scrape or log", 256 * 2 ** 20,
+                     "read whole; a vLLM /metrics scrape is ~100 kB, a day of SGLang decode-batch lines ~100 MB")
 
 TABLE = (REQUESTS, SIM_TOKENS, TOKEN_LEN, REPLICAS, MAX_BATCH, GAMMA, TREE_NODES, LAYERS, VOCAB,
-         TRIALS, WORKERS, SCHEDULE_BUCKETS, G_MAX, PROMPTS, CLOCK_S, INPUT_BYTES, JSON_BYTES)
+         TRIALS, WORKERS, SCHEDULE_BUCKETS, G_MAX, PROMPTS, CLOCK_S, INPUT_BYTES, JSON_BYTES, ENGINE_BYTES)
 
 
 def _fmt(v: int | float) -> str:

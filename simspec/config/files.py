@@ -11,7 +11,7 @@ from simspec.errors import InputError
 from simspec.limits import read_bytes
 
 # The scenario keys that name data files: (section, key).
-PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"))
+PATH_KEYS = (("target", "profile"), ("draft", "profile"), ("acceptance", "trace"), ("acceptance", "imported"))
 
 
 def read_toml(path: str | Path) -> dict[str, Any]:

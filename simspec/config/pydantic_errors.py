@@ -116,6 +116,7 @@ def input_error(file: str, err: ValidationError, prefix: str = "") -> InputError
         if first.get("type") == "finite_number":
             msg = "must be a finite number (nan and inf are refused)"
         # a table's own check names the values it compared: the whole table again is noise
-        if "input" in first and first.get("type") not in ("model_type",) and not isinstance(first["input"], dict):
+        if "input" in first and first.get("type") not in ("model_type",) and not isinstance(first["input"], dict) \
+                and "(got " not in msg:  # a reason that names what it got already (a file's own value)
             msg = f"{msg} (got {first['input']!r})"
     return InputError(file, key or "(top level)", msg)

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from simspec import drafters
 from simspec.config.device import DeviceSpec
@@ -167,16 +167,30 @@ class AcceptanceSpec(Strict):
     # replay these traced sequences in this order (request i -> sequences[i % n]) instead of a
     # seeded shuffle: what `simspec validate` uses to simulate exactly the prompts it runs live
     sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
+    # an acceptance file of `simspec acceptance import` (an engine's counters, a paper's list),
+    # relative to the scenario or study file: read into `per_position` when validated
+    imported: str | None = None
+
+    @field_validator("imported")
+    @classmethod
+    def _readable(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is not None:
+            _imported_rates(v, info)  # every complaint about the file, keyed `acceptance.imported`
+        return v
 
     @model_validator(mode="after")
-    def _one(self) -> "AcceptanceSpec":
-        given = [k for k in ("iid", "per_position", "rank_probs", "trace")
+    def _one(self, info: ValidationInfo) -> "AcceptanceSpec":
+        given = [k for k in ("iid", "per_position", "rank_probs", "trace", "imported")
                  if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of `iid`, `per_position`, `rank_probs` or `trace`"
+                "give exactly one of `iid`, `per_position`, `rank_probs`, `trace` or `imported`"
                 + (f" (got {', '.join(given)})" if given else "")
             )
+        if self.imported is not None:
+            # the same per-position model as an inline list; not a field the file set, so a
+            # dump of the set fields (Scenario.with_, a study's trials) reads the file again
+            self.__dict__["per_position"] = _imported_rates(self.imported, info)
         if self.sequences is not None and self.trace is None:
             raise ValueError("`sequences` picks traced sequences: it needs `trace`")
         if self.rank_probs is not None and sum(self.rank_probs) > 1 + 1e-9:
@@ -184,6 +198,18 @@ class AcceptanceSpec(Strict):
         if self.trace is not None and self.drafter is None:
             raise ValueError("`trace` needs `drafter` (the trace column to replay)")
         return self
+
+
+def _imported_rates(ref: str, info: ValidationInfo) -> list[float]:
+    """per_position of an acceptance file named in a scenario or study (`info.context["file"]`)."""
+    from simspec.config.files import resolve_data_path
+    from simspec.imported.record import load_rates
+
+    file = (info.context or {}).get("file")
+    try:
+        return load_rates(resolve_data_path(ref, file))
+    except InputError as exc:
+        raise ValueError(exc.line()) from None
 
 
 class SpeculationSpec(Strict):
@@ -315,9 +341,10 @@ class Scenario(Strict):
 
 def parse_scenario(data: dict[str, Any], file: str = "<scenario>") -> Scenario:
     """Validate a scenario mapping; errors name `file` (its data paths stay as written:
-    `files.resolve_data_path` finds them relative to the file when they are used)."""
+    `files.resolve_data_path` finds them relative to the file when they are used; an
+    `acceptance.imported` file is read now, as an inline list would be)."""
     try:
-        sc = Scenario.model_validate(data)
+        sc = Scenario.model_validate(data, context={"file": file})
     except ValidationError as exc:
         raise input_error(file, exc) from None
     except KeyedError as exc:  # raised outside pydantic's wrapping

@@ -59,7 +59,8 @@ def portable_scenario(sc: Scenario, spec: StudySpec, out: Path) -> Scenario:
         ref = getattr(getattr(sc, sec), key, None)
         if ref is not None and not Path(ref).is_absolute():
             moved[sec] = {key: os.path.relpath(resolve_data_path(ref, spec.where).resolve(), out.resolve())}
-    return sc.with_(moved, file=spec.where)
+    # validated as the file it becomes: an imported acceptance file is read where best.toml points
+    return sc.with_(moved, file=str(out / "best.toml"))
 
 
 def importances(study) -> tuple[dict[str, float], str]:

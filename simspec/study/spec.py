@@ -33,7 +33,7 @@ def load_study(path: str | Path) -> StudySpec:
     p = Path(path)
     data = read_toml(p)
     try:
-        sf = StudyFile.model_validate(data)
+        sf = StudyFile.model_validate(data, context={"file": str(p)})
     except ValidationError as exc:
         err = input_error(str(p), exc)
         keyed = any("[key]" in map(str, e.get("loc", ())) for e in exc.errors())

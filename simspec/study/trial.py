@@ -89,6 +89,8 @@ def _scale_acceptance(acc: AcceptanceSpec, factor: float) -> AcceptanceSpec:
     for key in ("per_position", "rank_probs"):
         if getattr(acc, key) is not None:
             update[key] = [a * factor for a in getattr(acc, key)]
+    if acc.imported is not None:  # the scaled list replaces the file's (exactly one source)
+        update["imported"] = None
     return acc.model_copy(update=update)
 
 
