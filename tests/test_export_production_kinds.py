@@ -154,13 +154,13 @@ def test_the_eagle3_h100_study_answers_k_per_batch_and_exports_for_vllm(tmp_path
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader((out / "schedule.csv").open()))
     assert {int(x["batch"]) for x in rows} == {1, 4, 16, 64}
-    for b in (1, 4, 16, 64):  # every gamma 0..6 simulated at every bucket, and speculation pays
+    for b in (1, 4, 16, 64):  # every gamma 0..4 (the imported gamma) at every bucket, and speculation pays
         at = {int(x["gamma"]): float(x["throughput_tok_s"]) for x in rows if int(x["batch"]) == b}
-        assert set(at) == set(range(7)) and max(at, key=at.get) > 0
+        assert set(at) == set(range(5)) and max(at, key=at.get) > 0
     for version in ("0.11.0", "0.24.0"):
         to = tmp_path / version
         r = cli("export", str(study), "--engine", "vllm", "--engine-version", version, "--out", str(out), "--to", str(to))
         assert r.returncode == 0, r.stderr
         cfg = json.loads((to / "vllm_speculative_config.json").read_text())
         assert cfg["method"] == "eagle3" and cfg["model"] == "yuhuili/EAGLE3-LLaMA3.1-Instruct-8B"
-        assert set(cfg) <= versions.writable("vllm", version) and 1 <= cfg["num_speculative_tokens"] <= 6
+        assert set(cfg) <= versions.writable("vllm", version) and 1 <= cfg["num_speculative_tokens"] <= 4
