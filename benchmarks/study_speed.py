@@ -1,8 +1,12 @@
-"""Wall time of a 200-trial `simspec study` over 1,000 ShareGPT-length requests per trial.
+"""Wall time of a `simspec study` (default 200 trials) over 1,000 ShareGPT-length requests per trial.
 
-Run: .venv/bin/python benchmarks/study_speed.py [--trials 200] [--workers 1] [--prune]
-Target (issue 6): <= 120 s on the 2-core CPU machine; the goal beyond: 60 s.
-The whole command is timed (study, per-batch schedule, exports, plots), from a fresh storage.
+Run: .venv/bin/python benchmarks/study_speed.py [--trials 1000] [--workers N] [--prune] [--reference]
+Targets: <= 120 s for 200 trials (issue 6); issue 30: <= 60 s for 1000 trials, and per trial
+<= 0.12 x a bare 10^7-iteration Python loop timed in the same run.
+The whole command is timed (study, per-batch schedule, exports, plots), from a fresh storage,
+with the study's default --workers unless given. --reference then runs the same study again
+with every trial simulated round by round and no memo of repeated scenarios
+(SIMSPEC_STUDY_REFERENCE=1) and compares the two best trials' figures.
 """
 
 from __future__ import annotations
@@ -63,8 +67,10 @@ tpot_p99_s = {{ max = 0.3 }}
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=200)
-    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--workers", type=int, default=None, help="default: the study command's default")
     ap.add_argument("--prune", action="store_true", help="simspec study --prune (multi-fidelity trials)")
+    ap.add_argument("--reference", action="store_true",
+                    help="also run the same study without jumps, memo or pruning and compare the best trials")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as d:
         study = Path(d) / "bench.toml"
@@ -72,41 +78,79 @@ def main() -> None:
         # Warm the ShareGPT length cache first: it is built once per machine, not per study.
         subprocess.run([sys.executable, "-c", "from simspec.sim.datasets import length_pairs; length_pairs('sharegpt')"],
                        check=True)
-        import resource
+        fast = timed_study(study, Path(d) / "run", args.trials, args.workers, args.prune)
+        report(fast, args)
+        if args.reference:
+            print("\nreference: the same study, every trial simulated round by round, no memo, no pruning ...", flush=True)
+            ref = timed_study(study, Path(d) / "ref", args.trials, args.workers, False, reference=True)
+            report(ref, args)
+            compare_best(fast["best"], ref["best"])
 
-        cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        r = subprocess.run([sys.executable, "-m", "simspec.cli", "study", str(study), "--trials", str(args.trials),
-                            "--workers", str(args.workers), "--no-progress", "--out", str(Path(d) / "run")]
-                           + (["--prune"] if args.prune else []),
-                           capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-        if r.returncode != 0:
-            sys.exit(f"study failed ({r.returncode}):\n{r.stderr[-2000:]}")
-        import pandas as pd
 
-        df = pd.read_parquet(Path(d) / "run" / "trials.parquet")
-        done = df[df.state.isin(["COMPLETE", "PRUNED"])]
-        sim = done["wall_s"].sum()
-        print(f"trials: {len(done)} done ({(df.state == 'COMPLETE').sum()} complete), workers: {args.workers}")
-        pruned = [ln for ln in (Path(d) / "run" / "summary.md").read_text().splitlines() if ln.startswith("- pruned:")]
-        if pruned:
-            print(pruned[0][2:])
-        print(f"requests per trial: 1000 (ShareGPT lengths), output tokens per trial (mean): {done['output_tokens'].mean():,.0f}")
-        print(f"CPU time of the command (user+sys, all its processes): {cpu:.1f} s "
-              f"(on an idle machine with --workers 1 the wall time is about this)")
-        print(f"wall: {wall:.1f} s for the whole command; simulation inside trials: {sim:.1f} s "
-              f"(mean {sim / max(1, len(done)) * 1000:.0f} ms/trial)")
-        best = df[df.feasible].sort_values("throughput_tok_s", ascending=False).head(1)
-        if len(best):
-            b = best.iloc[0]
-            print(f"best: trial {b.number}, {b.throughput_tok_s:.1f} tok/s, gamma={b.gamma}, drafter={b.drafter}, max_batch={b.max_batch}")
-        print(f"target <= 120 s: {'PASS' if wall <= 120 else 'FAIL'} (goal 60 s: {'met' if wall <= 60 else 'not met'})")
-        loop = bare_loop_s()
-        print(f"bare 10^7-iteration Python loop in this run: {loop:.3f} s; wall / loop = {wall / loop:.1f}; "
-              f"per trial: {wall / max(1, len(done)) / loop:.3f} x the loop")
+FIGURES = ("throughput_tok_s", "tpot_p50_s", "tpot_p99_s", "ttft_p50_s", "ttft_p99_s", "e2e_p50_s")
+
+
+def timed_study(study: Path, out: Path, trials: int, workers: int | None, prune: bool, reference: bool = False) -> dict:
+    import os
+    import resource
+
+    import pandas as pd
+
+    env = {**os.environ, "SIMSPEC_STUDY_REFERENCE": "1" if reference else "0"}
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "simspec.cli", "study", str(study), "--trials", str(trials),
+                        "--no-progress", "--out", str(out)]
+                       + (["--workers", str(workers)] if workers is not None else [])
+                       + (["--prune"] if prune else []),
+                       capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
+    if r.returncode != 0:
+        sys.exit(f"study failed ({r.returncode}):\n{r.stderr[-2000:]}")
+    df = pd.read_parquet(out / "trials.parquet")
+    summary = (out / "summary.md").read_text().splitlines()
+    best = df[df.feasible].sort_values("throughput_tok_s", ascending=False).head(1)
+    return {"wall": wall, "cpu": cpu, "df": df, "stderr": r.stderr, "summary": summary,
+            "best": best.iloc[0] if len(best) else None}
+
+
+def report(res: dict, args) -> None:
+    df = res["df"]
+    done = df[df.state.isin(["COMPLETE", "PRUNED"])]
+    sim = done["wall_s"].sum()
+    wall = res["wall"]
+    workers = next((ln.split(" on ")[1].split(" worker")[0] for ln in res["stderr"].splitlines()
+                    if ln.startswith("ran ") and "worker processes" in ln), "1")
+    print(f"trials: {len(done)} done ({(df.state == 'COMPLETE').sum()} complete), workers: {workers}")
+    for ln in res["summary"]:
+        if ln.startswith(("- pruned:", "- repeats:")):
+            print(ln[2:])
+    print(f"requests per trial: 1000 (ShareGPT lengths), output tokens per trial (mean): {done['output_tokens'].mean():,.0f}")
+    print(f"CPU time of the command (user+sys, all its processes): {res['cpu']:.1f} s")
+    print(f"wall: {wall:.1f} s for the whole command; simulation inside trials: {sim:.1f} s "
+          f"(mean {sim / max(1, len(done)) * 1000:.0f} ms/trial)")
+    b = res["best"]
+    if b is not None:
+        print(f"best: trial {b.number}, {b.throughput_tok_s:.1f} tok/s, gamma={b.gamma}, drafter={b.drafter}, "
+              f"max_batch={b.max_batch}")
+    print(f"target <= 120 s: {'PASS' if wall <= 120 else 'FAIL'} (goal 60 s: {'met' if wall <= 60 else 'not met'})")
+    loop = bare_loop_s()
+    per = wall / max(1, len(done)) / loop
+    print(f"bare 10^7-iteration Python loop in this run: {loop:.3f} s; wall / loop = {wall / loop:.1f}; "
+          f"per trial: {per:.3f} x the loop (goal <= 0.12: {'met' if per <= 0.12 else 'not met'})")
+
+
+def compare_best(fast, ref) -> None:
+    if fast is None or ref is None:
+        print("best trials: one of the runs has no feasible trial")
+        return
+    same = all(fast[k] == ref[k] for k in ("gamma", "drafter", "max_batch"))
+    diffs = {k: abs(fast[k] / ref[k] - 1) if ref[k] else abs(fast[k]) for k in FIGURES}
+    worst = max(diffs, key=diffs.get)
+    print(f"best trial vs reference: {'same' if same else 'another'} configuration; largest figure difference "
+          f"{diffs[worst]:.4%} ({worst}); within 1%: {'yes' if diffs[worst] <= 0.01 else 'NO'}")
 
 
 def bare_loop_s() -> float:

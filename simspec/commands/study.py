@@ -46,7 +46,7 @@ def register(app: typer.Typer) -> None:
         trials: Optional[int] = typer.Option(None, "--trials", help="Trials in total (default: the study file's `trials`). A rerun only runs the missing ones."),
         out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/<name>/ beside the study file)."),
         storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage URL (default: SQLite in the run folder)."),
-        workers: int = typer.Option(1, "--workers", help="Local worker processes sharing the storage."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Local worker processes sharing the storage (default: 2 on a machine with 2+ cores when at least 100 trials are to run, else 1). One worker: the same seed gives the same trials; with more, TPE sees trials in the order they finish, so a rerun may try others (Optuna's guarantee for parallel studies)."),
         capacity: bool = typer.Option(False, "--capacity", help="Find the fewest target replicas for [capacity] rate within [constraints]."),
         no_progress: bool = typer.Option(False, "--no-progress", help="No progress bar."),
         prune: bool = typer.Option(False, "--prune", help="Multi-fidelity trials: run 10% then 30% of the requests first and stop clearly bad trials there (single objective; the best trial always ran the whole workload)."),
@@ -86,6 +86,9 @@ def register(app: typer.Typer) -> None:
         if info.one_point:
             typer.echo("the search space is one point (every knob fixed; an empty [search] is the scenario as written): "
                        "one trial answers it", err=True)
+        if info.workers > 1:
+            typer.echo(f"ran {info.ran} trials on {info.workers} worker processes (--workers 1: the same seed, the same trials)",
+                       err=True)
         if info.resumed:
             typer.echo(f"resumed study {info.study_name!r}: {info.resumed} trials were already done, ran {info.ran} more"
                        + (f" ({info.stale_failed} left running by a killed run marked failed)" if info.stale_failed else ""))

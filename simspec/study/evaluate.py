@@ -6,6 +6,7 @@ answered from the figures of its first simulation instead of being simulated aga
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from simspec.config import Scenario
@@ -24,6 +25,10 @@ KEEP = (
 ESTIMATE_KEYS = ("target_estimate", "draft_estimate")
 REPEAT = "repeat"  # user attr of a trial answered from the memo (an earlier trial's scenario)
 MEMO_SIZE = 4096  # scenarios remembered per process (a few KB each)
+# SIMSPEC_STUDY_REFERENCE=1: every trial simulated round by round (no jumps) and no memo: the
+# slow path the fast one is checked against (benchmarks/study_speed.py --reference). An
+# environment variable, so that the worker processes of a --workers run take it too.
+REFERENCE_ENV = "SIMSPEC_STUDY_REFERENCE"
 
 
 class Evaluator:
@@ -32,6 +37,7 @@ class Evaluator:
         self._workloads: dict[str, Workload] = {}
         self._memo: dict[tuple[str, int | None], dict[str, Any]] = {}
         self.repeated = False  # whether the last `run` was answered from the memo
+        self.reference = os.environ.get(REFERENCE_ENV, "") not in ("", "0")
 
     def scenario(self, p: dict[str, Any], *changes: Changes) -> Scenario:
         """The scenario of point `p` with `changes` applied last (`trial.scenario`)."""
@@ -71,7 +77,7 @@ class Evaluator:
         workload (a prefix, simspec.study.prune). A scenario simulated before in this process is
         answered from its first figures (`repeated` says so; its wall_s is 0: nothing ran)."""
         key = (sc.model_dump_json(), requests)
-        hit = self._memo.get(key)
+        hit = None if self.reference else self._memo.get(key)
         self.repeated = hit is not None
         if hit is not None:
             return {**hit, "wall_s": 0.0}
@@ -79,13 +85,14 @@ class Evaluator:
         if requests is not None and requests < wl.n:
             wl = Workload(wl.prompt_len[:requests], wl.output_len[:requests], wl.arrival[:requests], wl.mode,
                           min(wl.concurrency, requests))
-        summary = simulate(sc, self.spec.where, workload=wl).summary
+        summary = simulate(sc, self.spec.where, workload=wl, jump=not self.reference).summary
         kept = {k: float(summary[k]) for k in KEEP}
         # roofline-priced models say so (1.0: an estimate from datasheets, 0.0: fitted to a profile)
         kept.update({k: float(summary[k]) for k in ESTIMATE_KEYS if k in summary})
-        if len(self._memo) >= MEMO_SIZE:
-            self._memo.pop(next(iter(self._memo)))
-        self._memo[key] = kept
+        if not self.reference:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.pop(next(iter(self._memo)))
+            self._memo[key] = kept
         return dict(kept)
 
     def evaluate(self, p: dict[str, Any], *changes: Changes) -> dict[str, Any]:

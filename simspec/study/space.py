@@ -9,7 +9,7 @@ Knobs, in the order they are suggested:
   tree_d<g>    'chain' or a tree shape of depth g              (only when shapes of depth g exist)
   max_batch, placement, dtype                                  (always, when searched)
 A conditional knob has its own name, so each name always has one distribution, which is
-what Optuna's samplers (and TPE's `group=True`) expect.
+what Optuna's samplers expect.
 """
 
 from __future__ import annotations
