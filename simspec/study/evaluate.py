@@ -23,7 +23,7 @@ KEEP = (
     "cost_per_mtok", "sim_time_s", "output_tokens", "wall_s",
 )
 ESTIMATE_KEYS = ("target_estimate", "draft_estimate")
-REPEAT = "repeat"  # user attr of a trial answered from the memo (an earlier trial's scenario)
+REPEAT = "repeated_scenario"  # user attr of a trial answered from the memo (an earlier trial's scenario)
 MEMO_SIZE = 4096  # scenarios remembered per process (a few KB each)
 # SIMSPEC_STUDY_REFERENCE=1: every trial simulated round by round (no jumps) and no memo: the
 # slow path the fast one is checked against (benchmarks/study_speed.py --reference). An
