@@ -85,3 +85,26 @@ def test_synthetic_live_equals_replay_on_random_weights(setup):  # noqa: F811
 def test_bad_synthetic_keys_one_line(setup, body, needle):  # noqa: F811
     res = run_cli("validate", str(plan_file(setup, body)), "--predict-only", cache=setup)
     assert_one_line_exit_2(res, "synthetic.toml", needle)
+
+
+def test_shipped_cpu_validation_is_forced_exactly():
+    """studies/validation/smollm2-synthetic.json (SmolLM2-135M bf16 on this CPU, written by the
+    command it records): every synthetic row's tokens per round and mean batch are the
+    simulator's; the configs are the plan's."""
+    from pathlib import Path
+
+    from simspec.validation.plan import load_plan
+
+    root = Path(__file__).resolve().parents[1] / "studies" / "validation"
+    meta = json.loads((root / "smollm2-synthetic.json").read_text())
+    assert meta["command"] == "simspec validate studies/validation/smollm2-synthetic.toml"
+    plan = load_plan(root / "smollm2-synthetic.toml")
+    rows = meta["rows"] + meta["serving"]["rows"]
+    assert sorted(r["config"] for r in rows) == sorted(c.label() for c in plan.config)
+    forced = [r for r in rows if "synthetic" in r["config"]]
+    assert len(forced) == 3 and sum("serve" in r["config"] for r in forced) == 2
+    for r in forced:
+        assert r["measured_tokens_per_round"] == pytest.approx(r["predicted_tokens_per_round"], rel=1e-12)
+    for r in meta["serving"]["rows"]:
+        assert r["measured_mean_batch"] == pytest.approx(r["predicted_mean_batch"], rel=1e-12)
+    assert pd.read_csv(root / "smollm2-synthetic.csv")["config"].str.contains("synthetic").sum() == 3
