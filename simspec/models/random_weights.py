@@ -69,27 +69,36 @@ def config_of(ref: str):
     if not isinstance(data, dict) or not isinstance(data.get("model_type"), str):
         raise InputError(str(path), "model_type", "an HF config.json names its model_type")
     data = {k: v for k, v in data.items() if k not in ("quantization_config", "architectures", "auto_map")}
+    model_type = data.pop("model_type")
     try:
-        cfg = AutoConfig.for_model(data.pop("model_type"), **data)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(str(path), "model_type", str(exc).splitlines()[0]) from None
-    for k, v in _byte_ids().items():
-        setattr(cfg, k, v)
+        cfg = AutoConfig.for_model(model_type, **data)
+        for k, v in _byte_ids().items():
+            setattr(cfg, k, v)
+    except Exception as exc:  # noqa: BLE001 - transformers' config classes raise many kinds on bad fields
+        raise InputError(str(path), None, f"not a {model_type} config: {_first_line(exc)}") from None
     name = path.parent.name if path.name == "config.json" else path.stem
     return cfg, name
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [x.strip() for x in str(exc).splitlines() if x.strip()]
+    return " ".join(lines[:2])[:300] or type(exc).__name__
 
 
 def _byte_ids() -> dict:
     return dict(bos_token_id=256, eos_token_id=257, pad_token_id=258)
 
 
-def weight_bytes(config, dtype: str) -> int:
+def weight_bytes(config, dtype: str, spec: str = "random") -> int:
     """Bytes of the model's parameters in `dtype`, from its config (nothing allocated)."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
+    try:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(config, dtype=torch_dtype(dtype))
+    except Exception as exc:  # noqa: BLE001 - shapes no model of this type can have
+        raise InputError(spec, None, f"cannot build a {config.model_type} model of these dims: {_first_line(exc)}") from None
     return sum(p.numel() for p in model.parameters()) * (4 if dtype == "fp32" else 2)
 
 
@@ -115,10 +124,16 @@ def random_model(ref: str, dtype: str = "fp32", device: str = "cpu", seed: int =
     tdtype = torch_dtype(dtype)
     device = check_device(device)
     config, name = config_of(ref)
-    dims = Dims.from_config(config)
+    try:
+        dims = Dims.from_config(config)
+        sizes = (dims.layers, dims.hidden, dims.heads, dims.kv_heads, dims.head_dim, dims.vocab)
+    except (AttributeError, TypeError, ValueError, ZeroDivisionError) as exc:
+        raise InputError(spec, None, f"incomplete dims: {_first_line(exc)}") from None
+    if min(sizes) < 1 or dims.heads % dims.kv_heads:
+        raise InputError(spec, None, f"dims {dims.to_dict()}: every size must be >= 1 and heads a multiple of kv_heads")
     if dims.vocab < 256 + len(SPECIALS):
         raise InputError(spec, "vocab", f"{dims.vocab} ids: the byte tokenizer needs at least {256 + len(SPECIALS)}")
-    need, have = weight_bytes(config, dtype), available_bytes(device)
+    need, have = weight_bytes(config, dtype, spec), available_bytes(device)
     if have is not None and need > HEADROOM * have:
         raise InputError(spec, None, f"{dtype} weights need {need / 2**30:.1f} GiB, more than {HEADROOM:.0%} of the "
                          f"{have / 2**30:.1f} GiB available on {device}")
