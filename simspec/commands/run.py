@@ -28,6 +28,9 @@ def run_cmd(
     chat: bool = typer.Option(False, "--chat", help="wrap prompts in the tokenizer's chat template"),
     check_greedy: bool = typer.Option(False, "--check-greedy", help="compare with plain greedy decoding"),
     threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
+    synthetic: Optional[str] = typer.Option(
+        None, "--synthetic", help="forced acceptance, per-position rates e.g. 0.8,0.7,0.6 (seeded by --seed): "
+        "real kernels, shapes and KV traffic, meaningless output text (vLLM's rejection_sample_method=synthetic)"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     out: Optional[Path] = typer.Option(None, "--out", help="also write the JSON result here"),
 ) -> None:
@@ -55,7 +58,7 @@ def run_cmd(
         target=target, draft=draft, gamma=gamma, tree=tree, vocab=vocab, dtype=dtype, device=device,
         dataset=dataset, prompts=prompts, max_new_tokens=max_new_tokens, batch=batch,
         temperature=temperature, seed=seed, ignore_eos=ignore_eos, chat=chat, check_greedy=check_greedy,
-        threads=threads), say)
+        threads=threads, synthetic=synthetic), say)
     if out is not None:
         write_text(out, strict_json.dumps(result, indent=2) + "\n")
     if as_json:
@@ -76,7 +79,8 @@ def _print(r: dict) -> None:
     typer.echo(f"  tok/s           {r['tok_s']:.2f}  (after the first round {r['decode_tok_s']:.2f})")
     if r["tok_per_cpu_s"]:
         typer.echo(f"  tok/cpu-s       {r['tok_per_cpu_s']:.2f}  ({r['cpu_seconds']:.1f} CPU s over {r['threads']} threads)")
-    typer.echo(f"  tokens/round    {r['tokens_per_round']:.3f}  (ragged rounds: {r['ragged_rounds']})")
+    typer.echo(f"  tokens/round    {r['tokens_per_round']:.3f}  (ragged rounds: {r['ragged_rounds']})"
+               + (f"  forced: {r['synthetic']} (output text meaningless)" if r.get("synthetic") else ""))
     sec, total = r["seconds"], r["seconds_total"] or 1.0
     typer.echo("  time            " + " | ".join(
         f"{k} {sec[k]:.2f} s ({100 * sec[k] / total:.0f}%)" for k in ("prefill", "draft", "verify", "other"))

@@ -6,6 +6,8 @@
     drafters.py  separate draft model, early exit (shares the target's cache), trimmed head, n-gram;
                  one factory per kind of simspec.drafters (the --draft spec string lives there)
     sampling.py  acceptance: greedy tree walk, rejection sampling
+    synthetic.py forced acceptance (vLLM's rejection_sample_method = "synthetic"): a seeded
+                 per-position model or the simulator's trace oracle decides each round's count
     engine.py    generate(): prefill, then draft -> verify -> accept -> commit; plain_greedy()
     serving.py   serve(): continuous batching (arrivals, admission, prefill-first, retirement)
                  over the engine's rounds, with the simulator's ServingPolicy; summarize()

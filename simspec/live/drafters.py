@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -43,6 +43,7 @@ class Mode:
     vocab: int  # the target's vocabulary size: every distribution is over these ids
     temperature: float = 0.0
     gen: torch.Generator | None = None
+    synthetic: Any = None  # simspec.live.synthetic.SyntheticAcceptance: forced acceptance (greedy)
 
     @property
     def greedy(self) -> bool:

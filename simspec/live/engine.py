@@ -23,7 +23,7 @@ the HF model's own causal forward, one token at a time, one sequence at a time.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +33,7 @@ from simspec.live.drafters import Draft, Drafter, Mode
 from simspec.live.kv import KV
 from simspec.live.sampling import greedy_accept, probs, sample_accept
 from simspec.live.stats import Stats
+from simspec.live.synthetic import SyntheticAcceptance, synthetic_accept
 from simspec.live.tree import Tree
 from simspec.models.views import new_cache, with_cache
 
@@ -95,8 +96,14 @@ def verify(target: nn.Module, kv: KV, seqs: list[list[int]], d: Draft, shape: Sh
     return kv.forward(target, ids, kinds, shape.anc, shape.depth, keep=keep)[..., :vocab], n
 
 
-def accept(d: Draft, logits: torch.Tensor, n: int, shape: Shape, mode: Mode) -> tuple[list[list[int]], list[int]]:
-    """Per row: the accepted node path (root first) and the target's next token."""
+def accept(d: Draft, logits: torch.Tensor, n: int, shape: Shape, mode: Mode,
+           seqs: list[list[int]] | None = None) -> tuple[list[list[int]], list[int]]:
+    """Per row: the accepted node path (root first) and the target's next token. Under
+    synthetic acceptance (mode.synthetic) the path's depth is forced (simspec.live.synthetic);
+    `seqs` (the rows' committed tokens) then give each row's position."""
+    if mode.synthetic is not None:
+        counts = mode.synthetic.decide(seqs)
+        return synthetic_accept(shape.children, d.drafted, logits.argmax(-1).tolist(), counts)
     if mode.greedy:
         return greedy_accept(shape.children, d.tokens, d.drafted, logits.argmax(-1).tolist())
     p = probs(logits, mode.temperature).cpu()
@@ -117,7 +124,7 @@ def speculative_round(target: nn.Module, kv: KV, drafter: Drafter, mode: Mode, s
     with stats.phase(verifying):
         logits, n = verify(target, kv, batch.seqs, d, shape, mode.vocab)
     with stats.phase("other"):
-        paths, nxt = accept(d, logits, n, shape, mode)
+        paths, nxt = accept(d, logits, n, shape, mode, batch.seqs)
         kv.commit(paths)
     with stats.phase(drafting):
         drafter.commit(paths)
@@ -147,24 +154,34 @@ def extend(out: list[int], new: list[int], stops: frozenset[int], limit: int) ->
 def generate(
     target: nn.Module,
     prompts: list[list[int]],
-    max_new_tokens: int,
+    max_new_tokens: int | Sequence[int],
     drafter: Drafter | None = None,
     tree: Tree | None = None,
     temperature: float = 0.0,
     seed: int = 0,
     eos: int | Collection[int] | None = None,
     target_kv: KV | None = None,
+    synthetic: SyntheticAcceptance | None = None,
 ) -> Result:
     """Generate for a static batch of prompts (token ids). Greedy when temperature == 0.
 
+    `max_new_tokens`: one budget for all, or one per prompt.
     `eos`: the stop token(s); a sequence ends on the first one (kept in its output).
     `target_kv` lets an early-exit drafter share the target's cache (make both with the same KV).
+    `synthetic`: forced acceptance (greedy only; simspec.live.synthetic): the output is then
+    not the target's greedy output.
     """
     stops = stop_set(eos)
     drafter = drafter or Drafter()
     tree = tree or Tree.chain(0)
     B = len(prompts)
-    mode = Mode(vocab=target.config.vocab_size, temperature=temperature, gen=torch.Generator().manual_seed(seed))
+    budgets = [int(max_new_tokens)] * B if isinstance(max_new_tokens, int) else [int(x) for x in max_new_tokens]
+    if len(budgets) != B:
+        raise ValueError(f"{B} prompts but {len(budgets)} budgets")
+    mode = Mode(vocab=target.config.vocab_size, temperature=temperature, gen=torch.Generator().manual_seed(seed),
+                synthetic=synthetic)
+    if synthetic is not None and not mode.greedy:
+        raise ValueError("synthetic acceptance forces greedy verification: temperature must be 0")
     if not mode.greedy and not tree.is_chain:
         raise ValueError("sampling mode supports chains only (trees are verified greedily)")
     if any(len(p) == 0 for p in prompts):
@@ -173,13 +190,15 @@ def generate(
     kv = target_kv or KV(target, B)
     shapes: dict[int, Shape] = {}
     drafter.start(B)
+    if synthetic is not None:
+        synthetic.start(prompts)
     batch = Batch.start(prompts)
     outs: list[list[int]] = [[] for _ in prompts]
-    done = [max_new_tokens <= 0] * B
+    done = [b <= 0 for b in budgets]
     while not all(done):
         first = stats.rounds == 0
         # draft no deeper than the largest remaining budget minus the bonus token
-        depth = max(max_new_tokens - len(o) for o, stop in zip(outs, done) if not stop) - 1
+        depth = max(m - len(o) for m, o, stop in zip(budgets, outs, done) if not stop) - 1
         if depth not in shapes:
             shapes[depth] = Shape.cut(tree, depth)
         new = speculative_round(target, kv, drafter, mode, shapes[depth], batch, stats)
@@ -188,7 +207,7 @@ def generate(
             stats.ragged_rounds += len({len(new[b]) for b in live}) > 1
             for b in live:
                 before = len(outs[b])
-                done[b] = extend(outs[b], new[b], stops, max_new_tokens)
+                done[b] = extend(outs[b], new[b], stops, budgets[b])
                 stats.row_rounds += 1
                 stats.per_round.append(len(outs[b]) - before)  # kept: a stop or the limit cuts the last round
                 if first:

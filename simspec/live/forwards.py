@@ -56,6 +56,8 @@ class ModelForwards:
             logits = fresh.forward(self.target, ids, kind, keep=[m - 1])[:, 0, :self.mode.vocab]
             self.kv.extend(fresh)
             self.drafter.admit(prompts)
+            if self.mode.synthetic is not None:
+                self.mode.synthetic.admit(prompts)
             if self.mode.greedy:
                 first = logits.argmax(-1).tolist()
             else:
@@ -81,5 +83,7 @@ class ModelForwards:
     def keep_rows(self, keep: list[int]) -> None:
         self.kv.keep_rows(keep)
         self.drafter.retire(keep)
+        if self.mode.synthetic is not None:
+            self.mode.synthetic.retire(keep)
         self.batch.seqs = [self.batch.seqs[b] for b in keep]
         self.batch.pending = [self.batch.pending[b] for b in keep]

@@ -17,6 +17,7 @@ from simspec.errors import InputError
 from simspec.drafters import DraftSpec
 from simspec.live.prompts import load_prompts
 from simspec.live.runner import check_config, run_config, vocab_rows
+from simspec.live.synthetic import SyntheticAcceptance, parse_rates
 from simspec.live.tree import Tree
 
 
@@ -41,10 +42,11 @@ class RunSettings:
     chat: bool = False
     check_greedy: bool = False
     threads: int | None = None
+    synthetic: str | None = None  # per-position rates "0.8,0.7": forced acceptance (live/synthetic.py)
 
 
-def _checked(s: RunSettings) -> tuple[DraftSpec, Tree]:
-    """The drafter and tree shape of the settings, or InputError naming the flag."""
+def _checked(s: RunSettings) -> tuple[DraftSpec, Tree, list[float] | None]:
+    """The drafter, tree shape and synthetic rates of the settings, or InputError naming the flag."""
     spec = DraftSpec.parse(s.draft)
     for flag, value, low in (("--gamma", s.gamma, 0), ("--prompts", s.prompts, 1),
                              ("--max-new-tokens", s.max_new_tokens, 1), ("--batch", s.batch, 1)):
@@ -60,7 +62,16 @@ def _checked(s: RunSettings) -> tuple[DraftSpec, Tree]:
         raise InputError(None, "--check-greedy", "only meaningful with --temperature 0")
     if s.threads is not None and s.threads < 1:
         raise InputError(None, "--threads", f"{s.threads} must be >= 1")
-    return spec, shape
+    rates = None
+    if s.synthetic is not None:
+        rates = parse_rates(s.synthetic)
+        if s.temperature > 0:
+            raise InputError(None, "--synthetic", "forces greedy verification: give --temperature 0")
+        if s.check_greedy:
+            raise InputError(None, "--synthetic", "forced acceptance is not greedy decoding: drop --check-greedy")
+        if spec.kind == "none":
+            raise InputError(None, "--synthetic", "needs a drafter (--draft): plain decoding accepts nothing")
+    return spec, shape, rates
 
 
 def run(s: RunSettings, say: Callable[[str], None]) -> dict:
@@ -68,7 +79,7 @@ def run(s: RunSettings, say: Callable[[str], None]) -> dict:
     seconds per phase, and the target's weight bandwidth. `say` gets the progress lines."""
     from simspec.models import load_model
 
-    spec, shape = _checked(s)
+    spec, shape, rates = _checked(s)
     if s.threads is not None:
         torch.set_num_threads(s.threads)
     texts = load_prompts(s.dataset, s.prompts)
@@ -94,13 +105,15 @@ def run(s: RunSettings, say: Callable[[str], None]) -> dict:
     if s.vocab is not None:  # calibration: token counts over the dataset's prompts (up to 500)
         calib = [tok(t)["input_ids"] for t in load_prompts(s.dataset, 500)]
         rows = vocab_rows(calib, s.vocab, tgt.dims.vocab)
-    eos = None if s.ignore_eos else tok.eos_token_id
+    # synthetic acceptance: the output text means nothing, so neither does a stop token in it
+    eos = None if s.ignore_eos or rates is not None else tok.eos_token_id
+    synthetic = SyntheticAcceptance.per_position(rates, shape.max_depth, s.seed) if rates is not None else None
 
     say(f"decoding {len(ids)} prompts x {s.max_new_tokens} tokens, batch {s.batch} ...")
     report = run_config(
         tgt, spec, shape, ids, s.max_new_tokens, batch=s.batch, draft=dm, rows=rows,
         temperature=s.temperature, seed=s.seed, eos=eos, check_greedy=s.check_greedy,
-        progress=lambda n: say(f"  {n}/{len(ids)} prompts done"),
+        progress=lambda n: say(f"  {n}/{len(ids)} prompts done"), synthetic=synthetic,
     )
     st, cpu = report.stats, report.extra["cpu_seconds"]
     return {
@@ -114,4 +127,6 @@ def run(s: RunSettings, say: Callable[[str], None]) -> dict:
         "cpu_seconds": round(cpu, 3),
         "tok_per_cpu_s": round(st.new_tokens / cpu, 3) if cpu else None,
         "greedy_equal": None if report.greedy_equal is None else sum(report.greedy_equal),
+        # forced acceptance: shapes, KV traffic and timings are real, the output text is not
+        "synthetic": synthetic.source if synthetic is not None else None,
     }

@@ -69,17 +69,20 @@ def vocab_rows(calibration: list[list[int]], k: int, vocab: int) -> list[int]:
 
 
 def run_config(
-    target, spec: DraftSpec, tree: Tree, prompts: list[list[int]], max_new_tokens: int,
+    target, spec: DraftSpec, tree: Tree, prompts: list[list[int]], max_new_tokens: int | list[int],
     batch: int = 1, draft=None, rows: list[int] | None = None, temperature: float = 0.0,
     seed: int = 0, eos=None, check_greedy: bool = False, warmup: bool = True,
-    progress=None,
+    progress=None, synthetic=None,
 ) -> Report:
-    """Decode all prompts in static batches; stats summed over batches."""
+    """Decode all prompts in static batches; stats summed over batches. `max_new_tokens`: one
+    budget, or one per prompt. `synthetic`: forced acceptance (simspec.live.synthetic; its
+    request i is prompt i); the warm-up runs without it."""
     if batch < 1:
         raise InputError(None, "--batch", f"{batch} must be >= 1")
+    budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if warmup:
         kv = KV(target.model, 1)
-        generate(target.model, prompts[:1], min(4, max_new_tokens), make_drafter(target, spec, kv, draft, rows),
+        generate(target.model, prompts[:1], min(4, budgets[0]), make_drafter(target, spec, kv, draft, rows),
                  tree, temperature, seed, None, kv)
     import time
 
@@ -88,8 +91,8 @@ def run_config(
     for i in range(0, len(prompts), batch):
         group = prompts[i:i + batch]
         kv = KV(target.model, len(group))
-        res = generate(target.model, group, max_new_tokens, make_drafter(target, spec, kv, draft, rows),
-                       tree, temperature, seed + i, eos, kv)
+        res = generate(target.model, group, budgets[i:i + batch], make_drafter(target, spec, kv, draft, rows),
+                       tree, temperature, seed + i, eos, kv, synthetic)
         total.merge(res.stats)
         outputs += res.outputs
         if progress:
@@ -98,6 +101,6 @@ def run_config(
     # process is paused or starved by others on a shared machine
     report = Report(total, outputs, extra={"cpu_seconds": time.process_time() - cpu})
     if check_greedy:
-        ref = [plain_greedy(target.model, p, max_new_tokens, eos) for p in prompts]
+        ref = [plain_greedy(target.model, p, m, eos) for p, m in zip(prompts, budgets)]
         report.greedy_equal = [a == b for a, b in zip(outputs, ref)]
     return report

@@ -43,6 +43,7 @@ from simspec.live.engine import extend, stop_set
 from simspec.live.forwards import Forwards, ModelForwards
 from simspec.live.kv import KV
 from simspec.live.stats import Stats
+from simspec.live.synthetic import SyntheticAcceptance
 from simspec.live.tree import Tree
 from simspec.sim.iteration import Iteration
 from simspec.sim.metrics import serving_figures
@@ -116,6 +117,7 @@ def serve(
     kv: KV | None = None,
     clock: Clock | None = None,
     clip_to_budget: bool = True,
+    synthetic: SyntheticAcceptance | None = None,
 ) -> ServeResult:
     """Serve `requests` to the end with continuous batching (greedy when temperature == 0).
 
@@ -123,10 +125,17 @@ def serve(
     one when a request finishes); None: each request arrives at its own `arrival`.
     `kv`: the target's (empty) KV that an early-exit drafter shares: make both with KV(target, 0).
     `clock`: WallClock() by default; FakeClock for deterministic times.
+    `synthetic`: forced acceptance (simspec.live.synthetic; greedy only): request i is the
+    oracle's request i (FCFS admits in arrival order); the output is then not the target's.
     """
     tree = tree or Tree.chain(0)
     mode = Mode(vocab=target.config.vocab_size, temperature=temperature,
-                gen=torch.Generator().manual_seed(seed))
+                gen=torch.Generator().manual_seed(seed), synthetic=synthetic)
+    if synthetic is not None and not mode.greedy:
+        raise ValueError("synthetic acceptance forces greedy verification: temperature must be 0")
+    arrivals = [r.arrival for r in requests]
+    if synthetic is not None and concurrency is None and any(b < a for a, b in zip(arrivals, arrivals[1:])):
+        raise ValueError("synthetic acceptance binds requests in admission order: arrivals must not decrease")
     if not mode.greedy and not tree.is_chain:
         raise ValueError("sampling mode supports chains only (trees are verified greedily)")
     if kv is not None and kv.batch != 0:

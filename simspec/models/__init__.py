@@ -13,7 +13,9 @@ Loading
             in ~/.cache/simspec/models/<sha256[:16]>/, keyed by the file's sha256);
           - a local HF model directory (has config.json);
           - an HF hub id (only works offline from the local HF cache on this machine);
-          - "tiny:<llama|qwen2|gemma3>[:<layers>]": tiny_model(arch, layers) (tests).
+          - "tiny:<llama|qwen2|gemma3>[:<layers>]": tiny_model(arch, layers) (tests);
+          - "random:<models.toml name | HF config.json>": seeded random weights of those dims,
+            nothing downloaded (simspec.models.random_weights; refused if they would not fit).
         dtype "fp32" | "bf16"; device "cpu" | "cuda" | "cuda:N".
         Bad input (corrupt or non-model file, sha256 mismatch, missing package) raises
         simspec.errors.InputError (one line, exit 2 in the CLI).

@@ -90,6 +90,10 @@ def load_model(spec: str, dtype: str = "fp32", device: str = "cpu") -> LoadedMod
             raise InputError(spec, None, f"tiny models are tiny:<{'|'.join(ARCHS)}>[:<layers>]")
         return tiny_model(parts[1], layers=int(parts[2]) if len(parts) == 3 else 4,
                           dtype=dtype, device=device)
+    if spec.startswith("random:"):  # random:<models.toml name | config.json> -- random weights, any dims
+        from simspec.models.random_weights import random_model
+
+        return random_model(spec.removeprefix("random:"), dtype=dtype, device=device)
     name, where, sha = resolve(spec)
     if isinstance(where, Path):
         check_safetensors(where)

@@ -118,6 +118,23 @@ def _setup(plan: Plan, cfg: LiveConfig, models: Models, trace, file: str):
     return tgt, spec, tree, dm, rows
 
 
+def forced(plan: Plan, cfg: LiveConfig, file: str):
+    """A synthetic config's forced acceptance: the very oracle the simulator replays for it
+    (simspec.sim.build.build_oracle of its scenario: request i replays the plan's sequence
+    i % n at the tokens it has generated); None for a config that accepts by its logits."""
+    if not cfg.synthetic:
+        return None
+    import numpy as np
+
+    from simspec.live.synthetic import SyntheticAcceptance
+    from simspec.sim.build import build_oracle
+    from simspec.validation.scenarios import scenario_for
+
+    sc = scenario_for(plan, cfg, file)
+    return SyntheticAcceptance(build_oracle(sc, file, np.random.default_rng(sc.serving.seed)),
+                               f"trace {sc.acceptance.trace}, column {sc.acceptance.drafter}")
+
+
 def serving_requests(cfg: LiveConfig, prompts: list[list[int]], traced: list[list[int]]):
     """The requests a serving config serves, live and simulated alike: request i is traced
     prompt i % n with its traced output length as max_new_tokens (the simulator's output length
@@ -148,10 +165,12 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
              tree, 0.0, 0, None, kv)
     kv = KV(tgt.model, 0)
     cpu, t0 = time.process_time(), time.perf_counter()
+    synthetic = forced(plan, cfg, file)  # forced: no stop token (the output text means nothing)
     res = serve(tgt.model, reqs, make_drafter(tgt, spec, kv, dm, rows), tree, max_batch=cfg.max_batch,
                 kv_capacity_tokens=cfg.kv_capacity_tokens,
                 concurrency=cfg.users if cfg.arrival == "closed" else None,
-                eos=trace.meta.get("stop_ids") or None, kv=kv, clock=clock)
+                eos=None if synthetic else trace.meta.get("stop_ids") or None, kv=kv, clock=clock,
+                synthetic=synthetic)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu
     iterations = [it.row() for it in res.iterations]
     s = summarize(res)
@@ -171,9 +190,14 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
     from simspec.live.runner import run_config
 
     tgt, spec, tree, dm, rows = _setup(plan, cfg, models, trace, file)
+    synthetic = forced(plan, cfg, file)
     t0 = time.perf_counter()
-    report = run_config(tgt, spec, tree, prompts, plan.max_new_tokens, batch=1, draft=dm, rows=rows,
-                        eos=trace.meta.get("stop_ids") or None, progress=progress)
+    if synthetic is None:
+        report = run_config(tgt, spec, tree, prompts, plan.max_new_tokens, batch=1, draft=dm, rows=rows,
+                            eos=trace.meta.get("stop_ids") or None, progress=progress)
+    else:  # forced acceptance: each prompt's traced length, no stop token (the simulator's lengths)
+        report = run_config(tgt, spec, tree, prompts, [len(t) for t in traced], batch=1, draft=dm, rows=rows,
+                            progress=progress, synthetic=synthetic)
     s = report.stats
     return Batch1Measured(
         s.tok_s, s.tokens_per_round, new_tokens=s.new_tokens,

@@ -17,6 +17,11 @@
     draft = "model:qwen2.5-coder-0.5b"   # none or a drafter kind: model:NAME | early_exit:L | ngram[:N]
     gamma = 4                             # or tree = [2, 2, 1]; vocab = K trims the head
     # name = "..." labels it; column = "..." names its trace column when not derivable
+    # synthetic = "trace"                 # forced acceptance: the live run accepts, round for
+                                          # round, what the simulator replays from the trace
+                                          # (real kernels, batching and KV traffic; output text
+                                          # meaningless, stop tokens ignored, traced lengths
+                                          # decoded); the target may be random:<dims>
 
     [[config]]                            # a serving config: any of these keys makes one
     dtype = "bf16"
@@ -86,6 +91,9 @@ class LiveConfig(Strict):
     seed: Annotated[int, Field(ge=0, le=2**63 - 1)] | None = None
     # two-process pipeline (simspec.live.pipeline), placed by the plan's [pipeline] table
     pipeline: Literal["sequential", "overlap"] | None = None
+    # "trace": the live run's accept/reject decisions are forced to what the simulator replays
+    # from the trace (simspec.live.synthetic), so only costs and serving dynamics are compared
+    synthetic: Literal["trace"] | None = None
 
     @property
     def serving(self) -> bool:
@@ -129,6 +137,10 @@ class LiveConfig(Strict):
             raise ValueError(f"{k.title or k.name} drafts chains only")
         if self.pipeline:
             self._check_pipeline(k)
+        if self.synthetic and k is None:
+            raise ValueError("synthetic = 'trace' forces a drafter's acceptance: give a draft (not 'none')")
+        if self.synthetic and self.pipeline:
+            raise ValueError("synthetic acceptance runs in the in-process engine: not with `pipeline`")
         return self
 
     def _check_pipeline(self, k) -> None:
@@ -198,7 +210,8 @@ class LiveConfig(Strict):
         draft = "plain" if k is None else k.label
         arg = "" if k is None else (self.arg.split("-")[-1] if k.arg == "model" else self.arg)
         head = f" K{self.vocab}" if self.vocab else ""
-        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}".strip()
+        forced = " synthetic" if self.synthetic else ""
+        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}{forced}".strip()
 
 
 SERVING_KEYS = ("max_batch", "arrival", "concurrency", "rate", "requests", "kv_capacity_tokens", "seed")

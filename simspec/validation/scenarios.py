@@ -8,6 +8,7 @@ or pipeline config is that scenario with the sections its live run changes repla
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -26,6 +27,8 @@ def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
     from simspec.profile.select import AUTO, choose
 
     by_dtype = {} if plan.profiles is None else plan.profiles.get(model)
+    if not by_dtype and model.startswith("random:"):  # random weights cost what the real dims cost
+        return profile_of(plan, priced_as(model), dtype, file, key)
     if plan.profiles is not None and (not by_dtype or dtype not in by_dtype):
         raise InputError(file, f"profiles.{model}", f"no {dtype} profile for {model} (needed by {key})")
     ref = by_dtype.get(dtype, AUTO) if by_dtype else AUTO
@@ -33,6 +36,18 @@ def profile_of(plan: Plan, model: str, dtype: str, file: str, key: str) -> str:
         _check_profiled(ref, model, dtype, file)
         return ref
     return str(choose(f"{model}-{dtype}", file, f"profiles.{model}.{dtype}").path)
+
+
+def priced_as(model: str) -> str:
+    """The model whose profile prices `model`: itself, or for random weights of some dims
+    (`random:<models.toml name | config.json | its folder>`, simspec.models.random_weights) the
+    model of those dims, named as the random model is (a config.json by its folder)."""
+    if not model.startswith("random:"):
+        return model
+    ref = Path(model.removeprefix("random:"))
+    if ref.suffix == ".json":
+        return ref.parent.name if ref.name == "config.json" else ref.stem
+    return ref.name
 
 
 def _check_profiled(ref: str, model: str, dtype: str, file: str) -> None:
@@ -46,7 +61,7 @@ def _check_profiled(ref: str, model: str, dtype: str, file: str) -> None:
     meta = sidecar(path)
     spec = meta.get("spec") if isinstance(meta, dict) else None  # the --model it was given (tiny:llama:4)
     said = {str(x).strip().lower() for x in (got, spec) if isinstance(x, str)}
-    if got is not None and model.strip().lower() not in said:
+    if got is not None and priced_as(model).strip().lower() not in said:
         raise InputError(file, f"profiles.{model}.{dtype}", f"{ref} profiles {got!r}, not {model!r}")
     d = meta.get("dtype") if isinstance(meta, dict) else None
     if isinstance(d, str) and d != dtype:
