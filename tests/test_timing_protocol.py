@@ -137,11 +137,11 @@ def test_estimate_noise_and_halves_arithmetic():
 
 def test_settings_are_checked_and_round_trip_through_a_sidecar():
     assert Protocol().problems() == []
-    bad = dict(Protocol(min_passes=1, max_passes=0, tolerance=0.1, tolerance_max=0.05, budget_s=0,
+    bad = dict(Protocol(min_passes=0, max_passes=0, tolerance=0.1, tolerance_max=0.05, budget_s=0,
                         min_seconds=1).problems())
     assert set(bad) == {"tolerance", "min_passes", "max_passes", "budget_s", "min_seconds"}
     with pytest.raises(ValueError, match="min_passes"):
-        run(["a"], lambda p: 1.0, Protocol(min_passes=1))
+        run(["a"], lambda p: 1.0, Protocol(min_passes=0))
     host = Host()
     res = run(list(FAST), host.measure, Protocol(seed=9, budget_s=30.0), clock=host.clock)
     s = res.summary()

@@ -45,7 +45,7 @@ class Protocol:
 
     tolerance: float = 0.02  # median over the points of the halves' disagreement
     tolerance_max: float = 0.05  # the largest point's
-    min_passes: int = 4  # two per half before agreement counts
+    min_passes: int = 4  # two per half before agreement counts (it needs 2 at least)
     max_passes: int = 12
     budget_s: float = 120.0
     min_seconds: float = 0.0  # agreement counts only after the passes span this long
@@ -56,8 +56,8 @@ class Protocol:
         out = []
         if not 0 <= self.tolerance <= self.tolerance_max:
             out.append(("tolerance", f"{self.tolerance:g} must be >= 0 and <= tolerance_max ({self.tolerance_max:g})"))
-        if not self.min_passes >= 2:
-            out.append(("min_passes", f"{self.min_passes} must be >= 2 (one pass per half)"))
+        if not self.min_passes >= 1:
+            out.append(("min_passes", f"{self.min_passes} must be >= 1 (agreement needs 2 at least)"))
         if not self.max_passes >= max(self.min_passes, 1):
             out.append(("max_passes", f"{self.max_passes} must be >= min_passes ({self.min_passes})"))
         if not self.budget_s > 0:
