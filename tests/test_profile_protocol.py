@@ -160,6 +160,9 @@ def test_speed_check_names_every_phase_off_and_passes_a_machine_within_tolerance
     ok = _speed(tmp_path, lambda ph: 1.1)
     assert not ok.off and ok.off_phases() == []
     assert "within 15% in every phase" in ok.summary() and "verify b4 1.10x" in ok.summary()
+    assert "not steady" not in ok.summary()
+    ok.protocol = {"stop": "budget", "halves_disagreement": {"median": 0.22, "max": 1.05}}
+    assert ok.summary().endswith("[the timing stopped by budget, odd and even passes 22% apart: the host was not steady]")
 
 
 def test_a_sidecar_protocol_block_is_optional_but_checked(tmp_path):

@@ -70,6 +70,15 @@ class SpeedCheck:
         return ", ".join(f"{_shape(p)} {p.measured_s / p.profiled_s:.2f}x ({p.measured_s * 1e3:.1f} ms vs "
                          f"{p.profiled_s * 1e3:.1f}, noise {p.noise:.0%})" for p in pts)
 
+    def unsettled(self) -> str:
+        """"" when the timing's halves agreed, else a note of why it stopped and how far they were."""
+        pr = self.protocol
+        if not pr or pr.get("stop") == "agreed":
+            return ""
+        med = pr.get("halves_disagreement", {}).get("median")
+        far = "" if med is None else f", odd and even passes {med:.0%} apart"
+        return f" [the timing stopped by {pr['stop']}{far}: the host was not steady]"
+
     def line(self) -> str:
         """The warning: the off phases by name, each with its points' ratios and noise figures."""
         ph = self.phases()
@@ -77,14 +86,14 @@ class SpeedCheck:
         return (f"{self.profile} prices this machine off in {', '.join(self.off_phases())} "
                 f"(measured / profiled beyond {self.tolerance:.0%}: {off}; median over all points "
                 f"{self.ratio:.2f}x): it was captured on a machine of another speed or state; calibrate it "
-                f"(simspec profile --calibrate {self.profile} --out NEW)")
+                f"(simspec profile --calibrate {self.profile} --out NEW){self.unsettled()}")
 
     def summary(self) -> str:
         """One line per check that passed: every phase's ratio(s)."""
         return (f"speed check: {self.profile} prices this machine within {self.tolerance:.0%} in every phase "
                 "(measured / profiled: " + "; ".join(
                     f"{name} " + ", ".join(f"{p.measured_s / p.profiled_s:.2f}x" for p in pts)
-                    for name, pts in self.phases().items()) + ")")
+                    for name, pts in self.phases().items()) + ")" + self.unsettled())
 
     def as_dict(self) -> dict:
         return {"profile": self.profile, "ratio": round(self.ratio, 4), "off": self.off,
