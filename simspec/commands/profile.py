@@ -86,7 +86,7 @@ def profile_cmd(
         None, "--calibrate", help="refit this profile to this machine from ~1 minute of timings; writes --out"),
     points: int = typer.Option(30, help="--check: random off-grid points"),
     repeats: Optional[int] = typer.Option(
-        None, help="--check: timed runs per point (default: the profile's own protocol)"),
+        None, help="--check: exactly this many timing-protocol passes (default: until the halves agree)"),
     seed: int = typer.Option(0, help="random seed of --check's points and of the passes' order"),
     greedy_tokens: int = typer.Option(64, help="--check: tokens of the live greedy decode"),
     passes: Optional[int] = typer.Option(
