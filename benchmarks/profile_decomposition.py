@@ -70,10 +70,13 @@ def profiled(out: Path, layers: int = LAYERS, vocab: int = VOCAB, hidden: int = 
     from simspec.profile.capture import capture, write_profile
     from simspec.profile.costmodel import ProfileCostModel
 
+    from simspec.timing.protocol import Protocol
+
     g = g or grid()
     lm = tiny_model("llama", layers=layers, vocab=vocab, hidden=hidden, seed=0)
-    rows = capture(lm, g)
-    write_profile(lm, rows, g, out, threads=1, seconds=0.0, command="benchmark", spec="tiny")
+    rows, res = capture(lm, g, proto=Protocol(min_passes=5, max_passes=8, budget_s=600.0))
+    write_profile(lm, rows, g, out, threads=1, seconds=res.seconds, command="benchmark", spec="tiny",
+                  protocol=res.summary())
     return lm, ProfileCostModel.load(out)
 
 

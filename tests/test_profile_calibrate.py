@@ -69,17 +69,20 @@ def test_calibrate_command_writes_a_sidecar_naming_its_source(tmp_path):
                 "--out", str(src), cache=tmp_path)
     assert r.returncode == 0, r.stderr
     out = tmp_path / "amd" / "t.parquet"
-    r = run_cli("profile", "--calibrate", str(src), "--out", str(out), "--threads", "1", cache=tmp_path)
+    r = run_cli("profile", "--calibrate", str(src), "--out", str(out), "--threads", "1", "--budget-s", "20",
+                "--passes", "4", cache=tmp_path)
     assert r.returncode == 0, r.stderr
     meta = json.loads(out.with_suffix(".json").read_text())
     cal = meta["calibrated"]
     assert cal["from"] == str(src) and len(cal["from_sha256"]) == 64
     assert cal["fit"]["points"] == len(DECODE_POINTS) + len(PREFILL_POINTS) and cal["holdout"]["points"] == len(HOLDOUT)
     assert meta["machine"]["cpu"] and "isa" in meta["machine"]
-    # both passes are kept: every point's slower one, and how far they disagree
+    # every point's slower half (odd vs even passes), how far the halves disagree, the protocol
     passes, pts = cal["passes"], cal["points"]
     assert passes["points"] == len(pts) and all(p["slower_s"] >= p["measured_s"] > 0 for p in pts)
-    assert "two passes" in r.stdout
+    assert all(p["noise"] >= 0 for p in pts)
+    assert cal["protocol"]["passes"] >= 2 and cal["protocol"]["stop"] in ("agreed", "budget", "max_passes")
+    assert "two halves" in r.stdout and "interleaved passes, stopped by" in r.stdout
     df, _ = read_profile(out)
     assert len(df) == len(read_profile(src)[0])  # the source's grid, rescaled
     r = run_cli("profile", "--calibrate", str(src), "--out", str(src), cache=tmp_path)

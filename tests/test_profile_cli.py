@@ -53,6 +53,10 @@ def test_tiny_profile_writes_parquet_and_sidecar(tiny_profile):
     assert meta["threads"] == 1 and meta["dtype"] == "fp32" and meta["model"] == "tiny-llama-4l"
     assert meta["dims"]["layers"] == 4 and meta["versions"]["torch"]
     assert "--quick" in meta["command"]
+    proto = meta["protocol"]  # how the points were timed (simspec.timing)
+    assert proto["passes"] >= 1 and proto["stop"] in ("agreed", "budget", "max_passes")
+    assert proto["tolerance"] == 0.02 and proto["noise"]["median"] >= 0
+    assert (pd.read_parquet(tiny_profile)["repeats"] == proto["passes"]).all()
     cm = ProfileCostModel.load(tiny_profile)
     # no bound on how fast this machine is: a price is a finite positive number of seconds
     d = cm.latency_s("decode", 2, 3, 300)
@@ -66,7 +70,9 @@ def test_check_runs_on_tiny_profile(tiny_profile):
                   cache=tiny_profile.parent)
     assert res.returncode == 0, res.stderr
     assert "holdout (30 off-grid points): median error" in res.stdout
+    assert "timing: 2 interleaved passes" in res.stdout  # --repeats 2: exactly two
     report = json.loads(tiny_profile.with_name(tiny_profile.stem + ".check.json").read_text())
+    assert report["protocol"]["passes"] == 2 and report["protocol"]["stop"] in ("agreed", "max_passes")
     assert report["summary"]["holdout"]["points"] == 30
     assert report["summary"]["partial"]["points"] >= 6
     assert report["summary"]["drift"]["points"] == 6 and "drift: 6 grid points" in res.stdout
@@ -75,19 +81,23 @@ def test_check_runs_on_tiny_profile(tiny_profile):
     assert json.loads(tiny_profile.with_name(tiny_profile.stem + ".check-seed3.json").read_text())["seed"] == 3
 
 
-def test_check_times_every_holdout_point_twice_and_counts_its_steps(tiny_profile):
+def test_check_times_every_point_in_interleaved_passes_and_counts_its_steps(tiny_profile):
     from simspec.models import load_model
     from simspec.profile.check import check_steps, run_check
     from simspec.profile.costmodel import ProfileCostModel
+    from simspec.timing.protocol import Protocol
 
     labels: list[str] = []
-    results = run_check(load_model("tiny:llama"), ProfileCostModel.load(tiny_profile), points=30,
-                        seed=5, step=labels.append)
-    assert len(labels) == check_steps(30)  # the progress bar's total
-    again = [s for s in labels if s.endswith(" again")]
+    proto = Protocol(min_passes=2, max_passes=3, budget_s=120.0)
+    results, res = run_check(load_model("tiny:llama"), ProfileCostModel.load(tiny_profile), points=30,
+                             seed=5, step=labels.append, proto=proto)
+    assert 2 <= res.passes <= 3 and res.stop in ("agreed", "max_passes")
+    assert len(labels) == res.passes * len(results) <= check_steps(30, proto)  # the bar's total at most
     holdout = [r for r in results if r.kind in ("decode", "prefill")]
-    assert len(again) == len(holdout) == 30
-    assert again[0].startswith(f"{holdout[-1].kind} b={holdout[-1].batch} q={holdout[-1].q} ")
+    assert len(holdout) == 30 and all(r.measured_s > 0 and r.noise >= 0 for r in results)
+    first = labels[:len(results)]
+    assert len(set(first)) == len(results)  # each point once per pass
+
 
 def test_non_model_file_is_one_line_exit_2(tmp_path):
     bad = tmp_path / "weights.gguf"

@@ -258,10 +258,12 @@ def test_a_profile_of_another_speed_is_flagged_before_the_live_runs(setup):
     assert len(warned) == 1 and "--calibrate slow.parquet" in warned[0], res.stderr
     (check,) = json.loads((out / "tiny.json").read_text())["speed_check"]
     assert check["profile"] == "slow.parquet" and check["off"] and check["ratio"] < 0.75
-    assert len(check["points"]) == 3 and all(p["measured_s"] > 0 for p in check["points"])
-    # each point's price is the profile's, so the ratio is exact arithmetic on the figures kept
-    ratios = sorted(p["measured_s"] / p["profiled_s"] for p in check["points"])
-    assert check["ratio"] == pytest.approx(ratios[1], rel=1e-3)
+    assert len(check["points"]) == 6 and all(p["measured_s"] > 0 for p in check["points"])
+    # per phase, each point's ratio is exact arithmetic on the figures kept; all six phases off
+    ratios = {(p["kind"], p["batch"], p["q"]): p["measured_s"] / p["profiled_s"] for p in check["points"]}
+    assert check["phases"]["verify b4"][0]["ratio"] == pytest.approx(ratios["decode", 4, 5], rel=1e-3)
+    assert check["off_phases"] == list(check["phases"]) and len(check["phases"]) == 6
+    assert check["protocol"]["passes"] >= 1 and "prefill b1" in warned[0]
 
 
 PIPELINE = """

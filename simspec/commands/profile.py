@@ -86,21 +86,47 @@ def profile_cmd(
         None, "--calibrate", help="refit this profile to this machine from ~1 minute of timings; writes --out"),
     points: int = typer.Option(30, help="--check: random off-grid points"),
     repeats: Optional[int] = typer.Option(
-        None, help="--check: timed runs per point (default: the profile's own protocol)"),
-    seed: int = typer.Option(0, help="--check: random seed of the points"),
+        None, help="--check: exactly this many timing-protocol passes (default: until the halves agree)"),
+    seed: int = typer.Option(0, help="random seed of --check's points and of the passes' order"),
     greedy_tokens: int = typer.Option(64, help="--check: tokens of the live greedy decode"),
+    passes: Optional[int] = typer.Option(
+        None, "--passes", help="timing protocol: at most this many interleaved passes over the points "
+        "(default: capture 8, --quick 6, --check 10, --calibrate 12)"),
+    min_passes: Optional[int] = typer.Option(
+        None, "--min-passes", help="timing protocol: passes before the halves' agreement may stop it (default 4)"),
+    budget_s: Optional[float] = typer.Option(
+        None, "--budget-s", help="timing protocol: stop before a pass would end past this many seconds "
+        "(default: capture 1800, --quick 60, --check 900, --calibrate 90)"),
+    min_seconds: Optional[float] = typer.Option(
+        None, "--min-seconds", help="timing protocol: agreement counts only after the passes span this long, "
+        "longer than the host's slow phases (default: capture and --check 120, --calibrate 40, --quick 0)"),
+    tolerance: Optional[float] = typer.Option(
+        None, "--tolerance", help="timing protocol: stop when odd and even passes' fastest times disagree by at "
+        "most this (relative) at the median point (default 0.02) ..."),
+    tolerance_max: Optional[float] = typer.Option(
+        None, "--tolerance-max", help="... and by at most this at the worst point (default 0.05)"),
 ) -> None:
     """Profile a model (Parquet + JSON sidecar), or --check FILE: live holdout error, or
-    --calibrate FILE --out NEW: the profile refitted to this machine."""
+    --calibrate FILE --out NEW: the profile refitted to this machine. Every timing runs the
+    timing protocol: interleaved passes over the points, the fastest per point, until odd and
+    even passes agree within --tolerance or --budget-s ends (the output says which)."""
+    flags = dict(max_passes=passes, min_passes=min_passes, budget_s=budget_s, min_seconds=min_seconds,
+                 tolerance=tolerance, tolerance_max=tolerance_max, seed=seed)
     if check is not None:
-        return _check(check, device, points, repeats, seed, greedy_tokens)
+        from simspec.profile.check import PROTOCOL as CHECK
+
+        return _check(check, device, points, repeats, seed, greedy_tokens, protocol_from(CHECK, flags))
     if calibrate is not None:
-        return _calibrate(calibrate, out, device, threads)
+        from simspec.profile.calibrate import PROTOCOL as CALIBRATE
+
+        return _calibrate(calibrate, out, device, threads, protocol_from(CALIBRATE, flags))
     if model is None:
         raise InputError(None, "--model", "required (or use --check FILE)")
     from simspec.models import load_model
-    from simspec.profile.capture import run_capture
+    from simspec.profile.capture import PROTOCOL, QUICK_PROTOCOL, run_capture
     from simspec.profile.grid import FULL, QUICK
+
+    proto = protocol_from(QUICK_PROTOCOL if quick else PROTOCOL, flags)
 
     from simspec.profile.timer import cuda_unavailable
 
@@ -124,12 +150,13 @@ def profile_cmd(
         grid = dataclasses.replace(grid, batch=kept, prefill_batch=tuple(b for b in grid.prefill_batch if b <= max_batch)
                                    if sum(b <= max_batch for b in grid.prefill_batch) >= 2 else grid.prefill_batch)
     command = "simspec " + shlex.join(sys.argv[1:])
-    with _progress(grid.with_vocab(lm.dims.vocab).points(), f"profiling {lm.name} {dtype}") as bar:
-        task = bar.add_task("", total=grid.with_vocab(lm.dims.vocab).points())
-        path, seconds = run_capture(
-            lm, grid, out, threads, command, spec=model, step=lambda s: bar.update(task, advance=1, description=s)
-        )
-    typer.echo(f"captured {grid.with_vocab(lm.dims.vocab).points()} points in {seconds:.0f} s")
+    n = grid.with_vocab(lm.dims.vocab).points()
+    with _progress(n * proto.max_passes, f"profiling {lm.name} {dtype}") as bar:
+        task = bar.add_task("", total=n * proto.max_passes)
+        path, seconds, res = run_capture(
+            lm, grid, out, threads, command, spec=model, step=lambda s: bar.update(task, advance=1, description=s),
+            proto=proto)
+    typer.echo(f"captured {n} points in {seconds:.0f} s: {res.line()}")
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
     if kernels:
         from simspec.atomic import write_via
@@ -141,7 +168,26 @@ def profile_cmd(
         typer.echo(f"wrote {kpath}")
 
 
-def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> None:
+def protocol_from(default, flags: dict):
+    """The timing protocol: `default` with the flags given (None: not given), or InputError
+    naming the flag and why."""
+    names = {"max_passes": "--passes", "min_passes": "--min-passes", "budget_s": "--budget-s",
+             "min_seconds": "--min-seconds", "tolerance": "--tolerance", "tolerance_max": "--tolerance-max",
+             "seed": "--seed"}
+    given = {k: v for k, v in flags.items() if v is not None}
+    proto = dataclasses.replace(default, **given)
+    if "max_passes" in given and "min_passes" not in given:
+        proto = dataclasses.replace(proto, min_passes=min(proto.min_passes, max(proto.max_passes, 1)))
+    if "budget_s" in given and "min_seconds" not in given:
+        proto = dataclasses.replace(proto, min_seconds=min(proto.min_seconds, proto.budget_s))
+    if "tolerance" in given and "tolerance_max" not in given:
+        proto = dataclasses.replace(proto, tolerance_max=max(proto.tolerance_max, proto.tolerance))
+    for key, why in proto.problems():
+        raise InputError(None, names.get(key, key), why)
+    return proto
+
+
+def _calibrate(source: Path, out: Optional[Path], device: str, threads: int, proto) -> None:
     from simspec import machine
     from simspec.models import load_model
     from simspec.profile import calibrate as cal
@@ -158,12 +204,15 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
     _setup_torch(threads)
     lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
     command = "simspec " + shlex.join(sys.argv[1:])
-    with _progress(cal.steps(), f"calibrating {lm.name} {lm.dtype}") as bar:
-        task = bar.add_task("", total=cal.steps())
+    with _progress(cal.steps(proto), f"calibrating {lm.name} {lm.dtype}") as bar:
+        task = bar.add_task("", total=cal.steps(proto))
         path, report, seconds = cal.write_calibrated(
-            lm, source, out, threads, command, step=lambda s: bar.update(task, advance=1, description=s))
+            lm, source, out, threads, command, step=lambda s: bar.update(task, advance=1, description=s),
+            proto=proto)
     fit, hold = report["fit"], report["holdout"]
     typer.echo(f"calibrated {source} to this machine ({machine.label(machine.here())}) in {seconds:.0f} s")
+    typer.echo(f"  timing       {report['protocol']['passes']} interleaved passes, stopped by "
+               f"{report['protocol']['stop']} (tolerance {proto.tolerance:.0%} / {proto.tolerance_max:.0%})")
     typer.echo("  factors (measured / profiled, by tokens per forward): decode "
                + ", ".join(f"{t}: {f:.3f}" for t, f in report["factors"]["decode"].items())
                + "; prefill " + ", ".join(f"{t}: {f:.3f}" for t, f in report["factors"]["prefill"].items()))
@@ -173,10 +222,10 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int) -> 
                f"(source profile: median {hold['source_median_rel_error']:.1%})")
     passes = report["passes"]
     if passes["points"]:
-        typer.echo(f"  two passes   {passes['points']}: the slower reads {passes['median']:.1%} above the faster "
-                   f"(median; max {passes['max']:.1%})")
+        typer.echo(f"  two halves   {passes['points']}: the slower of odd and even passes reads {passes['median']:.1%} "
+                   f"above the faster (median; max {passes['max']:.1%})")
         if not passes["steady"]:
-            typer.echo(f"warning: the machine was not steady while calibrating (the two passes disagree by a median "
+            typer.echo(f"warning: the machine was not steady while calibrating (odd and even passes disagree by a median "
                        f"{passes['median']:.1%}, over {cal.UNSTEADY:.0%}): calibrate again when it is quiet "
                        "(python benchmarks/machine_steadiness.py shows it)", err=True)
     typer.echo(f"wrote {path} and {path.with_suffix('.json')}")
@@ -187,7 +236,7 @@ def _check_report(path: Path, seed: int) -> Path:
 
 
 def _check(path: Path, device: str, points: int, repeats: int, seed: int,
-           greedy_tokens: int) -> None:
+           greedy_tokens: int, proto) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -207,17 +256,20 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     if meta["sha256"] and lm.sha256 and lm.sha256 != meta["sha256"]:
         raise InputError(str(path), "sha256", f"profile was made from {meta['sha256'][:16]}, "
                          f"the loaded model is {lm.sha256[:16]}")
-    n = check_steps(points)
+    if repeats is not None and repeats < 1:
+        raise InputError(None, "--repeats", f"{repeats} must be >= 1")
+    n = check_steps(points, proto) if not repeats else check_steps(points, dataclasses.replace(proto, max_passes=repeats))
     with _progress(n, f"checking {path.name}") as bar:
         task = bar.add_task("", total=n)
-        results = run_check(lm, cm, points, repeats, seed,
-                            step=lambda s: bar.update(task, advance=1, description=s))
-    table = Table("kind", "batch", "q", "context", "layers", "K", "measured ms", "predicted ms", "error")
+        results, res = run_check(lm, cm, points, repeats, seed,
+                                 step=lambda s: bar.update(task, advance=1, description=s), proto=proto)
+    table = Table("kind", "batch", "q", "context", "layers", "K", "measured ms", "predicted ms", "error", "noise")
     for r in results:
         table.add_row(r.kind, str(r.batch), str(r.q), str(r.context), str(r.layers or "all"),
                       str(r.head_rows or "all"), f"{r.measured_s * 1e3:.1f}",
-                      f"{r.predicted_s * 1e3:.1f}", f"{r.rel_error:+.1%}".replace("+", ""))
+                      f"{r.predicted_s * 1e3:.1f}", f"{r.rel_error:+.1%}".replace("+", ""), f"{r.noise:.0%}")
     Console().print(table)
+    typer.echo(f"timing: {res.line()}")
     s = summarize(results)
     h, p = s["holdout"], s["partial"]
     typer.echo(f"holdout ({h['points']} off-grid points): median error {h['median_rel_error']:.1%}, "
@@ -246,7 +298,7 @@ def _check(path: Path, device: str, points: int, repeats: int, seed: int,
     write_text(out, json.dumps({
         "profile": str(path), "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "simspec " + " ".join(sys.argv[1:]), "repeats": repeats, "seed": seed,
-        "summary": s, "greedy": None if g is None else g.to_dict(),
+        "summary": s, "protocol": res.summary(), "greedy": None if g is None else g.to_dict(),
         "points": [r.to_dict() for r in results],
     }, indent=1) + "\n")
     typer.echo(f"wrote {out}")

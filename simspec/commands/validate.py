@@ -102,7 +102,7 @@ def validate_cmd(
         if c.off:
             typer.echo(f"warning: {c.line()}", err=True)
         else:
-            typer.echo(f"speed check: {c.profile} prices this machine {c.ratio:.2f}x (measured / profiled)")
+            typer.echo(c.summary())
     t0 = time.perf_counter()
 
     def progress(i: int, cfg, row) -> None:

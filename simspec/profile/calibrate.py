@@ -9,6 +9,8 @@ per-class factors that are piecewise linear in log tokens per forward (decode cl
 rows and the head-alone rows; prefill class: prefill rows). Every timing column is scaled
 alike, so the per-layer / head split (early exit, trimmed heads) keeps its shape. A few more
 points, not used in the fit, measure how well the calibrated profile prices this machine.
+All points are timed in one run of the timing protocol (simspec.timing: interleaved passes,
+fastest pass per point, stopped when odd and even passes agree or the budget ends).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from typing import Callable
 import numpy as np
 
 from simspec.profile.costmodel import ProfileCostModel
+from simspec.timing import estimate
+from simspec.timing.protocol import Protocol, Result, run
 
 # (batch, q, context): tokens per forward 1..32, grouped by (batch, context) to fill each cache once.
 DECODE_POINTS = ((1, 1, 512), (1, 2, 512), (1, 4, 512), (1, 8, 512), (1, 12, 512), (1, 1, 2048),
@@ -40,7 +44,8 @@ class Point:
     measured_s: float
     profiled_s: float = float("nan")  # the source profile's price of it (set by `calibrate`)
     calibrated_s: float = float("nan")
-    slower_s: float = float("nan")  # the slower of the two passes (measured_s is the faster)
+    slower_s: float = float("nan")  # the slower half's estimate (odd vs even passes; measured_s: all)
+    noise: float = float("nan")  # (median - min) / min over the point's passes
 
     @property
     def tokens(self) -> int:
@@ -48,7 +53,7 @@ class Point:
 
     def as_dict(self) -> dict:
         return {k: getattr(self, k) for k in ("kind", "batch", "q", "context", "measured_s", "profiled_s",
-                                               "calibrated_s", "slower_s")}
+                                               "calibrated_s", "slower_s", "noise")}
 
 
 class Factor:
@@ -79,59 +84,50 @@ def calibrated_frame(df, decode: Factor, prefill: Factor):
     return out
 
 
-def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None]) -> tuple[list[Point], list[Point]]:
-    """(fit points, holdout points) timed on this machine with the source profile's protocol
-    (priced later by `calibrate`, with this machine's GEMM blocking)."""
+# About a minute and a half at most: passes spread over at least 40 s (slow phases of seconds
+# to over a minute), stopped when odd and even passes agree within 2% (median) / 5% (max).
+PROTOCOL = Protocol(min_passes=4, max_passes=12, budget_s=90.0, min_seconds=40.0)
+
+
+def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None],
+                   proto: Protocol = PROTOCOL) -> tuple[list[Point], list[Point], Result]:
+    """(fit points, holdout points, the protocol's result) timed on this machine (priced later by
+    `calibrate`, with this machine's GEMM blocking). Every point in one protocol run: on a
+    shared host two back-to-back passes disagreed by a median 22% (max 105%)."""
     dec = list(DECODE_POINTS) + [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
     pre = list(PREFILL_POINTS) + [(b, q) for k, b, q, _ in HOLDOUT if k == "prefill"]
-    # two passes, the faster of each point kept: noise on a shared CPU only slows runs down, and
-    # this VM has slow phases of tens of seconds that one pass cannot tell from the machine's speed
-    pts = time_points(lm, source, dec, pre, step)
-    for p, again in zip(pts, time_points(lm, source, dec, pre, step)):
-        p.measured_s, p.slower_s = min(p.measured_s, again.measured_s), max(p.measured_s, again.measured_s)
+    pts, res = time_points(lm, dec, pre, step, proto)
     hold = {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | \
         {("prefill", b, q, 0) for k, b, q, _ in HOLDOUT if k == "prefill"}
     key = lambda p: (p.kind, p.batch, p.q, p.context)  # noqa: E731
-    return [p for p in pts if key(p) not in hold], [p for p in pts if key(p) in hold]
+    return [p for p in pts if key(p) not in hold], [p for p in pts if key(p) in hold], res
 
 
-def time_points(lm, source: ProfileCostModel, decode_points, prefill_points,
-                step: Callable[[str], None] = lambda s: None) -> list[Point]:
+def time_points(lm, decode_points, prefill_points, step: Callable[[str], None] = lambda s: None,
+                proto: Protocol = PROTOCOL) -> tuple[list[Point], Result]:
     """Decode (batch, q, context) and prefill (batch, length) points timed on this machine with
-    the source profile's repeat protocol: decode points in order, then prefill points."""
-    from simspec.profile.timer import PhaseTimer, measure
-    from simspec.profile.workloads import FilledCache, decode_fn, prefill_fn, settle
+    the timing protocol (decode points first, then prefill, in the result's list): each point's
+    fastest pass as measured_s, the slower of its two halves' estimates as slower_s (odd vs
+    even passes: pass_spread reads their disagreement), its noise figure as noise."""
+    from simspec.profile.forwards import Forward, Forwards
 
-    model = lm.model
-    g = source.meta["grid"]
-    runs, long_s, long_runs = int(g.get("runs", 1)), float(g.get("long_s", 1.0)), int(g.get("long_runs", 1))
-    agree, max_runs = float(g.get("agree", 0.05)) or 0.05, int(g.get("max_runs", 4)) or 4
-    timer = PhaseTimer(model, lm.device)
-
-    def timed(fn, reset=None) -> float:
-        return measure(timer, fn, runs, long_s, long_runs, reset=reset, warmup=1, agree=agree,
-                       max_runs=max_runs).total
-
-    out = []
+    fws = [Forward("decode", b, q, c) for b, q, c in decode_points] + [Forward("prefill", b, n) for b, n in prefill_points]
+    fw = Forwards(lm, fws)
     try:
-        for (b, ctx) in dict.fromkeys((b, c) for b, _, c in decode_points):
-            cache = FilledCache(model, b, ctx)
-            settle(model, cache, b, max(q for bb, q, cc in decode_points if (bb, cc) == (b, ctx)))
-            for bb, q, cc in decode_points:
-                if (bb, cc) == (b, ctx):
-                    out.append(Point("decode", b, q, ctx, timed(decode_fn(model, cache, b, q), cache.reset)))
-                    step(f"decode b={b} q={q} ctx={ctx}")
-            del cache
-        for b, n in prefill_points:
-            out.append(Point("prefill", b, n, 0, timed(prefill_fn(model, b, n))))
-            step(f"prefill b={b} len={n}")
+        res = run(fws, fw, proto, group=Forward.group, step=step, label=Forward.label)
     finally:
-        timer.close()
-    return out
+        fw.close()
+    out = []
+    for f in fws:
+        halves = estimate.halves(res.samples[f])
+        out.append(Point(f.kind, f.batch, f.q, f.context, res.estimate(f),
+                         slower_s=max(halves) if halves else float("nan"), noise=res.noise(f)))
+    return out, res
 
 
-def steps() -> int:
-    return 2 * (len(DECODE_POINTS) + len(PREFILL_POINTS) + len(HOLDOUT))
+def steps(proto: Protocol = PROTOCOL) -> int:
+    """Progress steps at most: every point once per pass, up to the protocol's max passes."""
+    return proto.max_passes * (len(DECODE_POINTS) + len(PREFILL_POINTS) + len(HOLDOUT))
 
 
 def _errors(points: list[Point]) -> dict:
@@ -145,8 +141,9 @@ UNSTEADY = 0.10  # median disagreement of the two passes past which the machine 
 
 
 def pass_spread(points: list[Point]) -> dict:
-    """How far the two passes over the same points disagree (slower / faster - 1): on a steady
-    machine a few percent; on a contended host, more than the error a calibration removes."""
+    """How far the two halves of the passes (odd vs even) disagree per point (slower / faster - 1):
+    on a steady machine a few percent; on a contended host, more than the error a calibration
+    removes."""
     spread = [p.slower_s / p.measured_s - 1 for p in points if p.slower_s == p.slower_s]
     if not spread:
         return {"points": 0, "median": None, "max": None, "steady": None}
@@ -173,21 +170,24 @@ def calibrate(source: ProfileCostModel, df, fit: list[Point], hold: list[Point],
     return new_df, meta, report
 
 
-def run_calibration(lm, source_path, step: Callable[[str], None] = lambda s: None):
-    """Time this machine, return (calibrated frame, sidecar meta, report, seconds)."""
+def run_calibration(lm, source_path, step: Callable[[str], None] = lambda s: None, proto: Protocol = PROTOCOL):
+    """Time this machine, return (calibrated frame, sidecar meta, report, seconds); the report's
+    "protocol" is the timing protocol's summary."""
     from simspec.profile.capture import gemm_row_block
     from simspec.profile.schema import read_profile
 
     df, _ = read_profile(source_path)
     source = ProfileCostModel.load(source_path)
     t0 = time.perf_counter()
-    fit, hold = measure_points(lm, source, step)
+    fit, hold, res = measure_points(lm, source, step, proto)
     new_df, meta, report = calibrate(source, df, fit, hold, gemm_row_block(lm.device, lm.dtype))
+    report["protocol"] = res.summary()  # the calibration's timing (the grid's is the source's "protocol")
     return new_df, meta, report, time.perf_counter() - t0
 
 
 def write_calibrated(lm, source_path, out, threads: int, command: str,
-                     step: Callable[[str], None] = lambda s: None) -> tuple[object, dict, float]:
+                     step: Callable[[str], None] = lambda s: None,
+                     proto: Protocol = PROTOCOL) -> tuple[object, dict, float]:
     """Calibrate `source_path` on this machine and write the new profile + sidecar at `out`.
 
     The sidecar is the source's, with this machine's identity, and a `calibrated` block: the
@@ -203,7 +203,7 @@ def write_calibrated(lm, source_path, out, threads: int, command: str,
     from simspec.profile.schema import sidecar_path
 
     source_path, out = Path(source_path), Path(out)
-    new_df, meta, report, seconds = run_calibration(lm, source_path, step)
+    new_df, meta, report, seconds = run_calibration(lm, source_path, step, proto)
     src_meta = json.loads(sidecar_path(source_path).read_text())
     meta = dict(meta)
     meta.update({

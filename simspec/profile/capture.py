@@ -1,4 +1,10 @@
-"""Capture a profile: time every grid point of one loaded model and write Parquet + sidecar."""
+"""Capture a profile: time every grid point of one loaded model and write Parquet + sidecar.
+
+Every point is timed with the timing protocol (simspec.timing): passes over the whole grid in
+a new random order each, so a slow phase of the shared host (2x for seconds to minutes) slows a
+few passes of every point rather than all runs of some; the fastest pass per point is its row,
+the median and max of its passes its spread, and the sidecar's "protocol" block says how many
+passes ran and why they stopped (the halves agreed, the budget or the pass limit)."""
 
 from __future__ import annotations
 
@@ -15,11 +21,10 @@ import torch
 from simspec import machine
 from simspec.atomic import write_text, write_via
 from simspec.models.loader import LoadedModel
+from simspec.profile.forwards import Forward, Forwards
 from simspec.profile.grid import Grid
 from simspec.profile.schema import SCHEMA_VERSION, sidecar_path
-from simspec.profile.timer import Measured, PhaseTimer, measure
-from simspec.profile.workloads import (CacheFlusher, FilledCache, decode_fn, head_fn, prefill_fn,
-                                       settle)
+from simspec.timing.protocol import Protocol, Result, run
 
 
 def _cpuinfo(key: str) -> str:
@@ -71,84 +76,38 @@ def _row(kind, batch, q, context, rows, m) -> dict:
     }
 
 
-def retime_non_monotone(block: list, again: Callable[[int], object], slack: float = 0.02) -> int:
-    """Time again, once, each point slower than a point with MORE query tokens (cost cannot
-    fall as q grows, so such a point caught a stall); keep the faster. Returns how many."""
-    n = 0
-    for i in range(len(block) - 1):
-        if block[i].total > min(m.total for m in block[i + 1:]) * (1 + slack):
-            m = again(i)
-            if m.total < block[i].total:
-                block[i] = m
-            n += 1
-    return n
+# The protocol a capture runs by default: passes spread over at least two minutes (the hosts'
+# slow phases last seconds to over a minute), at most 30 minutes; --quick: a smoke run.
+PROTOCOL = Protocol(min_passes=4, max_passes=8, budget_s=1800.0, min_seconds=120.0)
+QUICK_PROTOCOL = Protocol(min_passes=4, max_passes=6, budget_s=60.0)
 
 
-def again_prefill(timer: PhaseTimer, model, points: dict[tuple[int, int], Measured],
-                  deadline: float, step: Callable[[str], None]) -> int:
-    """One more run of each prefill point, minutes after its first ones, while perf_counter()
-    plus the point's own time stays under `deadline`; keeps the fastest. Returns how many."""
-    n = 0
-    for (b, length), m in points.items():
-        if time.perf_counter() + m.total > deadline:
-            step(f"prefill b={b} len={length} again: skipped (time budget)")
-            continue
-        points[b, length] = m.merge(timer.time_once(prefill_fn(model, b, length)).total)
-        n += 1
-        step(f"prefill b={b} len={length} again")
-    return n
+def grid_forwards(grid: Grid) -> list[Forward]:
+    """Every point of a grid (its head rows with the model's vocabulary: Grid.with_vocab)."""
+    return ([Forward("decode", b, q, ctx) for b in grid.batch for ctx in grid.context for q in grid.q]
+            + [Forward("head", t, 1, 0, rows=r) for t in grid.head_tokens for r in grid.head_rows]
+            + [Forward("prefill", b, n) for b in grid.prefill_batch for n in grid.prefill_len])
 
 
-def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s: None) -> list[dict]:
-    """Time all points; `step(label)` is called after each (progress bar)."""
-    model, vocab = lm.model, lm.dims.vocab
+def capture(lm: LoadedModel, grid: Grid, step: Callable[[str], None] = lambda s: None,
+            proto: Protocol = PROTOCOL) -> tuple[list[dict], Result]:
+    """Time all points with the timing protocol (interleaved passes, fastest state per point;
+    simspec.timing.protocol); `step(label)` is called after each measurement (progress bar).
+    Returns the profile's rows and the protocol's result (its summary goes into the sidecar)."""
+    vocab = lm.dims.vocab
     grid = grid.with_vocab(vocab)
-    rows: list[dict] = []
-    timer = PhaseTimer(model, lm.device)
-    t0 = time.perf_counter()
-    prefill: dict[tuple[int, int], Measured] = {}
+    points = grid_forwards(grid)
+    fw = Forwards(lm, points, settle_q=max(grid.q))
     try:
-        for b in grid.prefill_batch:
-            for n in grid.prefill_len:
-                prefill[b, n] = measure(timer, prefill_fn(model, b, n), grid.runs, grid.long_s,
-                                        grid.long_runs, warmup=1, agree=grid.agree,
-                                        max_runs=grid.max_runs)
-                step(f"prefill b={b} len={n}")
-        for b in grid.batch:
-            for ctx in grid.context:
-                cache = FilledCache(model, b, ctx)
-                settle(model, cache, b, max(grid.q))
-                block: list = []
-                for q in grid.q:
-                    block.append(measure(timer, decode_fn(model, cache, b, q), grid.runs,
-                                         grid.long_s, grid.long_runs, reset=cache.reset, warmup=1,
-                                         agree=grid.agree, max_runs=grid.max_runs))
-                    step(f"decode b={b} q={q} ctx={ctx}")
-                retime_non_monotone(block, lambda i: measure(
-                    timer, decode_fn(model, cache, b, grid.q[i]), grid.runs, grid.long_s,
-                    grid.long_runs, reset=cache.reset, warmup=1, agree=grid.agree,
-                    max_runs=grid.max_runs))
-                rows += [_row("decode", b, q, ctx, vocab, m) for q, m in zip(grid.q, block)]
-                del cache
-        flush = CacheFlusher(lm.device)
-        for t in grid.head_tokens:
-            for r in grid.head_rows:
-                m = measure(timer, head_fn(model, t, r), grid.runs + 2, grid.long_s,
-                            grid.long_runs, reset=flush)
-                # the head alone: its whole time is head time
-                m = type(m)(m.total, m.total_median, m.total_max, 0.0, m.total, 0.0, m.repeats)
-                rows.append(_row("head", t, 1, 0, r, m))
-                step(f"head tokens={t} rows={r}")
-        if grid.again_s > 0:
-            again_prefill(timer, model, prefill, t0 + grid.again_s, step)
-        rows += [_row("prefill", b, n, 0, vocab, m) for (b, n), m in prefill.items()]
+        res = run(points, fw, proto, group=Forward.group, step=step, label=Forward.label)
     finally:
-        timer.close()
-    return rows
+        fw.close()
+    rows = [_row(f.kind, f.batch, f.q, f.context, f.rows or vocab, fw.measured(f)) for f in points]
+    return rows, res
 
 
 def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, threads: int,
-                  seconds: float, command: str, spec: str) -> Path:
+                  seconds: float, command: str, spec: str, protocol: dict | None = None) -> Path:
     import pandas as pd
 
     df = pd.DataFrame(rows)
@@ -169,6 +128,7 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
         "grid": grid.with_vocab(lm.dims.vocab).to_dict(),
         "command": command,
         "capture_seconds": round(seconds, 1),
+        "protocol": protocol,
         "weights_bytes": lm.weights_bytes,
         "kv_bytes_per_token": lm.dims.kv_bytes_per_token(lm.dtype_bytes),
         "token_block": gemm_row_block(lm.device, lm.dtype),
@@ -184,8 +144,8 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
 
 
 def run_capture(lm: LoadedModel, grid: Grid, out: Path, threads: int, command: str,
-                spec: str, step: Callable[[str], None]) -> tuple[Path, float]:
+                spec: str, step: Callable[[str], None], proto: Protocol = PROTOCOL) -> tuple[Path, float, Result]:
     t0 = time.perf_counter()
-    rows = capture(lm, grid, step)
+    rows, res = capture(lm, grid, step, proto)
     seconds = time.perf_counter() - t0
-    return write_profile(lm, rows, grid, out, threads, seconds, command, spec), seconds
+    return write_profile(lm, rows, grid, out, threads, seconds, command, spec, res.summary()), seconds, res

@@ -3,25 +3,24 @@
 Two parts: (1) >= 30 random points off the grid (decode/verify with q and context off-grid,
 prefill with the prompt length off-grid), full model; (2) the decomposition
 rest + l x layer + head(K) against a direct timing of the first l layers with a K-row head.
-Every holdout point is timed twice, in two passes (the second in reverse order, so minutes
-apart), and the faster kept: this VM has slow episodes of seconds to minutes that slow every
-run of a point alike (one read a 1.45 s forward as 2.26 s), which back-to-back runs cannot
-see and a capture taken at another time does not share.
-In the first pass, after every 5th holdout point, one grid point (under 1 s) is timed again: the
-machine's drift since the capture. A shared VM drifts: the same seed-0 points of Qwen2.5-1.5B
-read a median 10% slower at 06:29 than at 06:14 on 2026-11-22, and the holdout errors carry
-that; the drift line says how much of an error is the machine rather than the model.
-Each point is timed with the protocol the profile was captured with (a KV cache settled by
-two runs at the largest q, one warm-up, the grid's `runs` timed runs and, where the grid says
-so, more until two agree; the fastest kept: profile.workloads.settle, profile.timer.measure), so the
-error measures the cost model, not a difference of estimators: on this VM the first runs after
-a new cache shape fault memory in and are slower, so the fastest of 7 runs sits below the
-fastest of 2. `repeats` > the grid's runs gives that stricter reference instead.
+Every point -- holdout, drift probe, decomposition -- is timed with the timing protocol
+(simspec.timing): interleaved passes in a new random order each, the fastest pass per point,
+until odd and even passes agree or the budget ends. This VM has slow episodes of seconds to
+minutes that slow every run of a point alike (one read a 1.45 s forward as 2.26 s), which
+back-to-back runs cannot see and a capture taken at another time does not share; passes spread
+across the whole check can. Decode points run over a KV cache settled by two runs at the grid's
+largest q (profile.workloads.settle), as the capture's do.
+The drift probes are grid points timed with the rest: the machine's drift since the capture. A
+shared VM drifts: the same seed-0 points of Qwen2.5-1.5B read a median 10% slower at 06:29 than
+at 06:14 on 2026-11-22, and the holdout errors carry that; the drift line says how much of an
+error is the machine rather than the model. A profile captured before the protocol took the
+fastest of 2-4 back-to-back runs: the protocol's minimum over more passes can sit below it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import statistics
 from dataclasses import asdict, dataclass
@@ -32,8 +31,8 @@ import torch
 from simspec.models.loader import LoadedModel
 from simspec.models.views import TrimmedHead, first_layers
 from simspec.profile.costmodel import ProfileCostModel
-from simspec.profile.timer import PhaseTimer, measure
-from simspec.profile.workloads import FilledCache, decode_fn, prefill_fn, settle
+from simspec.profile.forwards import Forward, Forwards
+from simspec.timing.protocol import Protocol, Result, run
 
 
 @dataclass
@@ -46,6 +45,7 @@ class CheckPoint:
     head_rows: int | None
     measured_s: float
     predicted_s: float
+    noise: float = float("nan")  # (median - min) / min over the point's protocol passes
 
     @property
     def rel_error(self) -> float:
@@ -118,64 +118,49 @@ def drift_probes(points: int) -> int:
     return points // 5
 
 
-def check_steps(points: int) -> int:
-    """Progress steps of run_check: two passes over the holdout points, the drift probes, and
-    the decomposition (5 pairs x 2 shapes)."""
-    return 2 * points + drift_probes(points) + 10
+# Passes over at least two minutes (the hosts' slow phases last seconds to over a minute), at
+# most ten; `--repeats N` runs exactly N passes instead.
+PROTOCOL = Protocol(min_passes=4, max_passes=10, budget_s=900.0, min_seconds=120.0)
+
+
+def check_steps(points: int, proto: Protocol = PROTOCOL) -> int:
+    """Progress steps of run_check at most: the holdout points, the drift probes and the
+    decomposition (5 pairs x 2 shapes), each once per pass, up to the protocol's max passes."""
+    return proto.max_passes * (points + drift_probes(points) + 10)
 
 
 def run_check(lm: LoadedModel, cm: ProfileCostModel, points: int = 30, repeats: int | None = None,
-              seed: int = 0, step: Callable[[str], None] = lambda s: None) -> list[CheckPoint]:
+              seed: int = 0, step: Callable[[str], None] = lambda s: None,
+              proto: Protocol = PROTOCOL) -> tuple[list[CheckPoint], Result]:
+    """Time the holdout points, the drift probes and the decomposition pairs in one run of the
+    timing protocol (`repeats`: exactly that many passes); (check points, protocol result)."""
     model = lm.model
     g = cm.meta["grid"]
-    runs = repeats or int(g.get("runs", 2))
-    long_s, long_runs = float(g.get("long_s", 1.0)), int(g.get("long_runs", 1))
-    agree, max_runs = float(g.get("agree", 0.0)), int(g.get("max_runs", 0))
-    timer = PhaseTimer(model, lm.device)
-
-    def timed(fn, reset=None) -> float:
-        return measure(timer, fn, runs, long_s, long_runs, reset=reset, warmup=1, agree=agree,
-                       max_runs=max_runs).total
-
-    def decode_time(b: int, q: int, ctx: int) -> float:
-        cache = FilledCache(model, b, ctx, seed=seed)
-        settle(model, cache, b, max(g["q"]))
-        t = timed(decode_fn(model, cache, b, q), cache.reset)
-        del cache
-        return t
-
-    def holdout_time(kind: str, b: int, q: int, ctx: int) -> float:
-        return decode_time(b, q, ctx) if kind == "decode" else timed(prefill_fn(model, b, q))
-
+    if repeats:
+        proto = dataclasses.replace(proto, min_passes=repeats, max_passes=repeats)
     n_prefill = max(points // 5, 1)
-    probes = grid_points(cm, drift_probes(points), seed)
-    results: list[CheckPoint] = []
-    for i, (kind, b, q, ctx) in enumerate(sample_points(cm, points - n_prefill, n_prefill, seed)):
-        results.append(CheckPoint(kind, b, q, ctx, None, None, holdout_time(kind, b, q, ctx),
-                                  cm.latency_s(kind, b, q, ctx)))
-        step(f"{kind} b={b} q={q} ctx={ctx}")
-        if i % 5 == 4 and probes:
-            b, q, ctx = probes.pop()
-            results.append(CheckPoint("grid", b, q, ctx, None, None, decode_time(b, q, ctx),
-                                      cm.latency_s("decode", b, q, ctx)))
-            step(f"grid b={b} q={q} ctx={ctx}")
-    # the second pass, in reverse order: each holdout point minutes after its first timing
-    for r in reversed([r for r in results if r.kind in ("decode", "prefill")]):
-        r.measured_s = min(r.measured_s, holdout_time(r.kind, r.batch, r.q, r.context))
-        step(f"{r.kind} b={r.batch} q={r.q} ctx={r.context} again")
+    role: dict[Forward, tuple[str, int | None, int | None]] = {}  # forward -> (check kind, l, K)
+    for kind, b, q, ctx in sample_points(cm, points - n_prefill, n_prefill, seed):
+        role[Forward(kind, b, q, ctx)] = (kind, None, None)
+    for b, q, ctx in grid_points(cm, drift_probes(points), seed):
+        role.setdefault(Forward("decode", b, q, ctx), ("grid", None, None))
     # decomposition: first l layers + a K-row head, decode at batch 1 and a small verify
     for l, k in partial_pairs(cm):
         for b, q, ctx in ((1, 1, 512), (2, 4, 1024)):
-            cache = FilledCache(model, b, ctx, seed=seed)
-            settle(model, cache, b, max(g["q"]))
-            with partial_model(model, l, k):
-                t = timed(decode_fn(model, cache, b, q), cache.reset)
-            del cache
-            pred = cm.latency_s("decode", b, q, ctx, layers=l, head_rows=k)
-            results.append(CheckPoint("partial", b, q, ctx, l, k, t, pred))
-            step(f"partial l={l} K={k} b={b} q={q}")
-    timer.close()
-    return results
+            role[Forward("partial", b, q, ctx, layers=l, rows=k)] = ("partial", l, k)
+    fws = list(role)
+    fw = Forwards(lm, fws, seed=seed, settle_q=max(g["q"]),
+                  around=lambda f: partial_model(model, f.layers, f.rows))
+    try:
+        res = run(fws, fw, proto, group=Forward.group, step=step, label=Forward.label)
+    finally:
+        fw.close()
+    out = []
+    for f, (kind, l, k) in role.items():
+        price = ("prefill" if f.kind == "prefill" else "decode", f.batch, f.q, f.context)
+        pred = cm.latency_s(*price, layers=l, head_rows=k) if kind == "partial" else cm.latency_s(*price)
+        out.append(CheckPoint(kind, f.batch, f.q, f.context, l, k, res.estimate(f), pred, res.noise(f)))
+    return out, res
 
 
 def summarize(results: list[CheckPoint]) -> dict:

@@ -19,7 +19,9 @@ class Grid:
     prefill_len: tuple[int, ...]
     head_tokens: tuple[int, ...]
     head_rows: tuple[int, ...]  # the full vocabulary is appended per model
-    runs: int  # timed runs per point, after one untimed warm-up (timer.measure)
+    # runs .. again_s: how profiles before the timing protocol (simspec.timing) repeated a point
+    # back to back; kept so their sidecars' grids keep their meaning. Captures now run passes.
+    runs: int  # timed runs per point, after one untimed warm-up
     long_s: float  # a point whose warm-up takes longer than this ...
     long_runs: int  # ... gets this many timed runs
     agree: float = 0.0  # then more runs until the two fastest agree within this (relative) ...
@@ -35,9 +37,10 @@ class Grid:
         return Grid(**{**asdict(self), "head_rows": rows})
 
     def points(self) -> int:
+        """Points of the grid (one protocol pass measures each once)."""
         return (
             len(self.batch) * len(self.q) * len(self.context)
-            + self.prefill_points() * (2 if self.again_s > 0 else 1)
+            + self.prefill_points()
             + len(self.head_tokens) * len(self.head_rows)
         )
 
@@ -55,11 +58,10 @@ class Grid:
 # q 20 and 28, prefill lengths sqrt(2) apart from 128: between q 16/24/32 and between prompt
 # lengths 256/512 the forwards step up where GEMM kernels change blocking (1 x 394 prefill tokens
 # read 20% low, q 25-31 at batch 6-16 about 10% low, checks of 2026-11-22).
-# Runs: a warm-up and one timed run, more only until two agree within 5% (at most 4): the
-# fixed "fastest of 2" kept 5-6 s stalls of 4 s forwards at batch 16, context 4096.
-# Prefill twice, minutes apart (before and after the decode grid), while the capture is under
-# 570 s: this VM has slow phases lasting minutes (one made every prefill of a capture 20-40%
-# slow at 08:35 on 2026-11-22), which no number of back-to-back runs can see.
+# Runs (before the timing protocol): a warm-up and one timed run, more until two agreed within
+# 5% (at most 4), prefill twice minutes apart: this VM has slow phases lasting minutes (one made
+# every prefill of a capture 20-40% slow at 08:35 on 2026-11-22), which no number of
+# back-to-back runs can see. Captures now time every point once per protocol pass instead.
 FULL = Grid(
     batch=(1, 2, 4, 8, 12, 16),
     q=(1, 2, 3, 4, 6, 8, 12, 16, 20, 24, 28, 32),

@@ -6,12 +6,17 @@ Torch-free. One row per measured point:
   q         query tokens per sequence (prefill: prompt length; head: 1)
   context   cached tokens per sequence (prefill and head: 0)
   rows      LM-head rows computed (full vocabulary except for kind "head")
-  total_s   the whole forward: fastest of the runs (see profile.timer.measure for why)
-  total_median_s, total_max_s   median and max of the runs (spread)
+  total_s   the whole forward: the fastest of its runs (simspec.timing.estimate says why)
+  total_median_s, total_max_s   median and max of the runs (spread; the point's noise figure
+            is total_median_s / total_s - 1)
   layer_s   one decoder layer in the fastest run (mean over its layers)
   head_s    the LM head inside the fastest run
   rest_s    total - layers - head of that run: embedding, rotary, masks, final norm, Python
-  repeats   timed runs of the point (after one untimed warm-up)
+  repeats   timed runs of the point (one per protocol pass; older profiles: runs back to back)
+
+The sidecar's optional "protocol" block (simspec.timing.protocol.Result.summary) says how the
+points were timed: passes, why they stopped, the tolerance, the noise over the points.
+Profiles captured before it have none and read back alike.
 """
 
 from __future__ import annotations
@@ -110,6 +115,8 @@ def read_profile(path: Path):
     _count(meta["weights_bytes"], str(side), "weights_bytes", 0)
     if "token_block" in meta:
         _count(meta["token_block"], str(side), "token_block", 1)
+    if meta.get("protocol") is not None and not isinstance(meta["protocol"], dict):
+        raise InputError(str(side), "protocol", "expected a JSON object (how the points were timed)")
     return df, meta
 
 

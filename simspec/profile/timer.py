@@ -8,7 +8,6 @@ thus yields its total time, the mean time of one decoder layer, the head time, a
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -126,66 +125,7 @@ class Measured:
     head: float
     rest: float
     repeats: int
-    totals: tuple[float, ...] = ()  # every run, warm-ups included (for `merge`)
-
-    def merge(self, total: float) -> "Measured":
-        """This point with one more run of `total` seconds taken later (a second pass)."""
-        totals = (self.totals or (self.total,)) + (total,)
-        scale = min(total, self.total) / self.total if self.total > 0 else 1.0
-        return Measured(
-            total=min(totals), total_median=statistics.median(totals), total_max=max(totals),
-            layer=self.layer * scale, head=self.head * scale, rest=self.rest * scale,
-            repeats=self.repeats + 1, totals=totals,
-        )
-
-
-def measure(timer: PhaseTimer, fn: Callable[[], object], runs: int, long_s: float = 1.0,
-            long_runs: int = 1, reset: Callable[[], None] | None = None,
-            warmup: int = 1, agree: float = 0.0, max_runs: int = 0) -> Measured:
-    """`warmup` runs, then `runs` timed ones (`long_runs` if the warm-up took over `long_s`);
-    then, while the two fastest runs differ by more than `agree` (relative) and fewer than
-    `max_runs` runs were made, one more; keep the fastest, the warm-ups included.
-
-    On a shared CPU the noise is one-sided (other processes only slow a run down, and a
-    descheduled OpenMP thread can stall a run several-fold), so the fastest run is the best
-    estimate of the device's own cost. A warm-up can only be slower than the steady state,
-    never faster, so counting it is free: for a long point with one timed run it halves the
-    chance that a single stall is recorded (one such stall read 5.5 s for a 3.8 s forward).
-    A fastest warm-up lends its total; the layer/head/rest split is the timed run's, scaled.
-    Agreement instead of a fixed count spends runs where they matter: a quiet point is done
-    after two, a point where one run stalled gets more until two runs agree.
-    """
-    n = runs
-    warm: list[float] = []
-    for i in range(warmup):
-        if reset:
-            reset()
-        timer.clock.sync()
-        t0 = time.perf_counter()
-        fn()
-        timer.clock.sync()  # cuda: the kernels' end, not their launch
-        warm.append(time.perf_counter() - t0)
-        if i == 0 and warm[0] > long_s:
-            n = min(runs, long_runs)
-    splits: list[Split] = []
-
-    def spread() -> float:
-        two = sorted([s.total for s in splits] + warm)[:2]
-        return (two[1] - two[0]) / two[0] if len(two) == 2 and two[0] > 0 else 0.0
-
-    while len(splits) < n or (agree > 0 and len(splits) + len(warm) < max_runs and spread() > agree):
-        if reset:
-            reset()
-        splits.append(timer.time_once(fn))
-    best = min(splits, key=lambda s: s.total)
-    totals = [s.total for s in splits] + warm
-    fastest = min(totals)
-    scale = fastest / best.total if best.total > 0 else 1.0
-    return Measured(
-        total=fastest, total_median=statistics.median(totals), total_max=max(totals),
-        layer=best.layer * scale, head=best.head * scale, rest=best.rest * scale, repeats=len(totals),
-        totals=tuple(totals),
-    )
+    totals: tuple[float, ...] = ()  # every run
 
 
 def time_plain(fn: Callable[[], object], device: str, warmup: int, repeats: int,
