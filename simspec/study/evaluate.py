@@ -2,12 +2,15 @@
 results: the simulator is deterministic (same scenario, same seed, same numbers), and TPE
 proposes the same effective scenario again and again once it converges (knobs that do not apply,
 such as the exit layer of an n-gram drafter, are not in the scenario), so a repeated scenario is
-answered from the figures of its first simulation instead of being simulated again."""
+answered from the figures of its first simulation instead of being simulated again: from this
+process's memo, or (`lookup`) from a finished trial of another worker or an earlier run that
+simulated the same scenario (its summary carries the scenario's digest)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
-from typing import Any
+from typing import Any, Callable
 
 from simspec.config import Scenario
 from simspec.sim.run import simulate
@@ -24,6 +27,7 @@ KEEP = (
 )
 ESTIMATE_KEYS = ("target_estimate", "draft_estimate")
 REPEAT = "repeated_scenario"  # user attr of a trial answered from the memo (an earlier trial's scenario)
+SCENARIO_KEY = "scenario_key"  # in a trial's summary: a digest of the scenario it simulated
 MEMO_SIZE = 4096  # scenarios remembered per process (a few KB each)
 # SIMSPEC_STUDY_REFERENCE=1: every trial simulated round by round (no jumps) and no memo: the
 # slow path the fast one is checked against (benchmarks/study_speed.py --reference). An
@@ -37,6 +41,9 @@ class Evaluator:
         self._workloads: dict[str, Workload] = {}
         self._memo: dict[tuple[str, int | None], dict[str, Any]] = {}
         self.repeated = False  # whether the last `run` was answered from the memo
+        self.last_key = ""     # the digest of the last scenario run (SCENARIO_KEY)
+        # figures of a scenario simulated elsewhere (another worker's finished trial), by digest
+        self.lookup: Callable[[str], dict[str, Any] | None] | None = None
         self.reference = os.environ.get(REFERENCE_ENV, "") not in ("", "0")
 
     def scenario(self, p: dict[str, Any], *changes: Changes) -> Scenario:
@@ -77,7 +84,12 @@ class Evaluator:
         workload (a prefix, simspec.study.prune). A scenario simulated before in this process is
         answered from its first figures (`repeated` says so; its wall_s is 0: nothing ran)."""
         key = (sc.model_dump_json(), requests)
+        self.last_key = hashlib.sha256(f"{requests}:{key[0]}".encode()).hexdigest()[:24]
         hit = None if self.reference else self._memo.get(key)
+        if hit is None and requests is None and self.lookup is not None and not self.reference:
+            found = self.lookup(self.last_key)
+            if found is not None and all(k in found for k in KEEP):
+                hit = self._memo[key] = {k: float(found[k]) for k in (*KEEP, *ESTIMATE_KEYS) if k in found}
         self.repeated = hit is not None
         if hit is not None:
             return {**hit, "wall_s": 0.0}

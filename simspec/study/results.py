@@ -73,7 +73,8 @@ def frame(study):
         for key, v in constraints(t).items():
             r[f"constraint_{key}"] = v
         for key, v in (t.user_attrs.get("summary") or {}).items():
-            r[key] = v
+            if key != "scenario_key":  # a digest for the study's memo, not a figure
+                r[key] = v
         if "replicas" in t.user_attrs:
             r["replicas"] = t.user_attrs["replicas"]
         r["invalid"] = t.user_attrs.get("invalid")

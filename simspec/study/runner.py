@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from simspec.errors import InputError
 from simspec.study import definition, objectives, space
-from simspec.study.evaluate import REPEAT, Evaluator
+from simspec.study.evaluate import REPEAT, SCENARIO_KEY, Evaluator
 from simspec.study.prune import REQUESTS, applies, make_pruner, run_prefixes
 from simspec.study.spec import StudySpec, load_study
 from simspec.study.storage import open_storage
@@ -98,9 +98,36 @@ def _invalid(trial, reason: str):
     raise optuna.TrialPruned(reason)
 
 
+def stored_figures(study) -> Callable[[str], dict[str, Any] | None]:
+    """Look a scenario digest up among the study's finished trials (any worker's, any run's):
+    their summaries carry the digest of the scenario they simulated."""
+    from optuna.trial import TrialState
+
+    index: dict[str, dict[str, Any]] = {}
+    indexed: set[int] = set()
+
+    def lookup(digest: str) -> dict[str, Any] | None:
+        if digest not in index:
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+                if t.number not in indexed:
+                    indexed.add(t.number)
+                    summary = t.user_attrs.get("summary") or {}
+                    if SCENARIO_KEY in summary:
+                        index.setdefault(summary[SCENARIO_KEY], summary)
+        return index.get(digest)
+
+    return lookup
+
+
 def study_objective(spec: StudySpec, ev: Evaluator, prune: bool = False) -> Callable:
     """`prune`: run request prefixes first and let the pruner stop the trial (simspec.study.prune)."""
+    lookups: dict[int, Callable] = {}
+
     def objective(trial):
+        if id(trial.study) not in lookups:
+            lookups.clear()
+            lookups[id(trial.study)] = stored_figures(trial.study)
+        ev.lookup = lookups[id(trial.study)]
         p = space.suggest(trial, spec)
         trial.set_user_attr("point", p)
         try:
@@ -112,7 +139,7 @@ def study_objective(spec: StudySpec, ev: Evaluator, prune: bool = False) -> Call
             trial.set_user_attr(REPEAT, True)
         if prune:
             trial.set_user_attr(REQUESTS, done + ev.workload(ev.scenario(p)).n)
-        trial.set_user_attr("summary", {**summary, "worker_pid": os.getpid()})
+        trial.set_user_attr("summary", {**summary, "worker_pid": os.getpid(), SCENARIO_KEY: ev.last_key})
         for k, v in objectives.constraint_values(spec, summary).items():
             trial.set_constraint(k, v)
         vals = objectives.values(spec, summary)
