@@ -74,7 +74,7 @@ def test_policy_on_live_times_reproduces_the_live_run_exactly(seed, n, depth, ma
     live = summarize(res)
     r = replay(w, [it.seconds for it in res.iterations], [it.start for it in res.iterations])
     assert {k: r.figures[k] for k in FIGS} == {k: live[k] for k in FIGS}  # exactly: (b) is 0
-    assert [s.row() for s in r.steps] == [it.row() for it in res.iterations]
+    assert [s.row() for s in r.steps] == [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     assert r.first_token == [x.first_token for x in res.requests]
     assert r.finish == [x.finish for x in res.requests]
     # the kept tokens are the script's, row by row (the bookkeeping the replay rests on)
@@ -117,7 +117,7 @@ def _row(res, w, concurrency, predicted_tpr, sim_rows, rounds=None):
     cfg = LiveConfig(dtype="fp32", draft="early_exit:2", gamma=w.shape.max_depth, max_batch=w.max_batch,
                      arrival="closed", concurrency=concurrency, requests=len(w.prompt_len))
     s = summarize(res)
-    its = [it.row() for it in res.iterations]
+    its = [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     figs = ServingFigures.summary(s, its)
     pred = ServingPredicted(**(figs | {"tokens_per_round": predicted_tpr}), prefill_s=1.0, draft_s=0.5, verify_s=2.0)
     meas = ServingMeasured(**figs, requests=s["requests"], output_tokens=s["output_tokens"], elapsed_s=s["elapsed_s"],
@@ -157,7 +157,7 @@ def _brute(items):
 @pytest.mark.parametrize("seed,n,depth,max_batch,capacity,concurrency", [CASES[0], CASES[1], CASES[3]])
 def test_cost_groups_by_phase_and_bucket_as_brute_force(seed, n, depth, max_batch, capacity, concurrency):
     res, w, fw = live_run(seed, n, depth, max_batch, capacity, concurrency)
-    live = [it.row() for it in res.iterations]
+    live = [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     # a "simulator" pricing rounds 20% low and prefills by a per-batch factor, on the same sequence
     sim = [[k, s, sec * (0.8 if k == "round" else 1.0 + 0.1 * b), b] for k, s, sec, b in live]
     noise = [float(i % 7) for i in range(len(live))]
@@ -186,7 +186,7 @@ def test_cost_groups_by_phase_and_bucket_as_brute_force(seed, n, depth, max_batc
 
 def test_cost_without_a_matching_sequence_groups_each_side_by_phase_and_batch():
     res, w, _ = live_run(0, 12, 3, 4, 90, 3)
-    live = [it.row() for it in res.iterations]
+    live = [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     sim = live[:-1]  # one iteration fewer: no one-to-one pairing
     c = cost(sim, live, None, None)
     assert not c["matched"]
@@ -201,7 +201,7 @@ def test_cost_without_a_matching_sequence_groups_each_side_by_phase_and_batch():
 
 def test_decompose_reports_every_part():
     res, w, _ = live_run(1, 16, 4, 3, 80, 5)
-    live = [it.row() for it in res.iterations]
+    live = [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     rounds = {"rounds": 2, "method": "fastest-state", "note": None,
               "dynamics_error_pct": {k: [0.0, 1e-13] for k in ("tok_s", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s",
                                                                 "tpot_p99_s", "e2e_p50_s", "e2e_p99_s")},

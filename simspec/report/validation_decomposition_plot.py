@@ -24,8 +24,9 @@ def _bars(ax, labels: list[str], series: list[tuple[str, list[float], list[float
         ys = [i - 0.4 + h * (j + 0.5) for i in range(n)]
         vals = [0.0 if math.isnan(v) else v for v in vals]
         xerr = None if noise is None else [0.0 if math.isnan(x) else x for x in noise]
-        ax.barh(ys, vals, height=h, xerr=xerr, color=f"C{j}", label=name, capsize=2,
-                error_kw={"elinewidth": 0.8, "ecolor": "black"})
+        bars = ax.barh(ys, vals, height=h, xerr=xerr, color=f"C{j}", label=name, capsize=2,
+                       error_kw={"elinewidth": 0.8, "ecolor": "black"})
+        ax.bar_label(bars, fmt="%+.2f%%", fontsize=6, padding=2)
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(n))
     ax.set_yticklabels(labels, fontsize=7)

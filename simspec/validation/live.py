@@ -154,7 +154,9 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
                 concurrency=cfg.users if cfg.arrival == "closed" else None,
                 eos=trace.meta.get("stop_ids") or None, kv=kv, clock=clock)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu
-    iterations = [it.row() for it in res.iterations]
+    # full precision, not Iteration.row()'s microseconds: the policy replayed on these times must
+    # give this run's figures to float rounding (the decomposed report's part b)
+    iterations = [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     s = summarize(res)
     n = len(prompts)
     measured = ServingMeasured(

@@ -60,7 +60,8 @@ class ReplayStep:
     context: float  # mean context per row at its start (prefill: mean prompt length)
 
     def row(self) -> list:
-        return [self.kind, round(self.start, 6), round(self.seconds, 6), self.batch]
+        """[kind, start, seconds, batch] at full precision (a live timeline's; see live.serve_measure)."""
+        return [self.kind, self.start, self.seconds, self.batch]
 
 
 @dataclass(frozen=True)
