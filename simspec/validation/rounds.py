@@ -95,6 +95,13 @@ def replay_figures(w: Workload, seconds: Sequence[float], starts: Sequence[float
     return ServingFigures.summary(r.figures, rows), rows
 
 
+def _median(values: Sequence[float]) -> float:
+    """The median across rounds, to 9 decimals: the mean of two figures already rounded (a phase's
+    seconds) can sit on a rounding edge that the JSON's 15 digits would move, and --measured must
+    write the same table again."""
+    return round(float(np.median(values)), 9)
+
+
 def _halves(rounds: list) -> tuple[list, list]:
     """Odd rounds (1, 3, ...) and even rounds (2, 4, ...)."""
     return rounds[0::2], rounds[1::2]
@@ -134,12 +141,13 @@ def combine_serving(per_round: list[tuple[ServingMeasured, Timeline]],
         out = replace(_totals(measured), **fig, elapsed_s=round(elapsed, 4))
         return out, Timeline(base.arrivals, rows, base.kept), info
     info["method"] = "raw median"
-    if closed:
-        info["note"] = f"{why}: raw figures (median across rounds)"
+    if why is not None:  # expected with Poisson arrivals (a wake-up moves an admission), a finding in a closed loop
+        info["note"] = f"{why}: raw figures (median across rounds)" if closed else \
+            f"{why} (Poisson arrivals: raw figures, median across rounds)"
     odd, even = _halves(measured)
     info["split_half_pct"] = {m: disagreement_pct(float(np.median([getattr(x, m) for x in odd])),
                                                   float(np.median([getattr(x, m) for x in even]))) for m in TIMED}
-    med = {m: float(np.median(v)) for m, v in raw.items()}
+    med = {m: _median(v) for m, v in raw.items()}
     k = int(np.argsort(raw["tok_s"])[(R - 1) // 2])  # the median round's timeline stands for the config
     info["timeline_round"] = k + 1
     return replace(_totals(measured), **med, elapsed_s=measured[k].elapsed_s), timelines[k], info
@@ -177,7 +185,7 @@ def combine_plain(per_round: list[Figures]) -> tuple[Figures, dict]:
         elif f.name == "outputs_equal_trace":
             changes[f.name] = min(vals)
         elif isinstance(vals[0], float):
-            changes[f.name] = float(np.median(vals))
+            changes[f.name] = _median(vals)
     return replace(first, **changes), info
 
 
