@@ -5,6 +5,9 @@
                                                    # only (torch-free)
     models = load_models(inp, "cpu", threads=2)    # every model error, before any live run
     res = validate(inp, models, out, command)      # writes <name>.csv and <name>.json
+    res = validate(inp, models, out, command, rounds=3)  # every config 3 times, interleaved
+                                                   # (simspec.validation.rounds), serving configs'
+                                                   # error decomposed (simspec.validation.decompose)
 
 The figure and the HTML page are simspec.report.validation's (report/ reads validation/,
 never the other way round).
