@@ -163,6 +163,11 @@ def test_a_sequence_that_moved_is_said_and_falls_back_to_raw_figures():
     mult = slow_phases(3, n_its, seed=1)
     per_round = [one_round(mult[0]), one_round(mult[1]), one_round(mult[2], bump=1)]
     assert same_sequence([t for _, t in per_round[:2]]) is None
+    # same kinds and batch sizes but other tokens kept per round: not the same run either
+    t = per_round[0][1]
+    rid = next(i for i, k in enumerate(t.kept) if len(set(k)) > 1)
+    swapped = Timeline(t.arrivals, t.iterations, [k[::-1] if i == rid else k for i, k in enumerate(t.kept)])
+    assert "kept other tokens" in same_sequence([t, swapped])
     why = same_sequence([t for _, t in per_round])
     assert why is not None and "round 3" in why
     got, tl, info = combine_serving(per_round, builder(), closed=True)
