@@ -290,3 +290,13 @@ def test_bad_rounds_is_a_one_line_error(setup):  # noqa: F811
     plan = write_plan(setup, PLAN, rounds=0)
     assert_one_line_exit_2(run_cli("validate", str(plan), "--out", str(setup / "r0"), cache=setup),
                            str(plan), "rounds", "greater than 0")
+
+
+def test_a_record_the_policy_cannot_replay_is_said_not_fatal():
+    n_its = len(one_round(np.ones(999))[1].iterations)
+    per_round = [one_round(m) for m in slow_phases(2, n_its, seed=3)]
+    broken = [(m, Timeline(t.arrivals, t.iterations[:-1], t.kept)) for m, t in per_round]  # an iteration lost
+    got, _, info = combine_serving(broken, builder(), closed=True)
+    assert info["method"] == "raw median" and "could not replay" in info["note"]
+    assert all(np.isnan(x) for x in info["dynamics_error_pct"]["tok_s"])
+    assert got.tok_s == pytest.approx(float(np.median([m.tok_s for m, _ in per_round])), abs=1e-9)

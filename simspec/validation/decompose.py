@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from simspec.validation.compare import error_pct
-from simspec.validation.replay import ReplayStep, Workload, replay
+from simspec.validation.replay import ReplayError, ReplayStep, Workload, replay
 from simspec.validation.rounds import TIMED
 from simspec.validation.rows import PHASES, ServingRow
 
@@ -95,7 +95,10 @@ def decompose(row: ServingRow, w: Workload | None) -> dict:
     steps = None
     if w is not None:
         acc |= {"live_decode_tokens": sum(sum(k) for k in w.kept), "live_row_rounds": sum(len(k) for k in w.kept)}
-        steps = replay(w, [it[2] for it in live]).steps
+        try:
+            steps = replay(w, [it[2] for it in live], [it[1] for it in live]).steps
+        except ReplayError:  # no shapes: cost groups by (phase, batch) on each side (rounds' note says why)
+            steps = None
     dyn = info.get("dynamics_error_pct") or {}
     dynamics = {k: _median(dyn.get(k, [])) for k in TIMED} | {"per_round": dyn}
     c = cost(row.sim.iterations if row.sim is not None else [], live, steps, info.get("iteration_spread_pct"))

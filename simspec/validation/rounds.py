@@ -26,7 +26,7 @@ from dataclasses import fields, replace
 import numpy as np
 
 from simspec.validation.compare import error_pct
-from simspec.validation.replay import Workload, replay
+from simspec.validation.replay import ReplayError, Workload, replay
 from simspec.validation.rows import Figures, ServingFigures, ServingMeasured, Timeline
 
 # the figures a replay reproduces (tokens per round and mean batch are counts, not times)
@@ -115,14 +115,21 @@ def combine_serving(per_round: list[tuple[ServingMeasured, Timeline]],
     timelines = [t for _, t in per_round]
     raw = {m: [float(getattr(x, m)) for x in measured] for m in (*TIMED, "tokens_per_round", "mean_batch")}
     dynamics = {m: [] for m in TIMED}
+    failed = None
     for m, t in per_round:  # part (b): each round's own times through the policy, against its own figures
-        fig, _ = replay_figures(workload(t), [it[2] for it in t.iterations], [it[1] for it in t.iterations])
+        try:
+            fig, _ = replay_figures(workload(t), [it[2] for it in t.iterations], [it[1] for it in t.iterations])
+        except ReplayError as exc:  # a finding, not a reason to lose an hour's measurements
+            failed = f"the serving policy could not replay a round's live record ({exc})"
+            fig = dict.fromkeys(TIMED, NAN)
         for k in TIMED:
             dynamics[k].append(error_pct(fig[k], float(getattr(m, k))))
     R = len(per_round)
     why = same_sequence(timelines) if R > 1 else None
+    if failed and why is None and R > 1:
+        why = failed
     info: dict = {"rounds": R, "per_round": raw, "spread": {m: spread(v) for m, v in raw.items()},
-                  "dynamics_error_pct": dynamics, "identical": None if R == 1 else why is None, "note": why,
+                  "dynamics_error_pct": dynamics, "identical": None if R == 1 else why is None, "note": why or failed,
                   "iteration_spread_pct": iteration_spread_pct(timelines) if R > 1 and why is None else None}
     if R == 1:
         info["method"] = "single round"
