@@ -65,7 +65,8 @@ def cost(sim: Sequence[Sequence], live: Sequence[Sequence], steps: Sequence[Repl
     if matched:
         for i, (s, l, st) in enumerate(zip(sim, live, steps)):
             x = noise[i] if noise is not None else NAN
-            for key, table in ((st.kind, by_phase), ((st.kind, st.batch, st.query, context_bucket(st.context)), by_bucket)):
+            bucket = (st.kind, st.batch, st.query, context_bucket(st.context))
+            for key, table in ((st.kind, by_phase), (bucket, by_bucket)):
                 table[key][0].append(float(s[2]))
                 table[key][1].append(float(l[2]))
                 table[key][2].append(x)
@@ -105,8 +106,8 @@ def decompose(row: ServingRow, w: Workload | None) -> dict:
     c["phase_totals"] = {k: {"predicted_s": getattr(p, f"{k}_s"), "measured_s": getattr(m, f"{k}_s"),
                              "error_pct": error_pct(getattr(p, f"{k}_s"), getattr(m, f"{k}_s"))} for k in PHASES}
     split = info.get("split_half_pct") or {}
-    e2e = {k: {"predicted": getattr(p, k), "measured": getattr(m, k), "error_pct": error_pct(getattr(p, k), getattr(m, k)),
-               "noise_pct": split.get(k, NAN)} for k in TIMED}
+    e2e = {k: {"predicted": getattr(p, k), "measured": getattr(m, k),
+               "error_pct": error_pct(getattr(p, k), getattr(m, k)), "noise_pct": split.get(k, NAN)} for k in TIMED}
     return {"rounds": info.get("rounds", 1), "method": info.get("method", "single round"), "note": info.get("note"),
             "acceptance": acc, "dynamics": dynamics, "cost": c, "end_to_end": e2e}
 
@@ -128,9 +129,9 @@ def plan_summary(per_config: dict[str, dict], closed: set[str]) -> dict:
            "dynamics": {"closed_loop": {k: _abs([d["dynamics"][k] for d in loop]) for k in TIMED},
                         "all": {k: _abs([d["dynamics"][k] for d in ds]) for k in TIMED}}}
     phases = sorted({k for d in ds for k in d["cost"]["phase"]})
-    out["cost"] = {k: _abs([d["cost"]["phase"][k]["error_pct"] for d in ds if k in d["cost"]["phase"]])
-                   | {"median_noise_pct": _median(d["cost"]["phase"][k]["noise_pct"] for d in ds if k in d["cost"]["phase"])}
-                   for k in phases}
+    groups = {k: [d["cost"]["phase"][k] for d in ds if k in d["cost"]["phase"]] for k in phases}
+    out["cost"] = {k: _abs([g["error_pct"] for g in gs]) | {"median_noise_pct": _median(g["noise_pct"] for g in gs)}
+                   for k, gs in groups.items()}
     out["end_to_end"] = {k: _abs([d["end_to_end"][k]["error_pct"] for d in ds])
                          | {"median_noise_pct": _median(d["end_to_end"][k]["noise_pct"] for d in ds)} for k in TIMED}
     return out

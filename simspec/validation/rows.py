@@ -20,8 +20,8 @@ from simspec.errors import InputError
 from simspec.validation.compare import SERVING_METRICS, SUMMARY_KEYS, error_pct
 from simspec.validation.plan import LiveConfig
 
-EQUAL = "outputs_equal_trace"
-DYNAMICS_COLUMNS = ("tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s")  # in the table; all in the JSON  # live outputs equal to the traced ones: a count, not a figure
+EQUAL = "outputs_equal_trace"  # live outputs equal to the traced ones: a count, not a figure
+DYNAMICS_COLUMNS = ("tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s")  # the table's part (b); all in the JSON
 
 
 @dataclass(frozen=True)
@@ -179,7 +179,8 @@ class Row:
             r = self.rounds
             rec |= {"rounds": r["rounds"], "rounds_method": r["method"],
                     "noise_tok_s_pct": r["split_half_pct"]["tok_s"],
-                    "measured_tok_s_p10": r["spread"]["tok_s"]["p10"], "measured_tok_s_p90": r["spread"]["tok_s"]["p90"]}
+                    "measured_tok_s_p10": r["spread"]["tok_s"]["p10"],
+                    "measured_tok_s_p90": r["spread"]["tok_s"]["p90"]}
         return rec
 
 
