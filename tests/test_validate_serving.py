@@ -63,7 +63,8 @@ def test_serving_plan_runs_end_to_end_and_live_matches_replay(setup):  # noqa: F
     for f in ("tiny.csv", "tiny.json", "tiny.png", "tiny-serving.png", "tiny.html"):
         assert (out / f).stat().st_size > 100, f
     assert (out / "tiny-serving.png").stat().st_size > 10_000
-    assert (out / "tiny.html").read_text().count("data:image/png;base64,") == 2
+    assert (out / "tiny-decomposition.png").stat().st_size > 10_000
+    assert (out / "tiny.html").read_text().count("data:image/png;base64,") == 3  # batch-1, serving, decomposition
     df = pd.read_csv(out / "tiny.csv")
     assert len(df) == 4 and df["config"].iloc[0] == "fp32 exit:2 g2"  # the batch-1 row first, as ever
     served = df.iloc[1:]

@@ -32,6 +32,8 @@ def validate_cmd(
         False, "--allow-foreign-profile", help="measure even when a profile was captured on another machine"),
     measured: Optional[Path] = typer.Option(
         None, "--measured", help="no live runs: price this earlier result's measurements (<name>.json) with the plan's profiles"),
+    rounds: Optional[int] = typer.Option(
+        None, "--rounds", help="live rounds, every config once per round in a seeded random order (default: the plan's `rounds`, else 1)"),
 ) -> None:
     """Run each config live on this device and simulate it on the same prompts; write the table.
 
@@ -45,6 +47,11 @@ def validate_cmd(
     A pipeline config (pipeline = "sequential" or "overlap") runs the drafter and the target in
     two processes on two cores and is simulated on two devices: tokens/s, tokens per round, and
     per gamma whether overlapping pays, predicted vs measured.
+    With --rounds R every config runs R times, each round in its own seeded random order; a
+    closed-loop serving config whose iterations repeat takes each iteration's fastest time across
+    rounds, other configs the median of their rounds, and each keeps its split-half noise floor.
+    Serving configs get a decomposed error report (acceptance, serving dynamics, cost per
+    iteration, end to end beside the noise floor) in the CSV, the JSON and <name>-decomposition.png.
     """
     from simspec import machine
     from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
@@ -53,6 +60,10 @@ def validate_cmd(
     from simspec import outputs
 
     inp = load_inputs(plan_file, configs)  # every input error before any model loads
+    if rounds is not None and not 1 <= rounds <= 1000:
+        from simspec.errors import InputError
+
+        raise InputError(None, "--rounds", f"{rounds} must be 1..1000")
     if not predict_only:  # and the output folder before any work
         outputs.check_dir("--out", out)
     marker = f"{inp.plan.name}.{outputs.MARKER}"  # one folder holds many plans' sets: one marker each
@@ -105,17 +116,20 @@ def validate_cmd(
             typer.echo(c.summary())
     t0 = time.perf_counter()
 
-    def progress(i: int, cfg, row) -> None:
-        if row is None:
-            typer.echo(f"[{i}/{len(inp.configs)}] {cfg.label()} ...", nl=False)
+    def progress(at, row, m) -> None:
+        where = f"[round {at.round}/{at.rounds}, {at.position}/{at.configs}] " if at.rounds > 1 else \
+            f"[{at.position}/{at.configs}] "
+        if m is None:
+            typer.echo(f"{where}{row.label} ...", nl=False)
             return
-        p, m = row.predicted, row.measured
-        typer.echo(f" measured {m.tok_s:.3f} tok/s, predicted {p.tok_s:.3f} ({row.error_pct:+.1f}%), "
+        p = row.predicted
+        typer.echo(f" measured {m.tok_s:.3f} tok/s, predicted {p.tok_s:.3f} "
+                   f"({(p.tok_s - m.tok_s) / m.tok_s * 100:+.1f}%), "
                    f"tokens/round {m.tokens_per_round:.2f} vs {p.tokens_per_round:.2f}  "
                    f"[{time.perf_counter() - t0:.0f} s]")
 
     outputs.begin(out, marker)
-    res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks)
+    res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks, rounds)
     _print_all(res)
     png, page = write(res, out)
     csv, js = res.written
@@ -126,7 +140,7 @@ def validate_cmd(
 def _set(res, out: Path) -> list[str]:
     """The files of one plan's result, as COMPLETE.json lists them."""
     name = res.plan.name
-    pngs = [f"{name}{s}.png" for s in ("", "-serving", "-pipeline") if (out / f"{name}{s}.png").exists()]
+    pngs = [f"{name}{s}.png" for s in ("", "-serving", "-decomposition", "-pipeline") if (out / f"{name}{s}.png").exists()]
     return [p.name for p in res.written] + pngs + [f"{name}.html"]
 
 
@@ -135,6 +149,9 @@ def _print_all(res) -> None:
         _print_table(res.table, res.agreement)
     if res.serving is not None:
         _print_serving(res.serving, res.serving_agreement)
+        block = (res.meta.get("serving") or {}).get("decomposition")
+        if block:
+            _print_decomposition(block)
     if res.pipeline is not None:
         _print_pipeline(res.pipeline, res.pipeline_agreement, res.overlap_calls)
 
@@ -181,6 +198,31 @@ def _print_serving(df, ag: dict) -> None:
                            for m, t, _ in SERVING_COLUMNS))
     typer.echo(f"serving throughput: Spearman rho {ag['spearman_rho']:.3f}   regret {ag['regret_pct']:.1f}% "
                f"(predicted best {ag['predicted_best']!r}, measured best {ag['measured_best']!r})")
+
+
+def _print_decomposition(block: dict) -> None:
+    """Per serving config the decomposed error: (a) acceptance, (b) dynamics, (c) cost per phase
+    with its noise, (d) end to end with the noise floor; then the plan's medians."""
+    def pct(x) -> str:
+        return "   n/a" if x is None or x != x else f"{x:+6.2f}%"
+
+    typer.echo("")
+    typer.echo("decomposed error (a) tokens/round (b) policy on live times: tok/s TTFT50 TPOT50 "
+               "(c) cost prefill / round [noise] (d) tok/s [noise floor]")
+    for label, d in block["configs"].items():
+        ph, e = d["cost"]["phase"], d["end_to_end"]["tok_s"]
+        cost = " / ".join(f"{pct(ph[p]['error_pct'])} [{ph[p]['noise_pct']:.1f}%]" if p in ph else "n/a"
+                          for p in ("prefill", "round"))
+        typer.echo(f"{label}  ({d['rounds']} rounds, {d['method']})")
+        typer.echo(f"  (a) {pct(d['acceptance']['error_pct'])}  (b) "
+                   + " ".join(pct(d["dynamics"][k]) for k in ("tok_s", "ttft_p50_s", "tpot_p50_s"))
+                   + f"  (c) {cost}  (d) {pct(e['error_pct'])} [{e['noise_pct']:.1f}%]")
+        if d.get("note"):
+            typer.echo(f"  note: {d['note']}")
+    dyn = block["plan"]["dynamics"]["closed_loop"]
+    typer.echo(f"serving dynamics over {block['plan']['closed_loop_configs']} closed-loop configs, median |error|: "
+               + ", ".join(f"{t} {dyn[k]['median_abs_error_pct']:.3f}%"
+                           for k, t in (("tok_s", "tok/s"), ("ttft_p50_s", "TTFT p50"), ("tpot_p50_s", "TPOT p50"))))
 
 
 def _print_table(df, ag) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from simspec import machine
 from simspec.atomic import write_text
 from simspec.report import html
+from simspec.report.validation_decomposition_plot import decomposition_figure
 from simspec.report.validation_plot import scatter
 from simspec.report.validation_serving_plot import serving_figure
 from simspec.validation.run import Validation
@@ -34,6 +35,13 @@ def write(v: Validation, out: Path) -> tuple[Path, Path]:
                              f"{name}: serving, simspec predicted vs measured ({len(v.serving)} configs)")
         figures.append((png, "serving configs: predicted against measured per metric (grey: ±10%), and each "
                              "config's sequences per round over time, live beside simulated"))
+    block = (v.meta.get("serving") or {}).get("decomposition")
+    if block:
+        png = decomposition_figure(block, out / f"{name}-decomposition.png",
+                                   f"{name}: where the serving error comes from ({len(block['configs'])} configs)")
+        figures.append((png, "the decomposed error per serving config: (a) acceptance, (b) the serving policy "
+                             "replayed on the live iteration times, (c) cost per iteration by phase, (d) end to "
+                             "end; whiskers: the noise of the run"))
     if v.pipeline is not None:
         path = out / (f"{name}-pipeline.png" if figures else f"{name}.png")
         png = scatter(v.pipeline, path, f"{name}: two-process pipeline, simspec predicted vs measured "
@@ -70,6 +78,8 @@ def markdown(v: Validation) -> str:
                      + f" | {r['measured_other_s']:.1f} |")
     if v.serving is not None:
         L += _serving_markdown(v.serving, v.serving_agreement)
+        if (m.get("serving") or {}).get("decomposition"):
+            L += _decomposition_markdown(m["serving"]["decomposition"], m.get("protocol"))
     if v.pipeline is not None:
         L += _pipeline_markdown(v)
     ins = m["inputs"]
@@ -106,6 +116,42 @@ def _serving_markdown(df, ag: dict) -> list[str]:
           "", f"Throughput over {ag['n']} serving configs: Spearman's rho {ag['spearman_rho']:.3f}; regret of the "
           f"simulator's pick {ag['regret_pct']:.1f}% (predicted best `{ag['predicted_best']}`, measured best "
           f"`{ag['measured_best']}`)."]
+    return L
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:+.2f}%"
+
+
+def _decomposition_markdown(block: dict, protocol: dict | None) -> list[str]:
+    """Per serving config: (a) acceptance, (b) dynamics, (c) cost by phase with its noise, (d) end
+    to end with the noise floor; then the plan's medians."""
+    rounds = (protocol or {}).get("rounds", 1)
+    L = ["", "## Decomposed error", "",
+         f"{rounds} live round(s), configs interleaved in a seeded random order. (a) tokens per round, replay vs "
+         "live; (b) the serving policy replayed on the live run's own iteration times vs the live figures; (c) "
+         "mean seconds per iteration, predicted vs measured, by phase (median spread across rounds in brackets); "
+         "(d) end to end (split-half noise floor in brackets).", "",
+         "| config | rounds / method | (a) tok/round | (b) tok/s, TTFT p50, TPOT p50 | (c) prefill | (c) round "
+         "| (d) tok/s | (d) TPOT p50 |", "|---|---|---|---|---|---|---|---|"]
+    for label, d in block["configs"].items():
+        ph, e = d["cost"]["phase"], d["end_to_end"]
+        cost = [f"{_pct(ph[p]['error_pct'])} ({ph[p]['noise_pct']:.1f}%)" if p in ph else "n/a"
+                for p in ("prefill", "round")]
+        L.append(f"| {label} | {d['rounds']} / {d['method']} | {_pct(d['acceptance']['error_pct'])} | "
+                 + ", ".join(_pct(d["dynamics"][k]) for k in ("tok_s", "ttft_p50_s", "tpot_p50_s"))
+                 + f" | {cost[0]} | {cost[1]} | {_pct(e['tok_s']['error_pct'])} ({e['tok_s']['noise_pct']:.1f}%) | "
+                 f"{_pct(e['tpot_p50_s']['error_pct'])} ({e['tpot_p50_s']['noise_pct']:.1f}%) |")
+    p = block["plan"]
+    dyn = p["dynamics"]["closed_loop"]
+    L += ["", f"Over the plan: acceptance median |error| {p['acceptance']['median_abs_error_pct']:.2f}%; serving "
+          f"dynamics (closed loop, {p['closed_loop_configs']} configs) median |error| throughput "
+          f"{dyn['tok_s']['median_abs_error_pct']:.3f}%, TTFT p50 {dyn['ttft_p50_s']['median_abs_error_pct']:.3f}%, "
+          f"TPOT p50 {dyn['tpot_p50_s']['median_abs_error_pct']:.3f}%; "
+          + "; ".join(f"cost {k} median |error| {v['median_abs_error_pct']:.1f}% (noise {v['median_noise_pct']:.1f}%)"
+                      for k, v in p["cost"].items())
+          + f"; end-to-end throughput median |error| {p['end_to_end']['tok_s']['median_abs_error_pct']:.1f}% "
+          f"(noise floor {p['end_to_end']['tok_s']['median_noise_pct']:.1f}%)."]
     return L
 
 

@@ -149,12 +149,13 @@ def serving_requests(cfg: LiveConfig, prompts: list[list[int]], traced: list[lis
 def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
                   traced: list[list[int]], file: str, clock=None) -> tuple[ServingMeasured, Timeline]:
     """Serve a serving config's requests live (continuous batching on this device): its measured
-    figures, and its per-request arrivals and iterations.
+    figures, and its per-request arrivals, iterations and tokens kept per round.
     `clock`: simspec.live.serving's WallClock by default (FakeClock in tests)."""
     from simspec.live.engine import generate
     from simspec.live.kv import KV
     from simspec.live.runner import make_drafter
     from simspec.live.serving import serve, summarize
+    from simspec.validation.replay import kept_per_request
 
     tgt, spec, tree, dm, rows = _setup(plan, cfg, models, trace, file)
     reqs = serving_requests(cfg, prompts, traced)
@@ -172,7 +173,9 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
                 eos=None if synthetic else trace.meta.get("stop_ids") or None, kv=kv, clock=clock,
                 synthetic=synthetic)
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu
-    iterations = [it.row() for it in res.iterations]
+    # full precision, not Iteration.row()'s microseconds: the policy replayed on these times must
+    # give this run's figures to float rounding (the decomposed report's part b)
+    iterations = [[it.kind, it.start, it.seconds, it.batch] for it in res.iterations]
     s = summarize(res)
     n = len(prompts)
     measured = ServingMeasured(
@@ -181,7 +184,8 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
         **{f"{k}_s": round(v, 4) for k, v in res.stats.seconds.items()},
         wall_s=round(wall, 2), cpu_s=round(cpu, 2),
         outputs_equal_trace=sum(r.output == traced[i % n] for i, r in enumerate(res.requests)))
-    return measured, Timeline([r.arrival for r in res.requests], iterations)
+    kept = kept_per_request(res.iterations, res.stats.per_round, len(reqs))
+    return measured, Timeline([r.arrival for r in res.requests], iterations, kept)
 
 
 def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],

@@ -8,6 +8,8 @@
                                     # (batch 1, that dtype); same prompts as `trace`
     prompts = 4                     # the first N traced sequences (or sequences = [..])
     max_new_tokens = 128
+    # rounds = 3                    # live rounds: every config R times, each round in a seeded random
+                                    # order (order_seed = S); simspec.validation.rounds combines them
     [profiles]                      # model -> dtype -> profile the simulator prices it with
     "qwen2.5-coder-1.5b" = { bf16 = "profiles/intel-xeon/qwen2.5-coder-1.5b-bf16.parquet" }
                                     # or "auto" (no [profiles] at all: auto for every model):
@@ -241,6 +243,8 @@ class Plan(Strict):
     sequences: list[Annotated[int, Field(ge=0)]] | None = Field(default=None, min_length=1)
     max_new_tokens: TokenLen = 128
     threads: PosInt | None = None
+    rounds: Annotated[int, Field(gt=0, le=1000)] = 1  # live rounds, configs interleaved (--rounds overrides)
+    order_seed: Annotated[int, Field(ge=0, le=2**63 - 1)] = 0  # seeds each round's random order
     # model -> dtype -> profile path or "auto"; no [profiles] table: "auto" for every model
     profiles: dict[str, dict[Literal["bf16", "fp32"], str]] | None = None
     pipeline: PipelinePlacement | None = None  # pipeline configs' placement (None: the defaults)

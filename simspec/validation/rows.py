@@ -21,6 +21,7 @@ from simspec.validation.compare import SERVING_METRICS, SUMMARY_KEYS, error_pct
 from simspec.validation.plan import LiveConfig
 
 EQUAL = "outputs_equal_trace"  # live outputs equal to the traced ones: a count, not a figure
+DYNAMICS_COLUMNS = ("tok_s", "ttft_p50_s", "tpot_p50_s", "e2e_p50_s")  # the table's part (b); all in the JSON
 
 
 @dataclass(frozen=True)
@@ -131,10 +132,13 @@ class PipelineMeasured(Figures):
 
 @dataclass(frozen=True)
 class Timeline:
-    """A serving run's per-request arrivals and iterations [kind, start, seconds, batch]."""
+    """A serving run's per-request arrivals and iterations [kind, start, seconds, batch]; a live
+    run's also per request the tokens it kept in each of its rounds (what a replay of the serving
+    policy on its times needs: simspec.validation.replay)."""
 
     arrivals: list[float]
     iterations: list[list]
+    kept: list[list[int]] | None = None
 
 
 @dataclass
@@ -144,6 +148,7 @@ class Row:
     config: LiveConfig
     predicted: Figures
     measured: Figures | None = None
+    rounds: dict | None = None  # simspec.validation.rounds' record of its repeated live runs
 
     kind: ClassVar[str]
     MEASURED: ClassVar[type[Figures]]  # its measured figure set
@@ -167,7 +172,16 @@ class Row:
     def record(self) -> dict[str, Any]:
         """The table's columns (errors are added over the whole table: compare.error_table)."""
         rec = self.describe() | self.predicted.columns("predicted")
-        return rec | self.measured.columns("measured") if self.measured is not None else rec
+        if self.measured is None:
+            return rec
+        rec |= self.measured.columns("measured")
+        if self.rounds is not None:
+            r = self.rounds
+            rec |= {"rounds": r["rounds"], "rounds_method": r["method"],
+                    "noise_tok_s_pct": r["split_half_pct"]["tok_s"],
+                    "measured_tok_s_p10": r["spread"]["tok_s"]["p10"],
+                    "measured_tok_s_p90": r["spread"]["tok_s"]["p90"]}
+        return rec
 
 
 @dataclass
@@ -180,6 +194,7 @@ class Batch1Row(Row):
 class ServingRow(Row):
     sim: Timeline | None = None
     live: Timeline | None = None
+    decomposition: dict | None = None  # simspec.validation.decompose's, once measured
 
     kind: ClassVar[str] = "serving"
     MEASURED: ClassVar[type] = ServingMeasured
@@ -191,10 +206,26 @@ class ServingRow(Row):
             "rate": c.rate if c.rate is not None else "", "requests": c.requests,
             "kv_capacity_tokens": c.kv_capacity_tokens or "", "seed": (c.seed or 0) if c.arrival == "poisson" else ""}
 
+    def record(self) -> dict[str, Any]:
+        rec = super().record()
+        d = self.decomposition
+        if d is not None:  # the decomposed error's headline columns (the JSON's block has all of it)
+            rec["acceptance_error_pct"] = d["acceptance"]["error_pct"]
+            for m in DYNAMICS_COLUMNS:
+                rec[f"dynamics_{m}_error_pct"] = d["dynamics"][m]
+            for p in ("prefill", "round"):
+                rec[f"cost_{p}_error_pct"] = d["cost"]["phase"].get(p, {}).get("error_pct", float("nan"))
+            for m in ("ttft_p50_s", "tpot_p50_s"):
+                rec[f"noise_{m}_pct"] = d["end_to_end"][m]["noise_pct"]
+        return rec
+
     def timelines(self) -> dict[str, Any]:
-        """The JSON's timelines entry: live and simulated arrivals and iterations (None: not run)."""
-        return {f"{side}_{what}": getattr(t, what) if t is not None else None
-                for what in ("arrivals", "iterations") for side, t in (("live", self.live), ("sim", self.sim))}
+        """The JSON's timelines entry: live and simulated arrivals and iterations (None: not run),
+        the live run's tokens kept per request per round."""
+        out = {f"{side}_{what}": getattr(t, what) if t is not None else None
+               for what in ("arrivals", "iterations") for side, t in (("live", self.live), ("sim", self.sim))}
+        out["live_kept"] = self.live.kept if self.live is not None else None
+        return out
 
 
 @dataclass

@@ -5,6 +5,9 @@
                                                    # only (torch-free)
     models = load_models(inp, "cpu", threads=2)    # every model error, before any live run
     res = validate(inp, models, out, command)      # writes <name>.csv and <name>.json
+    res = validate(inp, models, out, command, rounds=3)  # every config 3 times, interleaved
+                                                   # (simspec.validation.rounds), serving configs'
+                                                   # error decomposed (simspec.validation.decompose)
 
 The figure and the HTML page are simspec.report.validation's (report/ reads validation/,
 never the other way round).
@@ -26,7 +29,10 @@ from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
 from simspec.validation.compare import (Agreement, agreement, error_table, overlap_calls, serving_agreement,
                                         serving_table)
+from simspec.validation.decompose import decompose, plan_summary
 from simspec.validation.plan import LiveConfig, Plan, load_plan, select
+from simspec.validation.replay import Workload
+from simspec.validation.rounds import combine_plain, combine_serving, interleaved, run_interleaved
 from simspec.validation.rows import (Batch1Predicted, Batch1Row, Figures, PipelineRow, Row, ServingPredicted,
                                      ServingRow, Timeline)
 from simspec.validation.scenarios import scenario_for
@@ -34,8 +40,8 @@ from simspec.validation.scenarios import scenario_for
 if TYPE_CHECKING:
     from simspec.trace.schema import Trace
 
-# (1-based index, config, its row: None before the live run, the row with its measured figures after)
-Progress = Callable[[int, LiveConfig, "Row | None"], None]
+# (where the run is, the config's row, its measured figures of this round: None before it runs)
+Progress = Callable[["Step", "Row", "Figures | None"], None]
 
 
 @dataclass
@@ -176,33 +182,81 @@ def speed_checks(inp: Inputs, models) -> list:
 
 
 def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None,
-             checks: list | None = None) -> Validation:
-    """Predict and measure every config, compare, and write <name>.csv and <name>.json in `out`
-    (with the profiles' speed `checks`, when run)."""
+             checks: list | None = None, rounds: int | None = None) -> Validation:
+    """Predict and measure every config, `rounds` times (default: the plan's) in interleaved
+    order (simspec.validation.rounds), combine each config's rounds, compare, and write
+    <name>.csv and <name>.json in `out` (with the profiles' speed `checks`, when run)."""
     from simspec import machine
     from simspec.validation.live import Pipelines, environment, measure, pipeline_measure, serve_measure, torch_threads
 
     rows = predict(inp)
+    n_rounds = rounds or inp.plan.rounds
     t0 = time.perf_counter()
     with Pipelines(inp.plan) as pipes:  # started by the first pipeline config, if any
-        for i, row in enumerate(rows, 1):
+
+        def one(i: int, r: int):
+            row = rows[i]
             cfg = row.config
-            if progress:
-                progress(i, cfg, None)
             trace, traced = inp.trace_of(cfg.dtype)
             if isinstance(row, ServingRow):
-                row.measured, row.live = serve_measure(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file)
-            elif isinstance(row, PipelineRow):
-                row.measured = pipeline_measure(inp.plan, cfg, pipes, trace, inp.prompts, traced)
-            else:
-                row.measured = measure(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file)
+                return serve_measure(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file)
+            if isinstance(row, PipelineRow):
+                return pipeline_measure(inp.plan, cfg, pipes, trace, inp.prompts, traced)
+            return measure(inp.plan, cfg, models, trace, inp.prompts, traced, inp.file)
+
+        def step(r: int, pos: int, i: int, res) -> None:
             if progress:
-                progress(i, cfg, row)
+                got = res[0] if isinstance(res, tuple) else res
+                progress(Step(r, n_rounds, pos, len(rows), i + 1), rows[i], got)
+
+        results = run_interleaved(len(rows), n_rounds, inp.plan.order_seed, one, step)
+    combine(inp, rows, results)
     extra = {"wall_s": round(time.perf_counter() - t0, 1), "environment": environment(models),
-             "machine": machine.identify(models.device, torch_threads())}
+             "machine": machine.identify(models.device, torch_threads()),
+             "protocol": {"rounds": n_rounds, "order_seed": inp.plan.order_seed,
+                          "order": [[rows[i].label for i in perm]
+                                    for perm in interleaved(len(rows), n_rounds, inp.plan.order_seed)]}}
     if checks is not None:
         extra["speed_check"] = [c.as_dict() for c in checks]
     return _write(inp, rows, out, command, extra)
+
+
+@dataclass(frozen=True)
+class Step:
+    """Where an interleaved live run is: round `round` of `rounds`, the `position`-th of the
+    round's `configs` configs, which is config `index` (1-based) of the plan's chosen ones."""
+
+    round: int
+    rounds: int
+    position: int
+    configs: int
+    index: int
+
+
+def combine(inp: Inputs, rows: list[Row], results: list[list]) -> None:
+    """Each row's measured figures (and a serving row's live timeline) from its rounds."""
+    for row, sc, res in zip(rows, inp.scenarios, results):
+        if isinstance(row, ServingRow):
+            cfg = row.config
+            row.measured, row.live, row.rounds = combine_serving(
+                res, lambda t, c=cfg, s=sc: workload_of(inp, c, s, t), cfg.arrival == "closed")
+        else:
+            row.measured, row.rounds = combine_plain(res)
+
+
+def workload_of(inp: Inputs, cfg: LiveConfig, sc: Scenario, live: Timeline) -> Workload:
+    """The replay workload of a serving config's live timeline: its requests' prompt lengths and
+    budgets (simspec.validation.live.serving_requests' rule), the tokens each kept per round,
+    the live arrivals (Poisson) or the closed loop's users, the config's policy settings."""
+    _, traced = inp.trace_of(cfg.dtype)
+    n = len(inp.prompts)
+    idx = [i % n for i in range(cfg.requests)]
+    if live.kept is None:
+        raise ValueError(f"{cfg.label()}: its live timeline has no tokens kept per round")
+    return Workload([len(inp.prompts[i]) for i in idx], [len(traced[i]) for i in idx], live.kept, sc.shape,
+                    cfg.max_batch, cfg.kv_capacity_tokens,
+                    arrivals=list(live.arrivals) if cfg.arrival != "closed" else None,
+                    concurrency=cfg.users if cfg.arrival == "closed" else None)
 
 
 def reprice(inp: Inputs, measured: Path, out: Path, command: str) -> Validation:
@@ -224,16 +278,19 @@ def reprice(inp: Inputs, measured: Path, out: Path, command: str) -> Validation:
     blocks = {kind: old.get(kind) or {} for kind in ("serving", "pipeline")}
     measured_rows = {"batch-1": old.get("rows") or [], **{k: b.get("rows") or [] for k, b in blocks.items()}}
     timelines = blocks["serving"].get("timelines") or {}
+    rounds = old.get("rounds") or {}
     rows = predict(inp)
     for row in rows:
         m = {r.get("config"): r for r in measured_rows[row.kind]}.get(row.label)
         if m is None:
             raise InputError(where, key, f"has no measured {row.kind} row for config {row.label!r}")
         row.measured = row.MEASURED.from_record(m, where, row.label)
+        row.rounds = rounds.get(row.label)
         if isinstance(row, ServingRow):
             live = timelines.get(row.label) or {}
-            row.live = Timeline(live.get("live_arrivals"), live.get("live_iterations"))
+            row.live = Timeline(live.get("live_arrivals"), live.get("live_iterations"), live.get("live_kept"))
     extra = {"wall_s": old.get("wall_s"), "environment": old.get("environment"), "machine": old.get("machine"),
+             "protocol": old.get("protocol"),
              "measured_from": {"path": str(measured), "date": old.get("date"), "command": old.get("command")}}
     return _write(inp, rows, out, command, extra)
 
@@ -257,6 +314,7 @@ def _write(inp: Inputs, rows: list[Row], out: Path, command: str, extra: dict) -
     their extra columns; <name>.json: the batch-1 table and agreement as ever, plus a "serving"
     block (its rows, agreement per metric and each config's live and simulated timelines) and a
     "pipeline" block (its rows, agreement, placement and whether overlapping pays)."""
+    decomposition = _decompose(inp, rows)
     df, sdf, pdf = (_table([r for r in rows if r.kind == k]) for k in ("batch-1", "serving", "pipeline"))
     plan = inp.plan
     csv, js = out / f"{plan.name}.csv", out / f"{plan.name}.json"
@@ -268,11 +326,13 @@ def _write(inp: Inputs, rows: list[Row], out: Path, command: str, extra: dict) -
             "prompts": len(inp.prompts), "max_new_tokens": plan.max_new_tokens, "sequences": plan.seqs(),
             **extra, "inputs": provenance(inp), "trace_numerics": trace_numerics(inp),
             "agreement": ag.as_dict() if ag else None,
-            "rows": _records(df) if df is not None else []}
+            "rows": _records(df) if df is not None else [],
+            "rounds": {r.label: r.rounds for r in rows if r.rounds is not None}}
     sag = pag = calls = None
     if sdf is not None:
         sag = serving_agreement(sdf)
         meta["serving"] = {"agreement": sag, "rows": _records(sdf),
+                           "decomposition": decomposition,
                            "timelines": {r.label: r.timelines() for r in rows if isinstance(r, ServingRow)}}
     if pdf is not None:
         pag, calls = agreement(pdf), overlap_calls(pdf)
@@ -280,6 +340,21 @@ def _write(inp: Inputs, rows: list[Row], out: Path, command: str, extra: dict) -
                             "overlap_calls": calls, "rows": _records(pdf)}
     write_text(js, json.dumps(meta, indent=1) + "\n")
     return Validation(plan, df if df is not None else pd.DataFrame(), ag, meta, [csv, js], sdf, sag, pdf, pag, calls)
+
+
+def _decompose(inp: Inputs, rows: list[Row]) -> dict | None:
+    """Each measured serving row's decomposed error (row.decomposition, the table's columns) and
+    the JSON's block: per config, then over the plan (simspec.validation.decompose)."""
+    per = {}
+    for row, sc in zip(rows, inp.scenarios):
+        if not isinstance(row, ServingRow) or row.measured is None:
+            continue
+        w = workload_of(inp, row.config, sc, row.live) if row.live is not None and row.live.kept else None
+        row.decomposition = per[row.label] = decompose(row, w)
+    if not per:
+        return None
+    closed = {r.label for r in rows if isinstance(r, ServingRow) and r.config.arrival == "closed"}
+    return {"plan": plan_summary(per, closed), "configs": per}
 
 
 def trace_numerics(inp: Inputs) -> dict:
