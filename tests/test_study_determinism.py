@@ -90,7 +90,7 @@ def _check_resimulated(spec, trials) -> None:
             continue
         fresh = ev.evaluate(knobs(t))
         assert objectives.values(spec, fresh) == list(t.values), t.number
-        kept = {k: v for k, v in t.user_attrs["summary"].items() if k not in ("wall_s", "worker_pid")}
+        kept = {k: v for k, v in t.user_attrs["summary"].items() if k not in ("wall_s", "worker_pid", "scenario_key")}
         assert kept == {k: v for k, v in fresh.items() if k != "wall_s"}, t.number
 
 

@@ -146,15 +146,21 @@ def profile(run: Run, name: str, spec: str) -> dict:
 
     from simspec.models import load_model
     from simspec.profile.capture import run_capture
+    from simspec.timing.protocol import Protocol
 
     lm = load_model(spec, dtype="bf16", device=run.device)
     out = run.out / "profiles" / f"{name}-bf16.parquet"
     out.parent.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()
     command = f"benchmarks/gpu/run.py (simspec profile --model {spec} --dtype bf16 --device {run.device}, its GPU grid)"
-    path, seconds = run_capture(lm, grids(run.dry), out, threads, command, spec=spec, step=lambda s: None)
+    # The timing protocol (simspec.timing), sized to the script's budget: interleaved passes,
+    # the fastest state per point; a borrowed GPU has no neighbour phases to wait out.
+    proto = Protocol(min_passes=2, max_passes=3, budget_s=15.0) if run.dry else \
+        Protocol(min_passes=4, max_passes=6, budget_s=60.0)
+    path, seconds, res = run_capture(lm, grids(run.dry), out, threads, command, spec=spec, step=lambda s: None,
+                                     proto=proto)
     info = {"model": name, "spec": spec, "weights_gb": round(lm.weights_bytes / 1e9, 3),
-            "capture_s": round(seconds, 1), "files": [str(p.relative_to(run.out)) for p in (path, path.with_suffix(".json"))]}
+            "capture_s": round(seconds, 1), "protocol": res.summary(), "files": [str(p.relative_to(run.out)) for p in (path, path.with_suffix(".json"))]}
     del lm
     gc.collect()
     if torch.cuda.is_available():
