@@ -182,6 +182,10 @@ def compare(captured: dict, here: dict) -> Verdict:
     if isa1 is not None and isa2 is not None and set(isa1) != set(isa2):
         gone, new = sorted(set(isa1) - set(isa2)), sorted(set(isa2) - set(isa1))
         reasons.append("ISA " + ", ".join([f"-{x}" for x in gone] + [f"+{x}" for x in new]))
+    elif isa1 is None and captured.get("amx") and isa2 is not None and "amx_bf16" not in isa2:
+        # an older sidecar's GEMM row block of 16 was AMX's: bf16 GEMMs without AMX run 10-20x
+        # slower (measured: 2 x 512x1536x8960 bf16, 44-90 ms with AMX, 915 ms on a host without)
+        reasons.append("ISA -amx_bf16 (the profile's GEMM row block of 16 was captured with AMX)")
     if reasons:
         return Verdict("different", tuple(reasons))
     minor = []

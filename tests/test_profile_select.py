@@ -39,6 +39,12 @@ def test_verdicts():
     assert v.foreign and any("processor" in r for r in v.reasons)
     legacy = machine.from_sidecar({"device_name": "Intel(R) Xeon(R) Processor", "token_block": 16})
     assert legacy["vendor"] == "GenuineIntel" and legacy["legacy"]
+    # the legacy AMX hint against a host of the same name without AMX: other kernels run
+    no_amx = {"cpu": "Intel(R) Xeon(R) Processor", "vendor": "GenuineIntel", "isa": ["avx512_vnni", "avx512f", "avx2", "fma"]}
+    v = machine.compare(legacy, no_amx)
+    assert v.foreign and any("amx" in r for r in v.reasons)
+    assert not machine.compare(legacy, {**no_amx, "isa": ["amx_bf16", *no_amx["isa"]]}).foreign
+    assert not machine.compare(machine.from_sidecar({"device_name": "Intel(R) Xeon(R) Processor"}), no_amx).foreign
     assert machine.slug(XEON) == "intel-xeon-platinum" and machine.matches_title(XEON, "Intel Xeon with AMX")
     assert not machine.matches_title(XEON, "NVIDIA H100 SXM5 80GB")
 

@@ -67,8 +67,10 @@ def validate_cmd(
     if not predict_only:  # and the output folder before any work
         outputs.check_dir("--out", out)
     marker = f"{inp.plan.name}.{outputs.MARKER}"  # one folder holds many plans' sets: one marker each
-    # a profile of another machine prices another machine: warn when predicting, refuse to measure
-    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only):
+    # a profile of another machine prices another machine: warn when predicting or repricing
+    # (--measured: against the machine those measurements name, when they name one), refuse to measure
+    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only or measured is not None,
+                               here=measured_machine(measured) if measured is not None else None):
         typer.echo(f"warning: {line}", err=True)
     if predict_only:
         rows = predict(inp)
@@ -241,6 +243,18 @@ def _print_table(df, ag) -> None:
     typer.echo(f"median |error| {ag.median_abs_error_pct:.1f}%   max |error| {ag.max_abs_error_pct:.1f}%   "
                f"Spearman rho {ag.spearman_rho:.3f}   regret {ag.regret_pct:.1f}% "
                f"(predicted best {ag.predicted_best!r}, measured best {ag.measured_best!r})")
+
+
+def measured_machine(path: Path) -> dict | None:
+    """The machine an earlier result's JSON says its measurements ran on (None: not recorded
+    or unreadable; reprice reports an unreadable file itself)."""
+    import json
+
+    try:
+        m = json.loads(path.read_text()).get("machine")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return m if isinstance(m, dict) else None
 
 
 def register(app: typer.Typer) -> None:
