@@ -309,6 +309,24 @@ def _run(spec: StudySpec, url: str, n_trials: int, workers: int | None, capacity
         return info
     workers = max(1, min(auto_workers(todo) if workers is None else workers, todo))
     info.workers = workers
+    if own_storage and workers > 1:
+        # The enqueued trials (baselines) first, here: SQLite has no row locks, and two workers
+        # asking at once could both pop one (simspec.study.storage._sqlite_wal says more).
+        from optuna.trial import TrialState
+
+        waiting = min(todo, len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
+        if waiting:
+            first = open_study(spec, url, capacity, seed, 1, False, prune)
+            try:
+                first.optimize(objective(spec, Evaluator(spec), capacity, prune), n_trials=waiting,
+                               gc_after_trial=False)
+            except Interrupted:
+                raise KeyboardInterrupt from None  # the command prints one line and exits 130
+            todo -= waiting
+            seed += waiting
+            workers = max(1, min(workers, todo))
+            if todo == 0:
+                return info
     shares = [todo // workers + (1 if i < todo % workers else 0) for i in range(workers)]
     procs = []
     ctx = mp.get_context("spawn")
