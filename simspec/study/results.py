@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from simspec.study import space
+from simspec.study.evaluate import SCENARIO_KEY
 
 CONSTRAINT_PREFIX = "constraints:"
 
@@ -73,7 +74,7 @@ def frame(study):
         for key, v in constraints(t).items():
             r[f"constraint_{key}"] = v
         for key, v in (t.user_attrs.get("summary") or {}).items():
-            if key != "scenario_key":  # a digest for the study's memo, not a figure
+            if key != SCENARIO_KEY:  # a digest for the study's memo, not a figure
                 r[key] = v
         if "replicas" in t.user_attrs:
             r["replicas"] = t.user_attrs["replicas"]

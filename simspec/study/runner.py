@@ -10,7 +10,6 @@ import sys
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from simspec.errors import InputError
@@ -121,13 +120,9 @@ def stored_figures(study) -> Callable[[str], dict[str, Any] | None]:
 
 def study_objective(spec: StudySpec, ev: Evaluator, prune: bool = False) -> Callable:
     """`prune`: run request prefixes first and let the pruner stop the trial (simspec.study.prune)."""
-    lookups: dict[int, Callable] = {}
-
     def objective(trial):
-        if id(trial.study) not in lookups:
-            lookups.clear()
-            lookups[id(trial.study)] = stored_figures(trial.study)
-        ev.lookup = lookups[id(trial.study)]
+        if ev.lookup is None:  # an objective serves one study: its finished trials
+            ev.lookup = stored_figures(trial.study)
         p = space.suggest(trial, spec)
         trial.set_user_attr("point", p)
         try:
@@ -309,35 +304,29 @@ def _run(spec: StudySpec, url: str, n_trials: int, workers: int | None, capacity
         return info
     workers = max(1, min(auto_workers(todo) if workers is None else workers, todo))
     info.workers = workers
-    if own_storage and workers > 1:
-        # The enqueued trials (baselines) first, here: SQLite has no row locks, and two workers
-        # asking at once could both pop one (simspec.study.storage._sqlite_wal says more).
-        from optuna.trial import TrialState
-
-        waiting = min(todo, len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
-        if waiting:
-            first = open_study(spec, url, capacity, seed, 1, False, prune)
-            try:
-                first.optimize(objective(spec, Evaluator(spec), capacity, prune), n_trials=waiting,
-                               gc_after_trial=False)
-            except Interrupted:
-                raise KeyboardInterrupt from None  # the command prints one line and exits 130
-            todo -= waiting
-            seed += waiting
-            workers = max(1, min(workers, todo))
-            if todo == 0:
-                return info
-    shares = [todo // workers + (1 if i < todo % workers else 0) for i in range(workers)]
     procs = []
-    ctx = mp.get_context("spawn")
-    for i in range(1, workers):
-        pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers,
-                                               not own_storage, n_trials, prune), daemon=False)
-        pr.start()
-        procs.append(pr)
     try:
         study = open_study(spec, url, capacity, seed, workers, not own_storage, prune)
         obj = objective(spec, Evaluator(spec), capacity, prune)
+        if own_storage and workers > 1:
+            # The enqueued trials (baselines) first, here: SQLite has no row locks, and two workers
+            # asking at once could both pop one (simspec.study.storage._sqlite_wal says more).
+            from optuna.trial import TrialState
+
+            waiting = min(todo, len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,))))
+            if waiting:
+                study.optimize(obj, n_trials=waiting, gc_after_trial=False)
+                todo -= waiting
+                workers = max(1, min(workers, todo))
+        if todo == 0:
+            return info
+        shares = [todo // workers + (1 if i < todo % workers else 0) for i in range(workers)]
+        ctx = mp.get_context("spawn")
+        for i in range(1, workers):
+            pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers,
+                                                   not own_storage, n_trials, prune), daemon=False)
+            pr.start()
+            procs.append(pr)
         if progress:
             _optimize_with_bar(study, obj, shares[0], n_trials, done, capacity, procs)
         else:
