@@ -54,8 +54,8 @@ def validate_cmd(
     iteration, end to end beside the noise floor) in the CSV, the JSON and <name>-decomposition.png.
     """
     from simspec import machine
-    from simspec.validation.run import (check_machines, load_inputs, load_models, predict, reprice, speed_checks,
-                                        trace_numerics, validate)
+    from simspec.validation.run import (check_machines, load_inputs, load_models, predict, read_measured, reprice,
+                                        speed_checks, trace_numerics, validate)
 
     from simspec import outputs
 
@@ -69,8 +69,9 @@ def validate_cmd(
     marker = f"{inp.plan.name}.{outputs.MARKER}"  # one folder holds many plans' sets: one marker each
     # a profile of another machine prices another machine: warn when predicting or repricing
     # (--measured: against the machine those measurements name, when they name one), refuse to measure
-    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only or measured is not None,
-                               here=measured_machine(measured) if measured is not None else None):
+    old = read_measured(measured) if measured is not None else None
+    here = old.get("machine") if old is not None and isinstance(old.get("machine"), dict) else None
+    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only or old is not None, here=here):
         typer.echo(f"warning: {line}", err=True)
     if predict_only:
         rows = predict(inp)
@@ -92,7 +93,7 @@ def validate_cmd(
 
     if measured is not None:
         outputs.begin(out, marker)
-        res = reprice(inp, measured, out, "simspec " + " ".join(sys.argv[1:]))
+        res = reprice(inp, measured, old, out, "simspec " + " ".join(sys.argv[1:]))
         _print_all(res)
         png, page = write(res, out)
         csv, js = res.written
@@ -243,18 +244,6 @@ def _print_table(df, ag) -> None:
     typer.echo(f"median |error| {ag.median_abs_error_pct:.1f}%   max |error| {ag.max_abs_error_pct:.1f}%   "
                f"Spearman rho {ag.spearman_rho:.3f}   regret {ag.regret_pct:.1f}% "
                f"(predicted best {ag.predicted_best!r}, measured best {ag.measured_best!r})")
-
-
-def measured_machine(path: Path) -> dict | None:
-    """The machine an earlier result's JSON says its measurements ran on (None: not recorded
-    or unreadable; reprice reports an unreadable file itself)."""
-    import json
-
-    try:
-        m = json.loads(path.read_text()).get("machine")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return m if isinstance(m, dict) else None
 
 
 def register(app: typer.Typer) -> None:

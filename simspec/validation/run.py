@@ -259,16 +259,24 @@ def workload_of(inp: Inputs, cfg: LiveConfig, sc: Scenario, live: Timeline) -> W
                     concurrency=cfg.users if cfg.arrival == "closed" else None)
 
 
-def reprice(inp: Inputs, measured: Path, out: Path, command: str) -> Validation:
-    """A measured validation (its <name>.json) priced again with this plan's profiles: the live
-    figures do not depend on the profiles, so a new or calibrated profile is checked against
-    them without decoding again. The plan must decode what was measured (same trace, prompts,
-    token budget and configs)."""
-    key, where = "--measured", str(measured)
+def read_measured(measured: Path) -> dict:
+    """An earlier validation result (<name>.json), for `reprice` and for the machine check
+    (its `machine`: where those measurements ran)."""
     try:
         old = json.loads(Path(measured).read_text())
     except (OSError, ValueError) as exc:
-        raise InputError(where, None, f"not a validation result ({exc})") from None
+        raise InputError(str(measured), None, f"not a validation result ({exc})") from None
+    if not isinstance(old, dict):
+        raise InputError(str(measured), None, "not a validation result (not a JSON object)")
+    return old
+
+
+def reprice(inp: Inputs, measured: Path, old: dict, out: Path, command: str) -> Validation:
+    """A measured validation (`old`, read from `measured` by `read_measured`) priced again with
+    this plan's profiles: the live figures do not depend on the profiles, so a new or calibrated
+    profile is checked against them without decoding again. The plan must decode what was
+    measured (same trace, prompts, token budget and configs)."""
+    key, where = "--measured", str(measured)
     want = provenance(inp)["trace"]["sha256"]
     got = ((old.get("inputs") or {}).get("trace") or {}).get("sha256")
     for what, a, b in (("trace", want, got), ("sequences", inp.plan.seqs(), old.get("sequences")),
