@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from simspec import drafters
 from simspec.config.device import DeviceSpec
@@ -212,7 +212,43 @@ def _imported_rates(ref: str, info: ValidationInfo) -> list[float]:
         raise ValueError(exc.line()) from None
 
 
+class PolicySpec(Strict):
+    """`[speculation.policy]`: a registered policy (simspec.policies) and its parameters, e.g.
+    `policy = { name = "adaptive", ema = 0.5 }`. Its keys besides `name` are the policy's."""
+
+    model_config = ConfigDict(extra="allow", frozen=True, allow_inf_nan=False)
+    name: str
+
+    @model_validator(mode="after")
+    def _known(self) -> "PolicySpec":
+        from simspec import policies
+
+        key = "speculation.policy"
+        try:
+            policies.get(self.name, None, f"{key}.name").values(self.params, None, key)
+        except InputError as exc:
+            raise KeyedError(exc.key or key, exc.reason) from None
+        return self
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The parameters as given (`values()` of the policy adds the defaults)."""
+        return dict(self.model_extra or {})
+
+    @property
+    def entry(self):
+        from simspec import policies
+
+        return policies.get(self.name)
+
+    def values(self) -> dict[str, Any]:
+        """Every parameter of the policy: given or default, typed."""
+        return self.entry.values(self.params, None, "speculation.policy")
+
+
 class SpeculationSpec(Strict):
+    # None: the fixed shape below every round; a table: a policy that chooses it (simspec.policies)
+    policy: PolicySpec | None = None
     draft_len: Annotated[int, Field(ge=0)] = 0
     tree: list[PosInt] | None = Field(default=None, min_length=1)
     # "after_prefill": the prefill makes the first token, rounds follow (vLLM, SGLang).
@@ -265,6 +301,17 @@ class Scenario(Strict):
                 raise KeyedError("acceptance", "a tree needs `rank_probs` (or a trace): chain acceptance says nothing of ranks > 0")
             if self.placement.overlap:
                 raise KeyedError("placement.overlap", "overlap is modelled for chains, not trees")
+        if spec.policy is not None:
+            pol = spec.policy.entry
+            if not speculating:
+                raise KeyedError("speculation.policy", f"policy {pol.name!r} chooses draft shapes: give `draft_len` (its "
+                                                       "largest draft) or `tree` and a [draft] kind")
+            if pol.kinds and (self.draft.entry is None or self.draft.kind not in pol.kinds):
+                raise KeyedError("speculation.policy.name", f"policy {pol.name!r} applies to [draft] kind "
+                                 + " or ".join(repr(k) for k in pol.kinds) + f", not {self.draft.kind!r}")
+            if pol.dynamic and self.placement.overlap:
+                raise KeyedError("placement.overlap", f"policy {pol.name!r} chooses each round's shape after the last "
+                                                      "verdict: overlap is modelled for fixed chains")
         if self.placement.overlap and (spec.first_round != "after_prefill" or spec.clip_to_budget):
             raise KeyedError("placement.overlap", "overlap is modelled with first_round = \"after_prefill\" and no clip_to_budget")
         pl = self.placement

@@ -1,0 +1,122 @@
+"""Speculation policies: how each round's shape is chosen, beyond a fixed gamma or tree.
+
+A drafter kind (simspec.drafters) says WHO proposes tokens; a policy says HOW MANY and WHERE
+FROM, per round: an adaptive draft length from the acceptance seen so far, the exit layer
+chosen per round, a tree sized for a node budget. One `register(Policy(...))` per policy,
+read by every stage: the scenario's `[speculation.policy]` table (`name` + parameters), the
+study's knobs (each `Param`'s range), trace replay (`replay`), the live engine (`live`) and
+the engine exports. Torch-free: `replay`, `live` and `resolve` are "module:function" strings
+resolved only when used.
+
+Exactness contract. Under greedy decoding the traced rank of the target's token at each
+position decides acceptance for any shape, so a policy that chooses its shape from the history
+so far replays exactly if replay and live run the SAME controller code over the SAME history.
+A controller therefore keeps per-sequence state, is deterministic, and sees only what both
+sides see: the shape it chose and the number of draft tokens accepted, round by round.
+
+Dynamic oracles (per-round shapes) extend simspec.sim.acceptance.AcceptanceOracle with
+
+    dynamic = True
+    def propose(self, handles, positions, cap) -> np.ndarray:
+        '''Draft tokens each sequence drafts this round (int64, each in [0, cap]; cap: the
+        round's depth limit after clip-to-budget). The next draw() on the same handles returns
+        accepted counts <= these and updates the controllers' state.'''
+
+and the serving loop prices that round at the shape chosen (draft steps and verify tokens of
+the deepest proposal: a batch is padded to one shape), never at a fixed gamma; a dynamic
+oracle is simulated round by round (no jumps: its rounds are not independent).
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from simspec.errors import InputError
+
+
+@dataclass(frozen=True)
+class Param:
+    """One policy parameter: its type, the range a scenario may give and a study searches, its
+    default and what it means (in messages and the README)."""
+
+    name: str
+    kind: type                   # int or float
+    low: float
+    high: float
+    default: Any
+    doc: str = ""
+    log: bool = False            # searched on a log scale
+
+    def check(self, value: Any, file: str | None, key: str) -> Any:
+        """The value as its type, or one line naming the file, key and reason."""
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if self.kind is int and not (isinstance(value, int) and not isinstance(value, bool)):
+            ok = False
+        if not ok:
+            raise InputError(file, key, f"{value!r} is not {'an integer' if self.kind is int else 'a number'}")
+        v = self.kind(value)
+        if v != v or not self.low <= v <= self.high:
+            raise InputError(file, key, f"{value!r} outside {self.low:g}..{self.high:g} ({self.doc or self.name})")
+        return v
+
+
+@dataclass(frozen=True)
+class Policy:
+    """What one policy is, for every stage that treats policies differently."""
+
+    name: str
+    title: str
+    params: tuple[Param, ...] = ()
+    kinds: tuple[str, ...] = ()          # drafter kinds it applies to (empty: any kind)
+    dynamic: bool = True                 # a shape per round (replayed by a dynamic oracle)
+    replay: str | Callable | None = None   # (scenario, trace oracle inputs) -> dynamic oracle
+    live: str | Callable | None = None     # wraps / makes the live drafter
+    resolve: str | Callable | None = None  # static policies: (scenario, file) -> the shape to run
+    vllm: str | None = None              # what the vLLM export writes, or why it cannot
+    sglang: str | None = None
+    trtllm: str | None = None
+
+    def param(self, name: str) -> Param | None:
+        return next((p for p in self.params if p.name == name), None)
+
+    def values(self, given: dict[str, Any], file: str | None, key: str) -> dict[str, Any]:
+        """Every parameter's value (given or default), each checked; unknown names refused."""
+        for name in given:
+            if self.param(name) is None:
+                known = ", ".join(p.name for p in self.params) or "none"
+                raise InputError(file, f"{key}.{name}", f"policy {self.name!r} has no parameter {name!r} (has: {known})")
+        return {p.name: p.check(given[p.name], file, f"{key}.{p.name}") if p.name in given else p.default
+                for p in self.params}
+
+    def fn(self, what: str) -> Callable:
+        ref = getattr(self, what)
+        if ref is None:
+            raise NotImplementedError(f"policy {self.name!r} has no {what} implementation")
+        if callable(ref):
+            return ref
+        module, _, attr = ref.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+FIXED = "fixed"  # the scenario's own gamma / tree every round (no policy table)
+POLICIES: dict[str, Policy] = {}
+
+
+def register(policy: Policy) -> Policy:
+    """Add (or replace) a policy; they list in messages as registered."""
+    POLICIES[policy.name] = policy
+    return policy
+
+
+def names() -> list[str]:
+    return [FIXED] + list(POLICIES)
+
+
+def get(name: str, file: str | None = None, key: str = "speculation.policy.name") -> Policy:
+    """The registered policy, or one line listing the names there are."""
+    p = POLICIES.get(name)
+    if p is None:
+        raise InputError(file, key, f"unknown policy {name!r} (policies: {', '.join(names())})")
+    return p
