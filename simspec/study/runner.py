@@ -204,6 +204,12 @@ def open_study(spec: StudySpec, url: str, capacity: bool, seed: int, workers: in
     import optuna
 
     storage = open_storage(url, heartbeat=heartbeat)
+    if not heartbeat and not os.environ.get("SIMSPEC_STUDY_RDB"):
+        # the run folder's own file: searched in memory, each finished trial written through
+        # (simspec.study.mirror); a shared --storage (heartbeat) is read and written directly
+        from simspec.study.mirror import MirroredStorage
+
+        storage = MirroredStorage(storage, study_name(spec, capacity), peers=workers > 1)
     return optuna.load_study(study_name=study_name(spec, capacity), storage=storage,
                              sampler=make_sampler(spec, seed, workers), pruner=make_pruner(prune))
 

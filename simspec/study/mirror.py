@@ -1,0 +1,109 @@
+"""The run folder's study, searched in memory and written through to its SQLite file.
+
+Optuna's RDB storage costs a study far more than its simulations once the memo answers most
+trials: each trial's dozen small transactions and the history re-read at every suggest took
+31 s of a 1000-trial study here, against 6 s for the same sampler in memory. A worker on the
+run folder's own SQLite file therefore keeps the study in memory (Optuna's InMemoryStorage:
+the sampler reads nothing from disk) and writes each trial to the file when it finishes, in
+ONE transaction (the RDB storage's create-from-template). What a killed run keeps is what it
+kept before: every finished trial; a trial still running is lost (before, it was left RUNNING
+and marked failed by the next run). Several workers on one file see each other's finished
+trials by reading the rows they did not write, at most every PULL_S seconds (TPE proposes from
+a history that much staler than with a shared RDB; trials in flight elsewhere are invisible,
+as constant_liar's fake values were their only trace before). Enqueued trials (baselines)
+stay rows of the file: a worker takes one by marking its row RUNNING there first, so two
+workers can never both run it, and writes its outcome into that row.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Container, Sequence
+
+from optuna.distributions import BaseDistribution
+from optuna.storages import InMemoryStorage
+from optuna.trial import FrozenTrial, TrialState
+
+PULL_S = 1.0
+
+
+class MirroredStorage(InMemoryStorage):
+    """One study of an RDB storage, held in memory; finished trials are written back."""
+
+    def __init__(self, rdb, study_name: str, peers: bool = False) -> None:
+        super().__init__()
+        self._rdb = rdb
+        self._rdb_study = rdb.get_study_id_from_name(study_name)
+        self._study = self.create_new_study(rdb.get_study_directions(self._rdb_study), study_name)
+        for k, v in rdb.get_study_user_attrs(self._rdb_study).items():
+            super().set_study_user_attr(self._study, k, v)
+        for k, v in rdb.get_study_system_attrs(self._rdb_study).items():
+            super().set_study_system_attr(self._study, k, v)
+        self._peers = peers
+        self._seen: set[int] = set()        # RDB trial ids already in memory (read or written here)
+        self._enqueued: dict[int, int] = {}  # memory trial id -> its RDB row (an enqueued trial)
+        self._foreign: set[int] = set()     # memory trial ids whose row another worker took
+        self._pulled_at = -float("inf")
+        self._pull()
+
+    # -- reading the file ----------------------------------------------------------------
+    def _pull(self) -> None:
+        """Bring in the file's rows not yet here: finished trials (a resumed run's, another
+        worker's) and enqueued ones. Rows RUNNING elsewhere stay out until they finish."""
+        self._pulled_at = time.monotonic()
+        for t in self._rdb.get_all_trials(self._rdb_study, deepcopy=False):
+            if t._trial_id in self._seen or not (t.state.is_finished() or t.state == TrialState.WAITING):
+                continue
+            self._seen.add(t._trial_id)
+            mine = super().create_new_trial(self._study, template_trial=t)
+            if t.state == TrialState.WAITING:
+                self._enqueued[mine] = t._trial_id
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        if self._peers and time.monotonic() - self._pulled_at >= PULL_S:
+            self._pull()
+        return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+
+    # -- writing it ----------------------------------------------------------------------
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        super().set_study_user_attr(study_id, key, value)
+        self._rdb.set_study_user_attr(self._rdb_study, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
+        super().set_study_system_attr(study_id, key, value)
+        self._rdb.set_study_system_attr(self._rdb_study, key, value)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        row = self._enqueued.get(trial_id)
+        if state == TrialState.RUNNING and row is not None:
+            # an enqueued trial: take its row in the file first (another worker may have)
+            if not self._rdb.set_trial_state_values(row, TrialState.RUNNING):
+                self._enqueued.pop(trial_id)
+                self._foreign.add(trial_id)
+                super().set_trial_state_values(trial_id, TrialState.RUNNING)
+                super().set_trial_state_values(trial_id, TrialState.FAIL)  # not ours: never offered again
+                return False
+        if not super().set_trial_state_values(trial_id, state, values):
+            return False
+        if state.is_finished() and trial_id not in self._foreign:
+            self._write(trial_id, self._get_trial(trial_id), row)
+        return True
+
+    def _write(self, trial_id: int, t: FrozenTrial, row: int | None) -> None:
+        if row is None:  # one transaction: the row with all its params, attributes and values
+            self._seen.add(self._rdb.create_new_trial(self._rdb_study, template_trial=t))
+            return
+        self._enqueued.pop(trial_id, None)
+        rdb = self._rdb
+        for name, value in t.params.items():
+            dist: BaseDistribution = t.distributions[name]
+            rdb.set_trial_param(row, name, dist.to_internal_repr(value), dist)
+        for k, v in t.user_attrs.items():
+            rdb.set_trial_user_attr(row, k, v)
+        for k, v in t.system_attrs.items():
+            rdb.set_trial_system_attr(row, k, v)
+        for step, v in t.intermediate_values.items():
+            rdb.set_trial_intermediate_value(row, step, v)
+        rdb.set_trial_state_values(row, t.state, t.values)
