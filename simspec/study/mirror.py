@@ -17,6 +17,7 @@ workers can never both run it, and writes its outcome into that row.
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any, Container, Sequence
 
@@ -42,7 +43,7 @@ class MirroredStorage(InMemoryStorage):
         self._peers = peers
         self._seen: set[int] = set()        # RDB trial ids already in memory (read or written here)
         self._enqueued: dict[int, int] = {}  # memory trial id -> its RDB row (an enqueued trial)
-        self._foreign: set[int] = set()     # memory trial ids whose row another worker took
+        self._waiting_rows: dict[int, int] = {}  # those rows, not taken here yet -> memory trial id
         self._pulled_at = -float("inf")
         self._pull()
 
@@ -52,12 +53,28 @@ class MirroredStorage(InMemoryStorage):
         worker's) and enqueued ones. Rows RUNNING elsewhere stay out until they finish."""
         self._pulled_at = time.monotonic()
         for t in self._rdb.get_all_trials(self._rdb_study, deepcopy=False):
+            if t._trial_id in self._waiting_rows and t.state.is_finished():
+                self._replace(self._waiting_rows.pop(t._trial_id), t)  # another worker ran it
+                continue
             if t._trial_id in self._seen or not (t.state.is_finished() or t.state == TrialState.WAITING):
                 continue
             self._seen.add(t._trial_id)
             mine = super().create_new_trial(self._study, template_trial=t)
             if t.state == TrialState.WAITING:
                 self._enqueued[mine] = t._trial_id
+                self._waiting_rows[t._trial_id] = mine
+
+    def _replace(self, mine: int, t: FrozenTrial) -> None:
+        """An enqueued trial still waiting here that another worker took and finished: its
+        outcome replaces the waiting copy (same number here)."""
+        self._enqueued.pop(mine, None)
+        if self._get_trial(mine).state != TrialState.WAITING:
+            return
+        done = copy.deepcopy(t)
+        done.number, done._trial_id = self._get_trial(mine).number, mine
+        with self._lock:
+            self._set_trial(mine, done)
+            self._update_cache(mine, self._study)
 
     def get_all_trials(self, study_id: int, deepcopy: bool = True,
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
@@ -80,14 +97,11 @@ class MirroredStorage(InMemoryStorage):
         if state == TrialState.RUNNING and row is not None:
             # an enqueued trial: take its row in the file first (another worker may have)
             if not self._rdb.set_trial_state_values(row, TrialState.RUNNING):
-                self._enqueued.pop(trial_id)
-                self._foreign.add(trial_id)
-                super().set_trial_state_values(trial_id, TrialState.RUNNING)
-                super().set_trial_state_values(trial_id, TrialState.FAIL)  # not ours: never offered again
-                return False
+                return False  # taken: it waits here until its finished row is read (_pull)
+            self._waiting_rows.pop(row, None)
         if not super().set_trial_state_values(trial_id, state, values):
             return False
-        if state.is_finished() and trial_id not in self._foreign:
+        if state.is_finished():
             self._write(trial_id, self._get_trial(trial_id), row)
         return True
 
