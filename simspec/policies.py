@@ -120,3 +120,18 @@ def get(name: str, file: str | None = None, key: str = "speculation.policy.name"
     if p is None:
         raise InputError(file, key, f"unknown policy {name!r} (policies: {', '.join(names())})")
     return p
+
+
+def _tree_kinds() -> tuple[str, ...]:
+    from simspec import drafters
+
+    return tuple(n for n, k in drafters.KINDS.items() if k.trees)
+
+
+register(Policy(
+    "budget_tree", "a token tree for a node budget (Sequoia-style DP, simspec.sim.budget_tree)",
+    params=(Param("budget", int, 1, 64, 8, "draft tokens (tree nodes, root excluded) per round"),
+            Param("max_depth", int, 1, 16, 8, "the tree's deepest level")),
+    kinds=_tree_kinds(), dynamic=False, resolve="simspec.sim.budget_tree:resolve",
+    vllm="the explicit token tree it resolves to", sglang="the explicit token tree it resolves to",
+    trtllm="the explicit token tree it resolves to"))
