@@ -24,5 +24,6 @@ def resolved(sc: Scenario, file: str | None = None) -> Scenario:
     if not is_static(sc):
         return sc
     branching = tuple(int(c) for c in sc.speculation.policy.entry.fn("resolve")(sc, file))
-    shape = {"tree": list(branching)} if any(c > 1 for c in branching) else {"draft_len": len(branching)}
+    # as a study's explicit tree point writes it (draft_len = its depth): the same scenario
+    shape = {"draft_len": len(branching), "tree": list(branching) if any(c > 1 for c in branching) else None}
     return sc.with_({"speculation": {"policy": None}}, {"speculation": shape}, file=file or "<scenario>")
