@@ -135,3 +135,12 @@ register(Policy(
     kinds=_tree_kinds(), dynamic=False, resolve="simspec.sim.budget_tree:resolve",
     vllm="the explicit token tree it resolves to", sglang="the explicit token tree it resolves to",
     trtllm="the explicit token tree it resolves to"))
+
+register(Policy(
+    "budget_tree_cost", "the budget tree with the most tokens per second under the scenario's cost model",
+    params=(Param("budget", int, 1, 64, 8, "draft tokens (tree nodes, root excluded) per round at most"),
+            Param("max_depth", int, 1, 16, 8, "the tree's deepest level"),
+            Param("context", int, 1, 131072, 512, "context tokens a round is priced at")),
+    kinds=_tree_kinds(), dynamic=False, resolve="simspec.sim.budget_tree:resolve_cost",
+    vllm="the explicit token tree it resolves to", sglang="the explicit token tree it resolves to",
+    trtllm="the explicit token tree it resolves to"))

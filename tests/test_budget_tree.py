@@ -172,3 +172,33 @@ def test_bad_budget_tree_is_one_line_exit_2(tmp_path, change, line):
     assert r.returncode == 2, r.stdout + r.stderr
     err = r.stderr.strip()
     assert "\n" not in err and err.startswith(f"error: {f}: {line}"), err
+
+
+def cost_scenario(per_token_ms: float, draft_ms: float, budget: int = 12, depth: int = 5, batch: int = 1):
+    return parse_scenario({
+        "target": {"cost": {"step_ms": 10.0, "per_token_ms": per_token_ms}},
+        "draft": {"kind": "model", "cost": {"step_ms": draft_ms}},
+        "acceptance": {"rank_probs": [0.45, 0.2, 0.1, 0.06, 0.04]},
+        "speculation": {"policy": {"name": "budget_tree_cost", "budget": budget, "max_depth": depth}},
+        "workload": {"requests": 4, "prompt_len": 16, "output_len": 32},
+        "serving": {"max_batch": batch}}, "c.toml")
+
+
+@pytest.mark.parametrize("per_token_ms, draft_ms, batch", [(0.0, 0.0, 1), (0.5, 1.0, 1), (2.0, 1.0, 4), (8.0, 0.5, 2)])
+def test_cost_aware_tree_is_the_brute_force_fastest(per_token_ms, draft_ms, batch):
+    from simspec.sim.budget_tree import rate
+
+    sc = cost_scenario(per_token_ms, draft_ms, batch=batch)
+    tree = resolved(sc, "c.toml").shape.branching
+    cover = cover_from_rank_probs([0.45, 0.2, 0.1, 0.06, 0.04], 12)
+    rates = {t: rate(sc, "c.toml", t, cover, batch, 512) for t in all_trees(12, 5)}
+    assert rates[tree] == pytest.approx(max(rates.values()), rel=1e-12)
+    if per_token_ms == 0 and draft_ms == 0:  # a round costs the same whatever its shape: most tokens wins
+        assert value(tree, cover) == pytest.approx(best_tree(cover, 12, 5)[1])
+
+
+def test_costly_verify_tokens_shrink_the_tree():
+    cover = cover_from_rank_probs([0.45, 0.2, 0.1, 0.06, 0.04], 12)
+    cheap = resolved(cost_scenario(0.0, 0.0), "c.toml").shape.branching
+    dear = resolved(cost_scenario(20.0, 0.0), "c.toml").shape.branching
+    assert nodes(dear) < nodes(cheap) and value(dear, cover) < value(cheap, cover)

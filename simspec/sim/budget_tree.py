@@ -64,41 +64,70 @@ def value(branching: Sequence[int], cover: np.ndarray) -> float:
     return v
 
 
+class BudgetDP:
+    """The DP over one `cover`, its memo shared by every (budget, max_depth) asked: the state
+    (depth left, nodes on the level, budget left) does not depend on the budget asked, so the
+    best tree of every budget 1..B and depth 1..D costs about one DP of B and D."""
+
+    def __init__(self, cover: np.ndarray) -> None:
+        self.cover = np.asarray(cover, dtype=float)
+        self._top = len(self.cover) - 1
+        self._memo: dict[tuple[int, int, int], tuple[float, int, int, tuple[int, ...]]] = {}
+
+    def _q(self, c: int) -> float:
+        return float(self.cover[min(c, self._top)])
+
+    def _rest(self, depth_left: int, level: int, left: int) -> tuple[float, int, int, tuple[int, ...]]:
+        """Best continuation below a level of `level` nodes with `left` nodes of budget:
+        (value, -nodes, -depth, branching); the empty continuation is always allowed."""
+        key = (depth_left, level, left)
+        hit = self._memo.get(key)
+        if hit is not None:
+            return hit
+        best: tuple[float, int, int, tuple[int, ...]] = (0.0, 0, 0, ())
+        if depth_left > 0:
+            for c in range(1, left // level + 1):
+                n = level * c
+                v, neg_n, neg_d, tail = self._rest(depth_left - 1, n, left - n)
+                cand = (self._q(c) * (1.0 + v), neg_n - n, neg_d - 1, (c, *tail))
+                if cand[:3] > best[:3]:
+                    best = cand
+        self._memo[key] = best
+        return best
+
+    def best(self, budget: int, max_depth: int) -> tuple[tuple[int, ...], float]:
+        """The best tree of at most `budget` nodes and depth 1..max_depth: (branching, E)."""
+        if budget < 1 or max_depth < 1:
+            raise ValueError("a budget tree needs budget >= 1 and max_depth >= 1")
+        first = None
+        for c in range(1, budget + 1):  # depth >= 1: the first level is always drafted
+            v, neg_n, neg_d, tail = self._rest(max_depth - 1, c, budget - c)
+            cand = (self._q(c) * (1.0 + v), neg_n - c, neg_d - 1, (c, *tail))
+            if first is None or cand[:3] > first[:3]:
+                first = cand
+        return first[3], first[0]
+
+
 def best_tree(cover: np.ndarray, budget: int, max_depth: int) -> tuple[tuple[int, ...], float]:
     """The level-uniform tree of at most `budget` nodes and depth 1..max_depth maximising
     E[accepted] under `cover` (cover[c] = P(rank < c), nondecreasing, c = 0..len-1; a c past
     the end covers as much as the last). Returns (branching, E[accepted])."""
-    if budget < 1 or max_depth < 1:
-        raise ValueError("a budget tree needs budget >= 1 and max_depth >= 1")
-    cover = np.asarray(cover, dtype=float)
-    top = len(cover) - 1
+    return BudgetDP(cover).best(budget, max_depth)
 
-    def q(c: int) -> float:
-        return float(cover[min(c, top)])
 
-    @lru_cache(maxsize=None)
-    def rest(depth_left: int, level: int, left: int) -> tuple[float, int, int, tuple[int, ...]]:
-        """Best continuation below a level of `level` nodes with `left` nodes of budget:
-        (value, -nodes, -depth, branching); the empty continuation is always allowed."""
-        best = (0.0, 0, 0, ())
-        if depth_left == 0:
-            return best
-        for c in range(1, left // level + 1):
-            n = level * c
-            v, neg_n, neg_d, tail = rest(depth_left - 1, n, left - n)
-            cand = (q(c) * (1.0 + v), neg_n - n, neg_d - 1, (c, *tail))
-            if cand[:3] > best[:3]:
-                best = cand
-        return best
-
-    first = None
-    for c in range(1, budget + 1):  # depth >= 1: the first level is always drafted
-        v, neg_n, neg_d, tail = rest(max_depth - 1, c, budget - c)
-        cand = (q(c) * (1.0 + v), neg_n - c, neg_d - 1, (c, *tail))
-        if first is None or cand[:3] > first[:3]:
-            first = cand
-    rest.cache_clear()
-    return first[3], first[0]
+def frontier(cover: np.ndarray, budget: int, max_depth: int) -> list[tuple[tuple[int, ...], float]]:
+    """The best tree of every budget 1..`budget` and depth 1..`max_depth` (each once): the
+    candidates a cost-aware choice weighs. A round's cost is (nearly) a function of its nodes
+    and depth (verify: nodes + 1 query tokens; drafting: one step per level), so among trees of
+    at most n nodes and depth d the one accepting most is the one worth pricing; exact when the
+    draft step's cost does not depend on the level's width."""
+    dp = BudgetDP(cover)
+    seen: dict[tuple[int, ...], float] = {}
+    for b in range(1, budget + 1):
+        for d in range(1, max_depth + 1):
+            tree, v = dp.best(b, d)
+            seen.setdefault(tree, v)
+    return list(seen.items())
 
 
 def scenario_cover(sc, file: str | None, top: int) -> np.ndarray:
@@ -137,3 +166,41 @@ def resolve(sc, file: str | None) -> tuple[int, ...]:
 def _best_cached(cover: tuple[float, ...], budget: int, max_depth: int) -> tuple[tuple[int, ...], float]:
     # a study resolves the same (acceptance, budget, depth) many times
     return best_tree(np.asarray(cover), budget, max_depth)
+
+
+_COST_CACHE: dict[tuple[str, str | None], tuple[int, ...]] = {}
+
+
+def rate(sc, file: str | None, branching: Sequence[int], cover: np.ndarray, batch: int, context: int) -> float:
+    """Tokens per second of one round of tree `branching` for `batch` sequences at `context`
+    tokens, priced by the scenario's own cost model (draft steps, transfer, verify)."""
+    from simspec.sim.build import build_round_cost
+
+    tree = list(branching)
+    shape = {"draft_len": len(tree), "tree": tree if max(tree) > 1 else None}
+    cost = build_round_cost(sc.with_({"speculation": {"policy": None}}, {"speculation": shape},
+                                     file=file or "<scenario>"), file)
+    ctx = cost.bucket(float(context))
+    t = cost.draft_s(batch, ctx) + cost.transfer_s(batch) + cost.verify_s(batch, ctx)
+    return batch * (1.0 + value(tree, cover)) / t if t > 0 else float("inf")
+
+
+def resolve_cost(sc, file: str | None) -> tuple[int, ...]:
+    """The `budget_tree_cost` policy: among the budget's DP trees (`frontier`), the one with the
+    most tokens per second at the scenario's max_batch and the policy's `context`, priced by
+    the scenario's cost model. A wider tree verifies more tokens: on a compute-bound target
+    (fp32 on a CPU) the budget is then rarely worth spending whole."""
+    key = (sc.model_dump_json(), file)
+    hit = _COST_CACHE.get(key)
+    if hit is not None:
+        return hit
+    v = sc.speculation.policy.values()
+    budget, depth, context = int(v["budget"]), int(v["max_depth"]), int(v["context"])
+    cover = scenario_cover(sc, file, budget)
+    batch = sc.serving.max_batch
+    cands = sorted(frontier(cover, budget, depth), key=lambda tv: (nodes(tv[0]), len(tv[0]), tv[0]))
+    best = max(cands, key=lambda tv: rate(sc, file, tv[0], cover, batch, context))[0]  # first of equals: smallest
+    if len(_COST_CACHE) >= 256:
+        _COST_CACHE.pop(next(iter(_COST_CACHE)))
+    _COST_CACHE[key] = best
+    return best
