@@ -5,7 +5,9 @@ its Optuna name and (for the knobs that change a scenario section on their own) 
 seed replays the same trials). A conditional knob depends only on the knobs before it. The
 drafter knobs (gamma, drafter, exit_layer, vocab, tree) give the [draft] and [acceptance]
 sections together in `trial.drafter_changes`, because one kind's cost and acceptance depend
-on all four.
+on all four. A study that searches `policy` (simspec.policies) gets, after `policy`, one knob
+per parameter of each searched policy (`policy.<name>.<param>`, `sequence(spec)`), suggested
+only when that policy is chosen; a study that does not has exactly the knobs it had before.
 """
 
 from __future__ import annotations
@@ -81,20 +83,27 @@ def _policy_applies(spec: StudySpec, p: Point) -> bool:
     return _drafting(spec, p) and bool(spec.file.search.policy)
 
 
+POLICY_PREFIX = "policy."
+
+
 def policy_knob(name: str) -> str:
     return f"{POLICY_PREFIX}{name}."
 
 
-POLICY_PREFIX = "policy."
+def _param_knob(spec: StudySpec, policy: str, param: policies.Param):
+    """What a policy parameter's knob searches: [search.policy_params] or its whole range."""
+    knob = spec.file.search.policy_params.get(policy, {}).get(param.name)
+    if knob is not None:
+        return knob
+    if param.kind is int:
+        return IntRange(low=int(param.low), high=int(param.high), log=param.log)
+    return FloatRange(low=param.low, high=param.high, log=param.log)
 
 
 def param_values(spec: StudySpec, policy: str, param: policies.Param) -> list:
-    """The searched values of a policy parameter (a grid's; a range's every int, or a float
-    range's low, default and high)."""
-    knob = spec.file.search.policy_params.get(policy, {}).get(param.name)
-    if knob is None:
-        knob = IntRange(low=int(param.low), high=int(param.high)) if param.kind is int else \
-            FloatRange(low=param.low, high=param.high, log=param.log)
+    """The searched values of a policy parameter (for grids): a list's values, an int range's
+    every value, a float range's low, default (clamped) and high."""
+    knob = _param_knob(spec, policy, param)
     if isinstance(knob, IntRange) and param.kind is int:
         return knob.values()
     if isinstance(knob, (IntRange, FloatRange)):
@@ -105,10 +114,7 @@ def param_values(spec: StudySpec, policy: str, param: policies.Param) -> list:
 def _suggest_param(policy: str, param: policies.Param):
     def suggest(trial, spec: StudySpec, p: Point) -> Any:
         name = f"{policy_knob(policy)}{param.name}"
-        knob = spec.file.search.policy_params.get(policy, {}).get(param.name)
-        if knob is None:
-            knob = IntRange(low=int(param.low), high=int(param.high), log=param.log) if param.kind is int else \
-                FloatRange(low=param.low, high=param.high, log=param.log)
+        knob = _param_knob(spec, policy, param)
         if param.kind is int:
             return suggest_int(trial, name, knob)
         if isinstance(knob, (IntRange, FloatRange)):
