@@ -120,3 +120,27 @@ def get(name: str, file: str | None = None, key: str = "speculation.policy.name"
     if p is None:
         raise InputError(file, key, f"unknown policy {name!r} (policies: {', '.join(names())})")
     return p
+
+
+def _tree_kinds() -> tuple[str, ...]:
+    from simspec import drafters
+
+    return tuple(n for n, k in drafters.KINDS.items() if k.trees)
+
+
+register(Policy(
+    "budget_tree", "a token tree for a node budget (Sequoia-style DP, simspec.sim.budget_tree)",
+    params=(Param("budget", int, 1, 64, 8, "draft tokens (tree nodes, root excluded) per round"),
+            Param("max_depth", int, 1, 16, 8, "the tree's deepest level")),
+    kinds=_tree_kinds(), dynamic=False, resolve="simspec.sim.budget_tree:resolve",
+    vllm="the explicit token tree it resolves to", sglang="the explicit token tree it resolves to",
+    trtllm="the explicit token tree it resolves to"))
+
+register(Policy(
+    "budget_tree_cost", "the budget tree with the most tokens per second under the scenario's cost model",
+    params=(Param("budget", int, 1, 64, 8, "draft tokens (tree nodes, root excluded) per round at most"),
+            Param("max_depth", int, 1, 16, 8, "the tree's deepest level"),
+            Param("context", int, 1, 131072, 512, "context tokens a round is priced at")),
+    kinds=_tree_kinds(), dynamic=False, resolve="simspec.sim.budget_tree:resolve_cost",
+    vllm="the explicit token tree it resolves to", sglang="the explicit token tree it resolves to",
+    trtllm="the explicit token tree it resolves to"))

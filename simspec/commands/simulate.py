@@ -52,6 +52,10 @@ def register(app: typer.Typer) -> None:
             outputs.check_dir("--out", out)
         res = run(sc, str(scenario))
         summary = dict(res.summary)
+        if sc.speculation.policy is not None and not sc.speculation.policy.entry.dynamic:
+            summary["policy"] = sc.speculation.policy.name  # and the shape it resolved to
+            summary["tree"] = str(res.scenario.shape)
+        sc = res.scenario
         pred = None
         if analytic:
             from simspec.analytic import predict

@@ -288,7 +288,10 @@ class Scenario(Strict):
     def _cross(self) -> "Scenario":
         check_sizes(self)  # before anything sized by them is built
         spec = self.speculation
-        speculating = spec.draft_len > 0 or spec.tree is not None
+        # a static policy (simspec.policies, dynamic=False) picks the shape itself, resolved
+        # before the run (simspec.sim.static_policy): the scenario speculates without gamma
+        static = spec.policy is not None and not spec.policy.entry.dynamic
+        speculating = spec.draft_len > 0 or spec.tree is not None or static
         if speculating and self.draft.entry is None:
             raise KeyedError("speculation.draft_len", "speculation needs a [draft] kind other than 'none'")
         if speculating and self.acceptance is None:
@@ -303,6 +306,9 @@ class Scenario(Strict):
                 raise KeyedError("placement.overlap", "overlap is modelled for chains, not trees")
         if spec.policy is not None:
             pol = spec.policy.entry
+            if static and (spec.draft_len > 0 or spec.tree is not None):
+                raise KeyedError("speculation.policy", f"policy {pol.name!r} chooses the shape itself: give no "
+                                                       "`draft_len` or `tree` beside it")
             if not speculating:
                 raise KeyedError("speculation.policy", f"policy {pol.name!r} chooses draft shapes: give `draft_len` (its "
                                                        "largest draft) or `tree` and a [draft] kind")
@@ -354,6 +360,7 @@ class Scenario(Strict):
     @property
     def gamma(self) -> int:
         """Draft tokens per sequence per round (tree depth for trees)."""
+        self._static_resolved()
         if self.speculation.tree is not None:
             return len(self.speculation.tree)
         return self.speculation.draft_len if self.draft.entry is not None else 0
@@ -363,6 +370,14 @@ class Scenario(Strict):
         """The round's tree (a chain of `gamma` tokens when no tree is given)."""
         tree = self.speculation.tree
         return TreeShape(tuple(tree)) if tree is not None else TreeShape.chain(self.gamma)
+
+    def _static_resolved(self) -> None:
+        """A static policy's shape exists only once resolved: reading gamma before would
+        silently decode plainly."""
+        pol = self.speculation.policy
+        if pol is not None and not pol.entry.dynamic:
+            raise RuntimeError(f"policy {pol.name!r} is resolved before its shape is read "
+                               "(simspec.sim.static_policy.resolved)")
 
     def with_(self, *changes: Mapping[str, Any], file: str = "<scenario>", **sections: Any) -> "Scenario":
         """This scenario changed, and validated again as a file would be: every error names

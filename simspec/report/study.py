@@ -183,6 +183,7 @@ def summary_md(o: Outcome, files: list[str]) -> str:
             L += ["", source]
         L += _plain_line(o, best, plain, summ, psum, capacity)
         L.append("")
+    L += policy_section(o)
     if len(study.directions) > 1 and o.front:
         L += [f"## Pareto front ({len(o.front)} trials)", "",
               "| trial | " + " | ".join(objectives.objective_names(spec)) + " | knobs |",
@@ -211,6 +212,26 @@ def summary_md(o: Outcome, files: list[str]) -> str:
         L += ["## Notes", ""] + [f"- {n}" for n in o.notes] + [""]
     L += ["## Files", ""] + [f"- {w}" for w in files]
     return "\n".join(L) + "\n"
+
+
+def policy_section(o) -> list[str]:
+    """Which policy won and why (a study that searched `policy`): its best trial against the
+    runner-up policy's, then each policy's best."""
+    rows = getattr(o, "policies", None) or []
+    if not rows:
+        return []
+    from simspec.study.policy_compare import why
+
+    obj = o.names[0] if o.names else "objective"
+    L = ["## Policies", "", why(o.spec, rows, obj), "",
+         f"| policy | best trial | {obj} | tokens per round | ms per round | shape |", "|---|---|---|---|---|---|"]
+    L += [f"| {r.label} | #{r.number} | {_fmt(r.value)} | {r.tokens_per_round:.3f} | {r.ms_per_round:.2f} | {r.shape} |"
+          for r in rows]
+    tried = {r.label for r in rows}
+    missing = [n for n in o.spec.file.search.policy if n != "fixed" and n not in tried]
+    if missing:
+        L += ["", "No feasible trial for: " + ", ".join(missing) + " (a policy applies only to its drafter kinds)."]
+    return L + [""]
 
 
 def _plain_line(o, best, plain, summ: dict, psum: dict, capacity: bool) -> list[str]:

@@ -21,6 +21,7 @@ from simspec.sim.metrics import summarize
 from simspec.sim.policy import ClosedLoop, kv_need
 from simspec.sim.records import Records
 from simspec.sim.replica import Replica, ReplicaDevices, ReplicaOptions
+from simspec.sim.static_policy import resolved
 from simspec.sim.workload import Workload, build_workload
 
 
@@ -64,8 +65,10 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
     """Run one scenario to completion (every request served). `detail`: iteration records
     name their requests (what an iteration-by-iteration comparison with a live run reads).
     `jump`: advance a replica's unchanged batch many rounds at once (simspec.sim.jump, the same
-    results); False: one event per round (the reference the jump is tested against)."""
+    results); False: one event per round (the reference the jump is tested against). A static
+    policy (a budget tree) is resolved first: the result's `scenario` holds the shape it ran."""
     t0 = time.perf_counter()
+    sc = resolved(sc, scenario_file)  # a static policy's shape (a budget tree) written in
     seed = sc.serving.seed
     rng = np.random.default_rng([seed, 0xACC])
     oracle = build_oracle(sc, scenario_file, rng)

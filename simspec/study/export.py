@@ -82,6 +82,9 @@ def export(spec: StudySpec, study, best: dict[str, Any], pts: list[Point], ev=No
            predict: bool = True) -> Exports:
     """Every requested engine's export (default: all three, each at its newest known version)."""
     versions = versions if versions is not None else {e: None for e in ENGINES}
+    from simspec.study.trial import explicit_knobs
+
+    best = explicit_knobs(spec, best)  # a budget tree exports as the explicit tree it resolved to
     out = Exports()
     # each drafter's sub-knobs (exit layer, vocabulary, ...) from its best trial; without the
     # study, the best knobs stand for their own drafter

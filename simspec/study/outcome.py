@@ -19,7 +19,7 @@ from simspec.atomic import write_text, write_via
 from simspec.config import Scenario, resolve_data_path
 from simspec.config.files import PATH_KEYS
 from simspec.study import capacity as cap_mod
-from simspec.study import export, knobs, objectives, results, schedule, tomlw
+from simspec.study import export, knobs, objectives, policy_compare, results, schedule, tomlw
 from simspec.study.evaluate import Evaluator
 from simspec.study.spec import StudySpec
 
@@ -40,6 +40,7 @@ class Outcome:
     importance_method: str
     files: list[str] = field(default_factory=list)  # written into the run folder, in order
     exports: Any = None  # export.Exports: every engine's files, answers, synthetic prediction
+    policies: list = field(default_factory=list)  # policy_compare.PolicyBest, best first
 
     def plain_best(self):
         """The best feasible plain-decoding trial (gamma = 0), the baseline of the summary."""
@@ -147,4 +148,5 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
         notes.append("No trial met every SLO: no best.toml and no engine export. Relax [constraints] or widen [search].")
 
     imp, how = importances(study)
-    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, notes, imp, how, written, exps)
+    pol = [] if capacity else policy_compare.best_per_policy(spec, study)
+    return Outcome(spec, study, url, capacity, names, front, best, best_k, pts, notes, imp, how, written, exps, pol)

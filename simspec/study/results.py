@@ -7,6 +7,7 @@ from typing import Any
 
 from simspec.study import space
 from simspec.study.evaluate import SCENARIO_KEY
+from simspec.study.knobs import POLICY_PREFIX
 
 CONSTRAINT_PREFIX = "constraints:"
 
@@ -62,14 +63,20 @@ def frame(study):
 
     names = study.metric_names or [f"value_{i}" for i in range(len(study.directions))]
     rows = []
+    policies = any("policy" in knobs(t) for t in study.get_trials(deepcopy=False))
     for t in study.get_trials(deepcopy=False):
         r: dict[str, Any] = {"number": t.number, "state": t.state.name}
         for i, n in enumerate(names):
             r[n if n.startswith("value") else f"value_{n}"] = t.values[i] if t.values else float("nan")
         k = knobs(t)
         for key in space.PARAM_NAMES:
+            if key == "policy" and not policies:
+                continue  # a column only in studies that search policies (older tables unchanged)
             v = k.get(key)
             r[key] = None if v is None else str(v)
+        for key, v in k.items():
+            if key.startswith(POLICY_PREFIX):
+                r[key] = v
         r["feasible"] = bool(t.state.name == "COMPLETE" and is_feasible(t))
         for key, v in constraints(t).items():
             r[f"constraint_{key}"] = v

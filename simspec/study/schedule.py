@@ -59,7 +59,8 @@ def drafter_params(spec: StudySpec, study, best: dict[str, Any]) -> dict[str, di
             out[kind] = k
     for kind in space.drafter_choices(spec):
         if kind not in out:
-            out[kind] = {**{k: v for k, v in best.items() if k not in ("drafter", "exit_layer", "vocab", "tree")},
+            out[kind] = {**{k: v for k, v in best.items() if k not in ("drafter", "exit_layer", "vocab", "tree")
+                            and not k.startswith("policy")},
                          **space.probe(spec, kind, 1)}
     return out
 
@@ -78,7 +79,8 @@ def point_knobs(best: dict[str, Any], kind_knobs: dict[str, Any] | None, kind: s
     common = {k: v for k, v in best.items() if k in ("placement", "dtype")}
     if g == 0 or kind is None:
         return {**common, "gamma": 0}
-    p = {**(kind_knobs or {}), **common, "gamma": g, "drafter": kind}
+    p = {k: v for k, v in (kind_knobs or {}).items() if not k.startswith("policy")}  # a chain of g
+    p = {**p, **common, "gamma": g, "drafter": kind}
     p.pop("tree", None)
     p.pop("max_batch", None)
     return p

@@ -45,6 +45,26 @@ class IntRange(Strict):
 IntKnob = Union[IntRange, Annotated[list[int], Field(min_length=1)]]
 
 
+class FloatRange(Strict):
+    """A float knob (a policy's float parameter): low..high, optionally on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "FloatRange":
+        if self.high < self.low:
+            raise ValueError(f"high ({self.high:g}) < low ({self.low:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log scale needs low > 0")
+        return self
+
+
+# a policy parameter's search values: a list, or a range (IntRange for int parameters)
+ParamKnob = Union[IntRange, FloatRange, Annotated[list[float], Field(min_length=1)]]
+
+
 class SearchSpec(Strict):
     gamma: IntKnob = IntRange(low=0, high=0)
     drafter: list[DrafterKind] | None = Field(default=None, min_length=1)
@@ -54,6 +74,11 @@ class SearchSpec(Strict):
     max_batch: IntKnob | None = None
     placement: list[str] | None = Field(default=None, min_length=1)
     dtype: list[str] | None = Field(default=None, min_length=1)
+    # how each round's shape is chosen (simspec.policies): "fixed" (gamma / tree as searched) or
+    # a registered policy; its parameters are knobs `policy.<name>.<param>`, searched over the
+    # parameter's whole range unless `policy_params.<name>.<param>` narrows it
+    policy: list[str] | None = Field(default=None, min_length=1)
+    policy_params: dict[str, dict[str, ParamKnob]] = Field(default_factory=dict)
 
     @field_validator("gamma", "max_batch", "exit_layer", "vocab")
     @classmethod

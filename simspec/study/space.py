@@ -6,7 +6,11 @@ Knobs, in the order they are suggested:
   drafter      a kind of simspec.drafters                      (only when gamma > 0)
   exit_layer   the early-exit layer                           (only for a kind that exits early)
   vocab        trimmed LM-head rows K                          (only for drafters with `vocab_size`)
-  tree_d<g>    'chain' or a tree shape of depth g              (only when shapes of depth g exist)
+  policy_<kind>  "fixed" or a policy of simspec.policies that applies to the kind (only when
+               [search] policy is given); then policy.<name>.<param>, each parameter of the
+               chosen policy (its range, or [search.policy_params.<name>])
+  tree_d<g>    'chain' or a tree shape of depth g              (only when shapes of depth g
+               exist, and not for a static policy: a budget tree picks its own)
   max_batch, placement, dtype                                  (always, when searched)
 A conditional knob has its own name, so each name always has one distribution, which is
 what Optuna's samplers expect.
@@ -28,7 +32,7 @@ PARAM_NAMES = knobs.NAMES
 def suggest(optuna_trial, spec: StudySpec) -> dict[str, Any]:
     """Ask the trial for one point of the space; returns {knob: value} (no tree_d prefix)."""
     p: dict[str, Any] = {}
-    for k in knobs.KNOBS:
+    for k in knobs.sequence(spec):
         if k.applies(spec, p):
             p[k.name] = k.suggest(optuna_trial, spec, p)
     return p
@@ -49,7 +53,7 @@ def grid(spec: StudySpec) -> list[dict[str, Any]]:
     """Every point of the space (for exhaustive comparisons; use list or small int knobs), in
     the order of the knobs: each applying knob multiplies the points chosen before it."""
     points: list[dict[str, Any]] = [{}]
-    for k in knobs.KNOBS:
+    for k in knobs.sequence(spec):
         points = [{**p, k.name: v} if k.applies(spec, p) else p for p in points
                   for v in (k.values(spec, p) if k.applies(spec, p) else [None])]
     return points
@@ -104,8 +108,9 @@ def check(spec: StudySpec) -> None:
     from simspec.study.objectives import check_metrics
 
     check_metrics(spec)
+    check_policies(spec, kinds)
     for i, b in enumerate(f.baselines):
-        bad = [k for k in b if k not in PARAM_NAMES]
+        bad = [k for k in b if k not in PARAM_NAMES and not k.startswith(knobs.POLICY_PREFIX)]
         if bad:
             raise InputError(where, f"baselines[{i}].{bad[0]}", f"unknown knob (knobs: {', '.join(PARAM_NAMES)})")
         for k, low in (("gamma", 0), ("max_batch", 1), ("exit_layer", 1), ("vocab", 1)):
@@ -122,6 +127,47 @@ def check(spec: StudySpec) -> None:
         except InputError as exc:
             raise InputError(where, f"drafters.{kind}", f"gives an invalid scenario: {exc.key}: {exc.reason}") from None
         check_inputs(spec, sc, f"drafters.{kind}")
+
+
+def check_policies(spec: StudySpec, kinds: list[str]) -> None:
+    """[search] policy: registered names, parameters the policy has, values inside their ranges;
+    each static policy resolves for every drafter it applies to (a budget tree needs ranks)."""
+    from simspec import policies
+
+    s, where = spec.file.search, spec.where
+    for name in s.policy or ():
+        if name != policies.FIXED:
+            policies.get(name, where, "search.policy")
+    for name, params in s.policy_params.items():
+        key = f"search.policy_params.{name}"
+        if name not in (s.policy or ()):
+            raise InputError(where, key, f"policy {name!r} is not searched (search.policy: {', '.join(s.policy or ()) or 'none'})")
+        pol = policies.get(name, where, key)
+        for pname, knob in params.items():
+            param = pol.param(pname)
+            if param is None:
+                raise InputError(where, f"{key}.{pname}", f"policy {name!r} has no parameter {pname!r} "
+                                                         f"(has: {', '.join(p.name for p in pol.params) or 'none'})")
+            ends = [knob.low, knob.high] if isinstance(knob, (IntRange, knobs.FloatRange)) else list(knob)
+            if param.kind is float and isinstance(knob, IntRange) and knob.step != 1:
+                raise InputError(where, f"{key}.{pname}", "a float parameter's range takes no `step`")
+            for v in ends:
+                param.check(int(v) if param.kind is int and float(v).is_integer() else v, where, f"{key}.{pname}")
+    gmax = s.gamma.high if isinstance(s.gamma, IntRange) else max(s.gamma)
+    if not s.policy or gmax < 1:
+        return
+    for kind in kinds:
+        for name in knobs.policy_choices(spec, {"drafter": kind}):
+            if name == policies.FIXED:
+                continue
+            p = {**probe(spec, kind, gmax), "policy": name}
+            for param in policies.get(name).params:
+                p[f"{knobs.policy_knob(name)}{param.name}"] = knobs.param_values(spec, name, param)[0]
+            try:
+                trial.scenario(spec, p)
+            except InputError as exc:
+                said = exc.line() if exc.file != where else f"{exc.key}: {exc.reason}"
+                raise InputError(where, "search.policy", f"{name!r} with drafter {kind!r} gives an invalid scenario: {said}") from None
 
 
 def check_inputs(spec: StudySpec, sc, key: str) -> None:

@@ -67,7 +67,7 @@ def load_study(path: str | Path) -> StudySpec:
 
 def _plain(base: dict[str, Any], where: str) -> Scenario:
     """The base scenario decoding plainly (no drafter, no tree): what every point changes."""
-    speculation = {k: v for k, v in base.get("speculation", {}).items() if k != "tree"}
+    speculation = {k: v for k, v in base.get("speculation", {}).items() if k not in ("tree", "policy")}
     plain = {**base, "draft": {"kind": drafter_kinds.NONE}, "speculation": {**speculation, "draft_len": 0}}
     try:
         return parse_scenario(plain, where)

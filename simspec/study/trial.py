@@ -21,6 +21,7 @@ from simspec import drafters
 from simspec.config import Scenario
 from simspec.config.scenario import AcceptanceSpec, CostSpec
 from simspec.errors import InputError
+from simspec.sim.static_policy import resolved
 from simspec.study import knobs
 from simspec.study.knobs import Changes, Point, has_layer
 from simspec.study.schema import DrafterSpec, StudySpec, parse_tree
@@ -32,7 +33,24 @@ def scenario(spec: StudySpec, p: Point, *changes: Changes) -> Scenario:
     for k in knobs.KNOBS:
         if k.apply is not None and k.name in p:
             steps += k.apply(spec, p)
-    return spec.base.with_(*steps, *changes, file=spec.where)
+    # a static policy's shape (a budget tree) written in: the trial simulates, and best.toml and
+    # the exports hold, the very scenario the explicit tree would give
+    return resolved(spec.base.with_(*steps, *changes, file=spec.where), spec.where)
+
+
+def explicit_knobs(spec: StudySpec, p: Point) -> Point:
+    """A static policy's point as the fixed knobs it resolves to (gamma = its depth, tree = its
+    shape; policy knobs gone): what the engine exports write for a budget tree, which is the
+    same static tree an explicit `tree` knob gives. Other points are returned as they are."""
+    if not knobs.static_policy(p) or int(p.get("gamma", 0)) == 0:
+        return p
+    shape = scenario(spec, p).shape
+    q = {k: v for k, v in p.items() if not k.startswith("policy")}
+    q["gamma"] = shape.max_depth
+    q.pop("tree", None)
+    if not shape.is_chain:
+        q["tree"] = str(shape)
+    return q
 
 
 def drafter_changes(spec: StudySpec, p: Point) -> list[Changes]:
@@ -43,6 +61,10 @@ def drafter_changes(spec: StudySpec, p: Point) -> list[Changes]:
     kind = p.get("drafter")
     tree = parse_tree(p["tree"]) if p.get("tree", "chain") != "chain" else None
     speculation = {"speculation": {"draft_len": gamma, "tree": tree}}
+    policy = knobs.policy_table(p)
+    if policy is not None:  # a static policy picks its own shape: no gamma or tree beside it
+        shape = {"draft_len": 0, "tree": None} if knobs.static_policy(p) else {}
+        speculation = {"speculation": {**speculation["speculation"], **shape, "policy": policy}}
     ds = spec.file.drafters.get(kind)
     if ds is None:  # the base scenario's own drafter, as written there, with its acceptance
         return [{"draft": None}, {"draft": spec.own_draft}, speculation]

@@ -61,7 +61,7 @@ Torch-free: the live half is in simspec.validation.live.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -96,6 +96,10 @@ class LiveConfig(Strict):
     # "trace": the live run's accept/reject decisions are forced to what the simulator replays
     # from the trace (simspec.live.synthetic), so only costs and serving dynamics are compared
     synthetic: Literal["trace"] | None = None
+    # a static policy (simspec.policies, e.g. { name = "budget_tree", budget = 8 }) instead of
+    # gamma / tree: resolved to its shape from the config's trace when the plan's inputs load
+    # (simspec.validation.run.load_inputs), and that shape runs live and in the simulator alike
+    policy: dict[str, Any] | None = None
 
     @property
     def serving(self) -> bool:
@@ -126,9 +130,11 @@ class LiveConfig(Strict):
         if k is not None and k.live is None:
             raise ValueError(f"draft {self.draft!r} ({k.title}) has no live drafter in simspec (no weights to run "
                              "here): simulate it with `acceptance.per_position` instead")
+        if self.policy is not None:
+            self._check_policy(k)
         if k is None and (self.gamma or self.tree):
             raise ValueError("draft = 'none' takes no gamma or tree")
-        if k is not None and not self.gamma and not self.tree:
+        if k is not None and not self.gamma and not self.tree and self.policy is None:
             raise ValueError(f"draft {self.draft!r} needs gamma >= 1 or a tree")
         if self.gamma and self.tree:
             raise ValueError("give gamma or tree, not both")
@@ -144,6 +150,27 @@ class LiveConfig(Strict):
         if self.synthetic and self.pipeline:
             raise ValueError("synthetic acceptance runs in the in-process engine: not with `pipeline`")
         return self
+
+    def _check_policy(self, k) -> None:
+        from simspec.config.scenario import PolicySpec
+
+        try:
+            pol = PolicySpec.model_validate(self.policy).entry
+        except ValidationError as err:
+            e = err.errors()[0]
+            inner = (e.get("ctx") or {}).get("error")
+            if isinstance(inner, KeyedError):  # the policy's own key: speculation.policy.<param>
+                raise ValueError(f"{inner.key.removeprefix('speculation.')}: {inner.reason}") from None
+            where = ".".join(str(x) for x in e.get("loc", ()))
+            raise ValueError(f"policy{'.' + where if where else ''}: {e.get('msg', '').removeprefix('Value error, ')}") from None
+        if pol.dynamic:
+            raise ValueError(f"policy {pol.name!r} chooses each round's shape: a plan runs static policies here")
+        if k is None or (pol.kinds and k.name not in pol.kinds):
+            raise ValueError(f"policy {pol.name!r} applies to draft kind " + " or ".join(repr(x) for x in pol.kinds))
+        if self.gamma or self.tree:
+            raise ValueError(f"policy {pol.name!r} chooses the shape itself: give no gamma or tree beside it")
+        if self.pipeline:
+            raise ValueError("a pipeline config drafts a chain of gamma: no policy")
 
     def _check_pipeline(self, k) -> None:
         """What simspec.live.pipeline runs: a separate drafter model, chains, batch 1, full heads."""
@@ -209,6 +236,9 @@ class LiveConfig(Strict):
         k = self.spec.entry
         shape = "" if k is None else (
             f" tree{'-'.join(map(str, self.tree))}" if self.tree else f" g{self.gamma}")
+        if self.policy is not None:  # the same label before and after its shape is resolved
+            shape = " " + "-".join([str(self.policy.get("name"))] + [f"{a}{v}" for a, v in sorted(self.policy.items())
+                                                                     if a != "name"])
         draft = "plain" if k is None else k.label
         arg = "" if k is None else (self.arg.split("-")[-1] if k.arg == "model" else self.arg)
         head = f" K{self.vocab}" if self.vocab else ""

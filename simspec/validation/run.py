@@ -83,6 +83,26 @@ class Validation:
         return (self.meta.get("serving") or {}).get("timelines") or {}
 
 
+def resolve_policies(configs: list[LiveConfig], scenarios: list, file: str) -> tuple[list[LiveConfig], list]:
+    """A config's static policy (a budget tree) resolved once, from its own trace: the scenario
+    simulates that shape, and the config the live engine runs gets it as its gamma / tree."""
+    from simspec.sim.static_policy import is_static, resolved
+
+    cfgs, scs = [], []
+    for c, sc in zip(configs, scenarios):
+        if is_static(sc):
+            try:
+                sc = resolved(sc, file)
+            except InputError as exc:
+                raise InputError(file, f"config[{c.label()}].policy", f"{exc.key}: {exc.reason}") from None
+            s = sc.shape
+            c = c.model_copy(update={"tree": None if s.is_chain else list(s.branching),
+                                     "gamma": s.max_depth if s.is_chain else 0})
+        cfgs.append(c)
+        scs.append(sc)
+    return cfgs, scs
+
+
 def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
     """Plan, configs (`--configs` selector), prompts and scenarios, checked whole."""
     from simspec.validation.live import load_dtype_traces, load_prompts
@@ -93,6 +113,7 @@ def load_inputs(plan_file: Path, selector: str | None) -> Inputs:
     trace, prompts, traced = load_prompts(plan, file)
     by_dtype = load_dtype_traces(plan, file, trace, prompts)
     scenarios = [scenario_for(plan, c, file) for c in chosen]
+    chosen, scenarios = resolve_policies(chosen, scenarios, file)
     for c, sc in zip(chosen, scenarios):
         if c.serving and c.kv_capacity_tokens:  # the live loop and the simulator both refuse it later
             need = max(len(p) + len(t) for p, t in zip(prompts[:c.requests], traced[:c.requests])) + sc.shape.size
