@@ -49,6 +49,8 @@ class MultiPass(Protocol):
     """A dynamic oracle whose round runs several drafting passes (a dynamic exit layer: one
     early-exit pass per layer chosen), each priced by its own cost model."""
 
+    layers: list[int]  # the keys its passes price by (RoundCost.drafts: early exit at layer l)
+
     def passes(self, proposed: np.ndarray) -> list[tuple[int, int]]:
         """(key of RoundCost.drafts, depth) of each pass the last proposal runs."""
         ...
