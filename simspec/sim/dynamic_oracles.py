@@ -174,7 +174,8 @@ def dynamic_exit_replay(sc, base, file: str | None = None) -> DynamicExitOracle:
         raise InputError(file, "acceptance.trace", "policy 'dynamic_exit' needs the target's layer count "
                                                    "(`layers` in the trace's sidecar)")
     ctl_values, low, high = exit_policy_values(sc.speculation.policy.values())
-    cands = exit_candidates(trace, sc.draft.vocab, low, high, file)
+    key = "speculation.policy.min_layer" if low else "speculation.policy.max_layer" if high else "acceptance.trace"
+    cands = exit_candidates(trace, sc.draft.vocab, low, high, file, key)
     runs = np.stack([zero_runs(trace.ranks[c], trace.offsets) for _, c in cands])
     layers = [layer for layer, _ in cands]
     return DynamicExitOracle(base, layers, runs, ExitChoice(layers, total, **ctl_values))
