@@ -66,14 +66,8 @@ def traced(tmp_path_factory):
 
 def live_drafter(name, values, spec_text, tgt, dm, kv, trace):
     spec = DraftSpec.parse(spec_text)
-    layers = None
-    if name == "dynamic_exit":
-        from simspec.sim.dynamic_oracles import exit_candidates, exit_policy_values
-
-        _, low, high = exit_policy_values(policy(name).values(values, None, "policy"))
-        layers = [layer for layer, _ in exit_candidates(trace, None, low, high)]
     full = policy(name).values(values, None, "policy")
-    return policy(name).fn("live")(full, tgt, spec, kv, dm if spec.kind == "model" else None, None, GAMMA, layers)
+    return policy(name).fn("live")(full, tgt, spec, kv, dm if spec.kind == "model" else None, None, GAMMA, trace)
 
 
 def scenario(d, name, values, spec_text, column, n):

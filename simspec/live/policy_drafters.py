@@ -116,26 +116,27 @@ class DynamicExitDrafter(_Rows):
         self.ctl.update(self.slots, self._layer, self._d, np.array([len(p) - 1 for p in paths], dtype=np.int64))
 
 
-# -- factories: Policy.live(values, target, spec, kv, draft, rows, draft_len, layers) -------------
+# -- factories: Policy.live(values, target, spec, kv, draft, rows, draft_len, trace) -------------
 
-def adaptive_drafter(values: dict, target, spec, kv, draft, rows, draft_len: int, layers=None) -> Drafter:
+def adaptive_drafter(values: dict, target, spec, kv, draft, rows, draft_len: int, trace=None) -> Drafter:
     """The kind's own drafter, its rows drafting the adaptive controller's lengths."""
     from simspec.live.runner import make_drafter
 
     return AdaptiveDrafter(make_drafter(target, spec, kv, draft, rows), AdaptiveLength(draft_len, **values))
 
 
-def dynamic_exit_drafter(values: dict, target, spec, kv, draft, rows, draft_len: int,
-                         layers: Sequence[int] | None = None) -> Drafter:
-    """Early exit at each candidate layer (`layers`: those the replay reads, the trace's exit
-    columns within min_layer..max_layer), chosen per row and round."""
+def dynamic_exit_drafter(values: dict, target, spec, kv, draft, rows, draft_len: int, trace=None) -> Drafter:
+    """Early exit at each candidate layer: the trace's exit columns of this head within
+    min_layer..max_layer, exactly the columns the replay reads."""
     from simspec.live.drafters import make_early_exit_drafter
-    from simspec.sim.dynamic_oracles import exit_policy_values
+    from simspec.sim.dynamic_oracles import exit_candidates, exit_policy_values
 
-    if not layers:
-        raise ValueError("policy 'dynamic_exit' needs its candidate exit layers")
-    ctl_values, _, _ = exit_policy_values(values)
+    if trace is None:
+        raise ValueError("policy 'dynamic_exit' takes its candidate exit layers from a trace")
+    ctl_values, low, high = exit_policy_values(values)
+    vocab = len(rows) if rows is not None else None
+    layers = [layer for layer, _ in exit_candidates(trace, vocab, low, high)]
     kind = spec.entry
     drafters = [make_early_exit_drafter(target, type(spec)(kind.name, str(layer)), kv, draft, rows)
                 for layer in layers]
-    return DynamicExitDrafter(drafters, ExitChoice(list(layers), target.dims.layers, **ctl_values))
+    return DynamicExitDrafter(drafters, ExitChoice(layers, target.dims.layers, **ctl_values))

@@ -61,7 +61,7 @@ Torch-free: the live half is in simspec.validation.live.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
@@ -96,6 +96,9 @@ class LiveConfig(Strict):
     # "trace": the live run's accept/reject decisions are forced to what the simulator replays
     # from the trace (simspec.live.synthetic), so only costs and serving dynamics are compared
     synthetic: Literal["trace"] | None = None
+    # a speculation policy (simspec.policies) choosing each round's draft: { name = "adaptive", ... },
+    # its parameters as a scenario's [speculation.policy] takes them; gamma is its largest draft
+    policy: dict[str, Any] | None = None
 
     @property
     def serving(self) -> bool:
@@ -143,7 +146,37 @@ class LiveConfig(Strict):
             raise ValueError("synthetic = 'trace' forces a drafter's acceptance: give a draft (not 'none')")
         if self.synthetic and self.pipeline:
             raise ValueError("synthetic acceptance runs in the in-process engine: not with `pipeline`")
+        if self.policy is not None:
+            self._check_policy(k)
         return self
+
+    def _check_policy(self, k) -> None:
+        """The policy is registered, its parameters in range, and it runs live here."""
+        from simspec import policies
+
+        name = self.policy.get("name")
+        if not isinstance(name, str):
+            raise ValueError("policy.name: required, a registered policy's name "
+                             f"({', '.join(policies.POLICIES)})")
+        try:
+            pol = policies.get(name, None, "policy.name")
+            pol.values(self.policy_params, None, "policy")
+        except InputError as exc:
+            raise ValueError(f"{exc.key}: {exc.reason}") from None
+        if pol.live is None:
+            raise ValueError(f"policy.name: policy {name!r} has no live drafter in simspec")
+        if pol.kinds and (k is None or k.name not in pol.kinds):
+            raise ValueError(f"policy.name: policy {name!r} applies to draft kind "
+                             + " or ".join(repr(x) for x in pol.kinds) + f", not {self.draft!r}")
+        if self.tree or not self.gamma:
+            raise ValueError(f"policy.name: policy {name!r} sizes chains: give gamma (its largest draft), not a tree")
+        if self.synthetic or self.pipeline:
+            raise ValueError(f"policy.name: policy {name!r} runs in the in-process engine by its own acceptance: "
+                             "not with `synthetic` or `pipeline`")
+
+    @property
+    def policy_params(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.policy or {}).items() if k != "name"}
 
     def _check_pipeline(self, k) -> None:
         """What simspec.live.pipeline runs: a separate drafter model, chains, batch 1, full heads."""
@@ -213,7 +246,12 @@ class LiveConfig(Strict):
         arg = "" if k is None else (self.arg.split("-")[-1] if k.arg == "model" else self.arg)
         head = f" K{self.vocab}" if self.vocab else ""
         forced = " synthetic" if self.synthetic else ""
-        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}{forced}".strip()
+        pol = ""
+        if self.policy is not None:
+            given = ",".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                             for k, v in sorted(self.policy_params.items()))
+            pol = f" {self.policy.get('name')}" + (f"({given})" if given else "")
+        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}{forced}{pol}".strip()
 
 
 SERVING_KEYS = ("max_batch", "arrival", "concurrency", "rate", "requests", "kv_capacity_tokens", "seed")

@@ -97,6 +97,8 @@ def batch1(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     if cfg.vocab:
         draft["vocab"] = cfg.vocab
     shape: dict[str, Any] = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
+    if cfg.policy is not None:
+        shape["policy"] = dict(cfg.policy)
     seqs = plan.seqs()
     target_profile = profile_of(plan, plan.target, cfg.dtype, file, key)
     sections = dict(
