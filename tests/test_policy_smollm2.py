@@ -23,7 +23,7 @@ from simspec.sim.run import simulate  # noqa: E402
 pytestmark = pytest.mark.realmodel
 
 TRACE = Path(__file__).resolve().parents[1] / "traces" / "smollm2-135m__humaneval-b1-fp32.parquet"
-PROMPTS, NEW, GAMMA = 2, 40, 5
+PROMPTS, NEW, GAMMA = 1, 24, 5
 CASES = [("adaptive", {"ema": 0.5, "start": 3}, "early_exit:25"),
          ("dynamic_exit", {"step_cost": 0.3}, "early_exit:25")]
 
