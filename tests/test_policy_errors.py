@@ -62,6 +62,7 @@ def patched(**sections) -> dict:
      "speculation.policy.name", "applies to [draft] kind 'early_exit'"),
     (patched(speculation={"draft_len": 0, "policy": {"name": "adaptive"}}),
      "speculation.policy", "chooses draft shapes"),
+    (patched(workload={"requests": 2, "dataset": "trace"}), "workload.dataset", "[acceptance] trace"),
 ])
 def test_bad_policy_is_one_line_exit_2(tmp_path, doc, key, needle):
     path = write(tmp_path, doc)

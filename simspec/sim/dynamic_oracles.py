@@ -43,8 +43,8 @@ class _Slots:
 class AdaptiveOracle:
     dynamic = True
 
-    def __init__(self, base, controller: AdaptiveLength) -> None:
-        self.base, self.ctl, self.depth = base, controller, base.depth
+    def __init__(self, base, controller: AdaptiveLength, file: str | None = None) -> None:
+        self.base, self.ctl, self.depth, self.file = base, controller, base.depth, file
         self._slots = _Slots()
         self._last = np.zeros(0, dtype=np.int64)  # each slot's last proposal
 
@@ -55,6 +55,9 @@ class AdaptiveOracle:
         return slot
 
     def request_lengths(self, n: int):
+        if isinstance(self.base, SurvivalOracle):  # as simspec.sim.run.lengths_only_trace says it
+            raise InputError(self.file, "workload.dataset",
+                             '"trace" takes its lengths from [acceptance] trace, which is not set')
         return self.base.request_lengths(n)
 
     def propose(self, handles: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:
@@ -126,7 +129,7 @@ def _check_chain(sc, base, policy: str, file: str | None) -> None:
 def adaptive_replay(sc, base, file: str | None = None) -> AdaptiveOracle:
     """The `adaptive` policy over the scenario's own acceptance (trace or synthetic chain)."""
     _check_chain(sc, base, "adaptive", file)
-    return AdaptiveOracle(base, AdaptiveLength(sc.gamma, **sc.speculation.policy.values()))
+    return AdaptiveOracle(base, AdaptiveLength(sc.gamma, **sc.speculation.policy.values()), file)
 
 
 def exit_candidates(trace, vocab: int | None, low: int, high: int, file: str | None = None,
