@@ -111,3 +111,31 @@ def test_a_proposal_past_the_cap_is_refused(monkeypatch):
 
     with pytest.raises(ValueError, match="dynamic oracle proposed"):
         run(monkeypatch, scenario(1, 10), Bad(4, [], [[0]] * 10))
+
+
+class TwoLayers(Scripted):
+    """A MultiPass oracle: row 0 drafts at exit layer 10, row 1 at exit layer 20."""
+
+    layers = [10, 20]
+
+    def passes(self, proposed):
+        return [(10, int(self._d[0])), (20, int(self._d[1]))]
+
+
+def test_several_drafting_passes_each_priced_at_its_layer(monkeypatch):
+    sc = parse_scenario({
+        "target": {"cost": {"step_ms": 30.0, "per_token_ms": PER_TOKEN}, "layers": 30},
+        "draft": {"kind": "early_exit", "exit_layer": 10},
+        "acceptance": {"iid": 0.5},
+        "speculation": {"draft_len": 4},
+        "workload": {"requests": 2, "arrival": "closed", "concurrency": 2, "prompt_len": 8, "output_len": 12},
+        "serving": {"max_batch": 2, "seed": 0},
+    }, "dyn.toml")
+    oracle = TwoLayers(4, [[2, 3], [0, 1], [4, 4], [4, 4]], [[0, 0], [0, 0], [4, 4], [4, 4]])
+    res = run(monkeypatch, sc, oracle, detail=True)
+    rounds = [it for it in res.iterations[0] if it.kind == "round"]
+    # an early-exit step at layer l costs l / 30 of a target pass of one token per sequence
+    step = 30.0 + PER_TOKEN * 2 * 1
+    assert rounds[0].seconds * 1e3 == pytest.approx(2 * step * 10 / 30 + 3 * step * 20 / 30 + 30 + PER_TOKEN * 2 * 4)
+    # a pass whose rows draft nothing is not run
+    assert rounds[1].seconds * 1e3 == pytest.approx(1 * step * 20 / 30 + 30 + PER_TOKEN * 2 * 2)
