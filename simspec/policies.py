@@ -33,6 +33,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from simspec import drafters
 from simspec.errors import InputError
 
 
@@ -144,3 +145,46 @@ register(Policy(
     kinds=_tree_kinds(), dynamic=False, resolve="simspec.sim.budget_tree:resolve_cost",
     vllm="the explicit token tree it resolves to", sglang="the explicit token tree it resolves to",
     trtllm="the explicit token tree it resolves to"))
+
+
+# -- the policies -------------------------------------------------------------------------------
+
+# Adaptive draft length (simspec.sim.adaptive_length): an EMA of each sequence's accepted
+# tokens picks its next draft length among tiers up to draft_len. SGLang's adaptive steps
+# (--speculative-adaptive, PR #21599) do this per batch from a JSON config; vLLM has no
+# per-round draft length (num_speculative_tokens is fixed).
+register(Policy(
+    "adaptive", "adaptive draft length (EMA of accepted tokens)",
+    # chain drafters traced and run live here (a model, early exit, n-gram lookup)
+    kinds=tuple(k.name for k in drafters.KINDS.values() if k.traced and k.live is not None),
+    params=(
+        Param("ema", float, 0.05, 1.0, 0.5, "weight of the newest round in the EMA of accepted tokens"),
+        Param("start", int, 1, 64, 4, "first draft length (capped at draft_len)"),
+        Param("margin", float, 0.0, 8.0, 1.0, "next length: smallest tier >= EMA + margin"),
+        Param("tiers", int, 1, 64, 64, "draft lengths to choose among, spread over 1..draft_len"),
+    ),
+    replay="simspec.sim.dynamic_oracles:adaptive_replay",
+    live="simspec.live.policy_drafters:adaptive_drafter",
+    vllm="not expressible: vLLM drafts a fixed num_speculative_tokens every round",
+    sglang="--speculative-adaptive with --speculative-adaptive-config (candidate step tiers, EMA of "
+           "accept lengths; one EMA per batch, not per sequence)",
+    trtllm="not expressible: TensorRT-LLM's max_draft_len is fixed per engine",
+))
+
+# Dynamic exit layer (simspec.sim.exit_choice): per round and sequence, the exit layer and the
+# draft length of the largest expected tokens per unit cost, from running per-layer acceptance.
+register(Policy(
+    "dynamic_exit", "dynamic exit layer and draft length (DEL)", kinds=(drafters.layer_kind().name,),
+    params=(
+        Param("prior", float, 0.1, 100.0, 2.0, "optimistic pseudo-count of accepted tokens per layer", log=True),
+        Param("decay", float, 0.5, 1.0, 1.0, "factor on a layer's counts before each update (1: no forgetting)"),
+        Param("step_cost", float, 0.0, 4.0, 1.0, "a draft step at layer l costs step_cost * l / L target passes"),
+        Param("min_layer", int, 0, 1024, 0, "shallowest candidate exit layer (0: any traced)"),
+        Param("max_layer", int, 0, 1024, 0, "deepest candidate exit layer (0: any traced)"),
+    ),
+    replay="simspec.sim.dynamic_oracles:dynamic_exit_replay",
+    live="simspec.live.policy_drafters:dynamic_exit_drafter",
+    vllm="not expressible: vLLM has no early-exit self-speculation",
+    sglang="not expressible: SGLang has no early-exit self-speculation",
+    trtllm="not expressible: TensorRT-LLM has no early-exit self-speculation",
+))

@@ -72,18 +72,20 @@ def run_config(
     target, spec: DraftSpec, tree: Tree, prompts: list[list[int]], max_new_tokens: int | list[int],
     batch: int = 1, draft=None, rows: list[int] | None = None, temperature: float = 0.0,
     seed: int = 0, eos=None, check_greedy: bool = False, warmup: bool = True,
-    progress=None, synthetic=None,
+    progress=None, synthetic=None, make=None,
 ) -> Report:
     """Decode all prompts in static batches; stats summed over batches. `max_new_tokens`: one
     budget, or one per prompt. `synthetic`: forced acceptance (simspec.live.synthetic; its
-    request i is prompt i); the warm-up runs without it."""
+    request i is prompt i); the warm-up runs without it. `make(kv)`: the drafter of a batch
+    (a policy's, simspec.live.policy_drafters), else the spec's own."""
+    if make is None:
+        make = lambda kv: make_drafter(target, spec, kv, draft, rows)  # noqa: E731
     if batch < 1:
         raise InputError(None, "--batch", f"{batch} must be >= 1")
     budgets = [max_new_tokens] * len(prompts) if isinstance(max_new_tokens, int) else list(max_new_tokens)
     if warmup:
         kv = KV(target.model, 1)
-        generate(target.model, prompts[:1], min(4, budgets[0]), make_drafter(target, spec, kv, draft, rows),
-                 tree, temperature, seed, None, kv)
+        generate(target.model, prompts[:1], min(4, budgets[0]), make(kv), tree, temperature, seed, None, kv)
     import time
 
     total, outputs = Stats(device=target.device), []
@@ -91,8 +93,8 @@ def run_config(
     for i in range(0, len(prompts), batch):
         group = prompts[i:i + batch]
         kv = KV(target.model, len(group))
-        res = generate(target.model, group, budgets[i:i + batch], make_drafter(target, spec, kv, draft, rows),
-                       tree, temperature, seed + i, eos, kv, synthetic)
+        res = generate(target.model, group, budgets[i:i + batch], make(kv), tree, temperature, seed + i, eos, kv,
+                       synthetic)
         total.merge(res.stats)
         outputs += res.outputs
         if progress:

@@ -197,6 +197,16 @@ def survival(sc: Scenario, depth: int) -> np.ndarray:
 
 
 def build_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
+    """The scenario's acceptance oracle; with a dynamic policy, the policy's oracle over it
+    (simspec.policies: it chooses each round's draft from the acceptance replayed)."""
+    oracle = _fixed_oracle(sc, file, rng)
+    policy = sc.speculation.policy
+    if oracle is not None and policy is not None and policy.entry.dynamic:
+        return policy.entry.fn("replay")(sc, oracle, file)
+    return oracle
+
+
+def _fixed_oracle(sc: Scenario, file: str | None, rng: np.random.Generator):
     if sc.gamma == 0:
         return None
     depth = sc.gamma + (1 if sc.placement.overlap else 0)
@@ -259,7 +269,17 @@ def _hidden_bytes(sc: Scenario, target: CostModel, file: str | None) -> float:
     raise InputError(file, "target", "a drafter that reads hidden states needs the target's width (`dims.hidden`, a profile or `model`)")
 
 
-def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
+def exit_costs(sc: Scenario, target: CostModel, layers, file: str | None) -> dict[int, CostModel]:
+    """Early exit at each of `layers` (a dynamic exit layer's passes): l of the target's layers."""
+    total = target.num_layers
+    for layer in layers:
+        if total and layer > total:
+            raise InputError(file, "speculation.policy", f"exit layer {layer} > the target profile's {total} layers")
+    return {int(layer): ScaledCost(target, layers=int(layer), head_rows=sc.draft.vocab) for layer in layers}
+
+
+def build_round_cost(sc: Scenario, file: str | None, exits=()) -> RoundCost:
+    """`exits`: early-exit layers a policy drafts at besides the scenario's (RoundCost.drafts)."""
     tgt = target_cost(sc, file)
     drf = draft_cost(sc, tgt, file)
     levels, nodes, verify_q = round_shape(sc)
@@ -278,6 +298,7 @@ def build_round_cost(sc: Scenario, file: str | None) -> RoundCost:
         # a parallel drafter's one forward is its block: no step of it is the prompt's
         draft_reads_prompt=drafting and k.reads_prompt and not k.parallel,
         draft_catch_up=drafting and k.catch_up,
+        drafts=exit_costs(sc, tgt, exits, file) if drafting and exits else {},
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import simpy
 
 from simspec.sim import jump
-from simspec.sim.acceptance import AcceptanceOracle
+from simspec.sim.acceptance import AcceptanceOracle, MultiPass, is_dynamic
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
@@ -72,6 +72,10 @@ class Replica:
         self.overlap = options.overlap
         self.with_prefill = options.with_prefill
         self.depth = oracle.depth - (1 if self.overlap else 0) if oracle is not None else 0
+        # a dynamic oracle (simspec.policies) chooses each round's shape: propose, then draw
+        self.dynamic = is_dynamic(oracle)
+        if self.dynamic and self.overlap:
+            raise ValueError("a dynamic oracle chooses each round after the last verdict: no overlap")
         self.detail = options.detail
         self.target_dev = devices.target
         self.draft_dev = devices.draft
@@ -90,7 +94,9 @@ class Replica:
         # jump's rounds are one jump.Rounds entry (jump.expand gives their records)
         self.log: list[Iteration | jump.Rounds] = []
         self.arrivals = arrivals
-        self._jumps = options.jump and arrivals is not None and not self.overlap and not self.detail
+        # a dynamic oracle's rounds depend on the verdicts before them: simulated round by round
+        self._jumps = (options.jump and arrivals is not None and not self.overlap and not self.detail
+                       and not self.dynamic)
         self.process = env.process(self._loop())
 
     # -- dispatcher interface ----------------------------------------------------------
@@ -124,7 +130,16 @@ class Replica:
         prompts = rec.prompt_len[ids]
         depth = self.policy.depth(self.depth, int(rec.output_len[ids].max()))
         queued = self.policy.waiting() if self.detail else ()
-        if self.with_prefill:
+        handles = np.fromiter((self.oracle.bind(int(r)) for r in ids), dtype=np.int64, count=len(ids)) \
+            if self.oracle is not None else np.zeros(len(ids), dtype=np.int64)
+        first = np.zeros(len(ids), dtype=np.int64)
+        proposed = None  # a dynamic oracle's first-round proposals (with_prefill)
+        if self.with_prefill and self.dynamic:
+            proposed = self._propose(handles, first, depth)
+            wall, t_target, t_draft = self.cost.first_round_s(
+                prompts.tolist(), int(proposed.max()), self._groups(proposed))
+            depth = int(proposed.max())
+        elif self.with_prefill:
             wall, t_target, t_draft = self.cost.first_round_s(prompts.tolist(), depth)
         else:
             wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
@@ -139,16 +154,14 @@ class Replica:
         now = self.env.now
         rec.first_token[ids] = now
         rec.replica[ids] = self.index
-        handles = np.fromiter((self.oracle.bind(int(r)) for r in ids), dtype=np.int64, count=len(ids)) \
-            if self.oracle is not None else np.zeros(len(ids), dtype=np.int64)
         gen = np.ones(len(ids), dtype=np.int64)
         acc = np.zeros(len(ids), dtype=np.int64)
         behind = np.zeros(len(ids), dtype=bool)
         if self.with_prefill and self.oracle is not None:  # the first round's acceptance
-            k = np.minimum(self.oracle.draw(handles, np.zeros(len(ids), dtype=np.int64)), depth)
+            k = np.minimum(self.oracle.draw(handles, first), depth if proposed is None else proposed)
             gen = np.minimum(k + 1, rec.output_len[ids])
             acc = np.minimum(k, gen)
-            behind = k >= depth
+            behind = (k >= depth) & (depth > 0) if proposed is not None else k >= depth
         rounds = np.full(len(ids), 1 if self.with_prefill else 0, dtype=np.int64)
         self.batch.append(rid=ids, gen=gen, out=rec.output_len[ids], prompt=prompts, rounds=rounds,
                           acc=acc, handle=handles, behind=behind)
@@ -169,7 +182,22 @@ class Replica:
             clipped = self.policy.depth(self.depth, int((batch.out - batch.gen).max()))
             depth = clipped if clipped < self.depth else None
         t_v = cost.verify_s(b, ctx, depth)
-        if self.oracle is None:
+        if self.dynamic:
+            cap = self.depth if depth is None else depth
+            d = self._propose(batch.handle, batch.gen, cap)
+            top = int(d.max()) if b else 0
+            t_v = cost.verify_s(b, ctx, top)
+            k = np.minimum(self.oracle.draw(batch.handle, batch.gen), d)
+            behind = bool(batch.behind.any())
+            groups = self._groups(d)
+            if groups is None:
+                t_d_busy = cost.draft_s(b, ctx, top, behind=behind) if top else 0.0
+            else:
+                t_d_busy = sum(cost.draft_s(b, ctx, g_depth, behind=behind, model=g) for g, g_depth in groups)
+            wall = t_d_busy + (cost.transfer_s(b) if top else 0.0) + t_v
+            if top:  # a round that drafted nothing leaves every drafter cache as it was
+                batch.behind = k >= top
+        elif self.oracle is None:
             k = None
             t_d_busy = 0.0
             wall = t_v
@@ -215,6 +243,20 @@ class Replica:
         self.log.append(Iteration("round", start, wall, b, emitted, *detail) if detail
                         else Iteration("round", start, wall, b))
         self._retire()
+
+    def _propose(self, handles: np.ndarray, positions: np.ndarray, cap: int) -> np.ndarray:
+        """A dynamic oracle's draft lengths for this round, checked against the contract."""
+        d = np.asarray(self.oracle.propose(handles, positions, cap), dtype=np.int64)
+        if d.shape != (len(handles),) or (len(d) and (d.min() < 0 or d.max() > cap)):
+            raise ValueError(f"a dynamic oracle proposed {d.tolist()} for {len(handles)} sequences, cap {cap}")
+        return d
+
+    def _groups(self, proposed: np.ndarray) -> list[tuple[int, int]] | None:
+        """(draft cost model, depth) of each drafting pass the round runs, when the oracle runs
+        several (a dynamic exit layer: one early-exit pass per layer chosen); None: one pass."""
+        if not isinstance(self.oracle, MultiPass):
+            return None
+        return [(g, dd) for g, dd in self.oracle.passes(proposed) if dd > 0]
 
     def _jump(self) -> Iterator[simpy.Event]:
         """All rounds up to the next batch change, one timeout (simspec.sim.jump)."""

@@ -32,6 +32,8 @@ class RoundCost:
     draft_catch_up: bool = False       # a drafter with its own KV cache: after a fully accepted
                                        # round its first step also feeds the last draft token
     link: "Link | None" = None         # what crosses devices each round, and over what
+    drafts: dict = field(default_factory=dict)  # other drafting passes a policy may run, by key
+                                       # (a dynamic exit layer: early exit at layer l -> its cost)
     _cache: dict = field(default_factory=dict, repr=False)
     context_dependent: bool = field(init=False)
 
@@ -59,23 +61,26 @@ class RoundCost:
             return self.verify_queries
         return 1 + int(sum(self.depth_nodes[:depth]))
 
-    def draft_s(self, batch: int, ctx: int, depth: int | None = None, behind: bool = False) -> float:
+    def draft_s(self, batch: int, ctx: int, depth: int | None = None, behind: bool = False,
+                model=None) -> float:
         """Time to draft one round (its first `depth` levels) for `batch` sequences. `behind`:
         some sequence's drafter cache lacks the last draft token of a fully accepted round (it
         was never fed), so the first step feeds one more token per sequence (a batch is padded
-        to one shape) and keeps the logits of the root only."""
-        if self.draft is None or batch == 0 or not self.level_queries:
+        to one shape) and keeps the logits of the root only. `model`: a key of `drafts` (a
+        pass a policy runs instead of the scenario's drafter), None: `draft`."""
+        draft = self.draft if model is None else self.drafts[model]
+        if draft is None or batch == 0 or not self.level_queries:
             return 0.0
         behind = behind and self.draft_catch_up
-        key = ("d", batch, ctx, depth, behind)
+        key = ("d", batch, ctx, depth, behind, model)
         t = self._cache.get(key)
         if t is None:
             levels = list(self.level_queries if depth is None else self.level_queries[:depth])
             t = 0.0
             if behind and levels:
                 q0 = levels.pop(0)
-                t = self.draft.latency_s("decode", batch, q0 + 1, ctx, logits=q0)
-            t += sum(self.draft.latency_s("decode", batch, q, ctx) for q in levels)
+                t = draft.latency_s("decode", batch, q0 + 1, ctx, logits=q0)
+            t += sum(draft.latency_s("decode", batch, q, ctx) for q in levels)
             self._cache[key] = t
         return t
 
@@ -123,20 +128,29 @@ class RoundCost:
         wall = max(t_target, t_draft) if self.parallel_devices else t_target + t_draft
         return wall, t_target, t_draft
 
-    def first_round_s(self, prompt_lens: Sequence[int], depth: int) -> tuple[float, float, float]:
+    def first_round_s(self, prompt_lens: Sequence[int], depth: int,
+                      passes: Sequence[tuple] | None = None) -> tuple[float, float, float]:
         """(wall, target busy, draft busy) of a prefill that is also the first round
         (first_round = "with_prefill"): the drafter's first step reads the prompt (its last
         token is the round's root), `depth` draft levels, then ONE target pass over the prompt
-        and the drafted nodes. Drafting must finish before verification starts: wall = sum."""
+        and the drafted nodes. Drafting must finish before verification starts: wall = sum.
+        `passes`: (key of `drafts`, depth) of each drafting pass when a policy runs several."""
         n = len(prompt_lens)
         mean_p = max(1, int(round(sum(prompt_lens) / n)))
         t_target = self.target.latency_s("prefill", n, mean_p - 1 + self.queries_at(depth), 0)
-        t_draft = 0.0
-        if self.draft is not None and depth > 0 and self.level_queries:
-            levels = list(self.level_queries[:depth])
-            ctx = self.bucket(mean_p)
-            if self.draft_reads_prompt:
-                t_draft = self.draft.latency_s("prefill", n, mean_p, 0)
-                levels = levels[1:]
-            t_draft += sum(self.draft.latency_s("decode", n, q, ctx) for q in levels)
+        ctx = self.bucket(mean_p)
+        if passes is None:
+            t_draft = self._first_draft_s(self.draft, n, mean_p, ctx, depth)
+        else:
+            t_draft = sum(self._first_draft_s(self.drafts[g], n, mean_p, ctx, d) for g, d in passes)
         return t_target + t_draft, t_target, t_draft
+
+    def _first_draft_s(self, draft: CostModel | None, n: int, mean_p: int, ctx: int, depth: int) -> float:
+        if draft is None or depth <= 0 or not self.level_queries:
+            return 0.0
+        levels = list(self.level_queries[:depth])
+        t = 0.0
+        if self.draft_reads_prompt:
+            t = draft.latency_s("prefill", n, mean_p, 0)
+            levels = levels[1:]
+        return t + sum(draft.latency_s("decode", n, q, ctx) for q in levels)

@@ -12,6 +12,7 @@ import simpy
 
 from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
+from simspec.sim.acceptance import MultiPass
 from simspec.sim.build import build_oracle, build_round_cost, kv_capacity
 from simspec.sim.devices import Device
 from simspec.sim.dispatch import LeastLoaded
@@ -76,7 +77,7 @@ def simulate(sc: Scenario, scenario_file: str | None = None, workload: Workload 
         source = oracle if hasattr(oracle, "request_lengths") else lengths_only_trace(sc, scenario_file, seed)
         workload = build_workload(sc.workload, seed, source.request_lengths(sc.workload.requests))
     wl = workload if workload is not None else build_workload(sc.workload, seed)
-    cost = build_round_cost(sc, scenario_file)
+    cost = build_round_cost(sc, scenario_file, oracle.layers if isinstance(oracle, MultiPass) else ())
     kv_cap = kv_capacity(sc, cost, scenario_file)
     kv_reserve = cost.verify_queries
     if kv_cap is not None:

@@ -118,6 +118,21 @@ def _setup(plan: Plan, cfg: LiveConfig, models: Models, trace, file: str):
     return tgt, spec, tree, dm, rows
 
 
+def config_drafter(cfg: LiveConfig, tgt, spec, kv, dm, rows, trace):
+    """The drafter a config runs: its kind's, or under a policy the policy's live drafter over
+    it (simspec.policies; a dynamic exit takes its candidate layers from `trace`, the columns
+    the simulator replays)."""
+    from simspec.live.runner import make_drafter
+
+    from simspec import policies
+
+    pol = policies.get(cfg.policy["name"]) if cfg.policy is not None else None
+    if pol is None or not pol.dynamic:  # a static policy runs the shape it resolved to
+        return make_drafter(tgt, spec, kv, dm, rows)
+    values = pol.values(cfg.policy_params, None, "policy")
+    return pol.fn("live")(values, tgt, spec, kv, dm, rows, cfg.gamma, trace)
+
+
 def forced(plan: Plan, cfg: LiveConfig, file: str):
     """A synthetic config's forced acceptance: the very oracle the simulator replays for it
     (simspec.sim.build.build_oracle of its scenario: request i replays the plan's sequence
@@ -153,7 +168,6 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
     `clock`: simspec.live.serving's WallClock by default (FakeClock in tests)."""
     from simspec.live.engine import generate
     from simspec.live.kv import KV
-    from simspec.live.runner import make_drafter
     from simspec.live.serving import serve, summarize
     from simspec.validation.replay import kept_per_request
 
@@ -162,12 +176,12 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
     if not all(r.max_new_tokens for r in reqs):
         raise InputError(file, "trace", "a traced sequence has no output tokens to decode")
     kv = KV(tgt.model, 1)  # untimed warm-up (allocator, thread pool), as run_config's
-    generate(tgt.model, prompts[:1], min(4, plan.max_new_tokens), make_drafter(tgt, spec, kv, dm, rows),
+    generate(tgt.model, prompts[:1], min(4, plan.max_new_tokens), config_drafter(cfg, tgt, spec, kv, dm, rows, trace),
              tree, 0.0, 0, None, kv)
     kv = KV(tgt.model, 0)
     cpu, t0 = time.process_time(), time.perf_counter()
     synthetic = forced(plan, cfg, file)  # forced: no stop token (the output text means nothing)
-    res = serve(tgt.model, reqs, make_drafter(tgt, spec, kv, dm, rows), tree, max_batch=cfg.max_batch,
+    res = serve(tgt.model, reqs, config_drafter(cfg, tgt, spec, kv, dm, rows, trace), tree, max_batch=cfg.max_batch,
                 kv_capacity_tokens=cfg.kv_capacity_tokens,
                 concurrency=cfg.users if cfg.arrival == "closed" else None,
                 eos=None if synthetic else trace.meta.get("stop_ids") or None, kv=kv, clock=clock,
@@ -198,7 +212,8 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
     t0 = time.perf_counter()
     if synthetic is None:
         report = run_config(tgt, spec, tree, prompts, plan.max_new_tokens, batch=1, draft=dm, rows=rows,
-                            eos=trace.meta.get("stop_ids") or None, progress=progress)
+                            eos=trace.meta.get("stop_ids") or None, progress=progress,
+                            make=lambda kv: config_drafter(cfg, tgt, spec, kv, dm, rows, trace))
     else:  # forced acceptance: each prompt's traced length, no stop token (the simulator's lengths)
         report = run_config(tgt, spec, tree, prompts, [len(t) for t in traced], batch=1, draft=dm, rows=rows,
                             progress=progress, synthetic=synthetic)

@@ -96,9 +96,10 @@ class LiveConfig(Strict):
     # "trace": the live run's accept/reject decisions are forced to what the simulator replays
     # from the trace (simspec.live.synthetic), so only costs and serving dynamics are compared
     synthetic: Literal["trace"] | None = None
-    # a static policy (simspec.policies, e.g. { name = "budget_tree", budget = 8 }) instead of
-    # gamma / tree: resolved to its shape from the config's trace when the plan's inputs load
-    # (simspec.validation.run.load_inputs), and that shape runs live and in the simulator alike
+    # a policy (simspec.policies): a static one ({ name = "budget_tree", budget = 8 }) instead of
+    # gamma / tree, resolved to its shape from the config's trace when the plan's inputs load
+    # (simspec.validation.run.load_inputs); a dynamic one ({ name = "adaptive", ... }) beside a
+    # gamma, its largest draft, choosing each round's draft live and in the simulator alike
     policy: dict[str, Any] | None = None
 
     @property
@@ -149,11 +150,19 @@ class LiveConfig(Strict):
             raise ValueError("synthetic = 'trace' forces a drafter's acceptance: give a draft (not 'none')")
         if self.synthetic and self.pipeline:
             raise ValueError("synthetic acceptance runs in the in-process engine: not with `pipeline`")
+        if self.policy is not None:
+            self._check_policy(k)
         return self
 
     def _check_policy(self, k) -> None:
+        """The policy is registered, its parameters in range, and this config can run it."""
         from simspec.config.scenario import PolicySpec
 
+        if not isinstance(self.policy.get("name"), str):
+            from simspec import policies
+
+            raise ValueError("policy.name: required, a registered policy's name "
+                             f"({', '.join(policies.POLICIES)})")
         try:
             pol = PolicySpec.model_validate(self.policy).entry
         except ValidationError as err:
@@ -163,14 +172,26 @@ class LiveConfig(Strict):
                 raise ValueError(f"{inner.key.removeprefix('speculation.')}: {inner.reason}") from None
             where = ".".join(str(x) for x in e.get("loc", ()))
             raise ValueError(f"policy{'.' + where if where else ''}: {e.get('msg', '').removeprefix('Value error, ')}") from None
-        if pol.dynamic:
-            raise ValueError(f"policy {pol.name!r} chooses each round's shape: a plan runs static policies here")
-        if k is None or (pol.kinds and k.name not in pol.kinds):
-            raise ValueError(f"policy {pol.name!r} applies to draft kind " + " or ".join(repr(x) for x in pol.kinds))
-        if self.gamma or self.tree:
-            raise ValueError(f"policy {pol.name!r} chooses the shape itself: give no gamma or tree beside it")
+        if pol.kinds and (k is None or k.name not in pol.kinds):
+            raise ValueError(f"policy.name: policy {pol.name!r} applies to draft kind "
+                             + " or ".join(repr(x) for x in pol.kinds) + f", not {self.draft!r}")
         if self.pipeline:
-            raise ValueError("a pipeline config drafts a chain of gamma: no policy")
+            raise ValueError(f"policy.name: a pipeline config drafts a chain of gamma: no policy {pol.name!r}")
+        if not pol.dynamic:
+            if self.gamma or self.tree:
+                raise ValueError(f"policy {pol.name!r} chooses the shape itself: give no gamma or tree beside it")
+            return
+        if pol.live is None:
+            raise ValueError(f"policy.name: policy {pol.name!r} has no live drafter in simspec")
+        if self.tree or not self.gamma:
+            raise ValueError(f"policy.name: policy {pol.name!r} sizes chains: give gamma (its largest draft), not a tree")
+        if self.synthetic:
+            raise ValueError(f"policy.name: policy {pol.name!r} runs in the in-process engine by its own acceptance: "
+                             "not with `synthetic`")
+
+    @property
+    def policy_params(self) -> dict[str, Any]:
+        return {k: v for k, v in (self.policy or {}).items() if k != "name"}
 
     def _check_pipeline(self, k) -> None:
         """What simspec.live.pipeline runs: a separate drafter model, chains, batch 1, full heads."""
@@ -230,20 +251,32 @@ class LiveConfig(Strict):
         seed = f" s{self.seed}" if self.seed else ""
         return f"{base} serve b{self.max_batch} {load} n{self.requests}{kv}{seed}"
 
+    def _dynamic_policy(self) -> bool:
+        from simspec import policies
+
+        p = policies.POLICIES.get(str(self.policy.get("name"))) if self.policy is not None else None
+        return p is not None and p.dynamic
+
     def _label(self) -> str:
         if self.name:
             return self.name
         k = self.spec.entry
         shape = "" if k is None else (
             f" tree{'-'.join(map(str, self.tree))}" if self.tree else f" g{self.gamma}")
-        if self.policy is not None:  # the same label before and after its shape is resolved
+        static = self.policy is not None and not self._dynamic_policy()
+        if static:  # the same label before and after its shape is resolved
             shape = " " + "-".join([str(self.policy.get("name"))] + [f"{a}{v}" for a, v in sorted(self.policy.items())
                                                                      if a != "name"])
         draft = "plain" if k is None else k.label
         arg = "" if k is None else (self.arg.split("-")[-1] if k.arg == "model" else self.arg)
         head = f" K{self.vocab}" if self.vocab else ""
         forced = " synthetic" if self.synthetic else ""
-        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}{forced}".strip()
+        pol = ""
+        if self.policy is not None and not static:
+            given = ",".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                             for k, v in sorted(self.policy_params.items()))
+            pol = f" {self.policy.get('name')}" + (f"({given})" if given else "")
+        return f"{self.dtype} {draft}{(':' + arg) if arg else ''}{shape}{head}{forced}{pol}".strip()
 
 
 SERVING_KEYS = ("max_batch", "arrival", "concurrency", "rate", "requests", "kv_capacity_tokens", "seed")

@@ -97,8 +97,13 @@ def batch1(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
     if cfg.vocab:
         draft["vocab"] = cfg.vocab
     shape: dict[str, Any] = {"tree": cfg.tree} if cfg.tree else {"draft_len": cfg.gamma}
-    if cfg.policy is not None and not cfg.tree and not cfg.gamma:  # resolved in run.load_inputs
-        shape = {"policy": cfg.policy}
+    if cfg.policy is not None:
+        from simspec import policies
+
+        if policies.get(cfg.policy["name"]).dynamic:  # choosing each round's draft up to gamma
+            shape["policy"] = dict(cfg.policy)
+        elif not cfg.tree and not cfg.gamma:  # a static policy: resolved in run.load_inputs
+            shape = {"policy": cfg.policy}
     seqs = plan.seqs()
     target_profile = profile_of(plan, plan.target, cfg.dtype, file, key)
     sections = dict(
