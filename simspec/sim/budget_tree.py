@@ -146,10 +146,13 @@ def scenario_cover(sc, file: str | None, top: int) -> np.ndarray:
     from simspec.sim.build import build_oracle
 
     chain = sc.with_({"speculation": {"policy": None, "draft_len": 1, "tree": None}}, file=file or "<scenario>")
+    from simspec.trace.oracle import TraceOracle
+
     oracle = build_oracle(chain, file, np.random.default_rng(0))
-    if getattr(oracle, "mode", None) != "rank":
+    mode = oracle.mode if isinstance(oracle, TraceOracle) else None
+    if mode != "rank":
         raise InputError(file, "acceptance.drafter", f"policy {name!r} needs a greedy rank column: {acc.drafter!r} "
-                                                     "replays " + ("sampled (beta) acceptance" if getattr(oracle, "mode", "") == "beta"
+                                                     "replays " + ("sampled (beta) acceptance" if mode == "beta"
                                                                    else "one chain (no ranks)"))
     return cover_from_ranks(oracle.values, top)
 
