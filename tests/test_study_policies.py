@@ -239,3 +239,14 @@ def test_budget_tree_winner_exports_as_the_explicit_tree(tmp_path, eagle):
     flags = a.get("sglang").files[SGLANG_MAIN]
     assert f"--speculative-eagle-topk {shape.branching[0]}" in flags
     assert f"--speculative-num-draft-tokens {shape.size}" in flags
+
+
+def test_a_study_without_policy_knobs_keeps_its_stored_definition(tmp_path):
+    """The policy knobs came after run folders were stored: while unused they are not part of
+    the definition, so a study stored before them still resumes (its definition has no such key)."""
+    from simspec.study.definition import definition
+
+    plain = definition(load_study(study_file(tmp_path, policy="", name="plain.toml")), False)["search"]
+    assert "policy" not in plain and "policy_params" not in plain
+    with_policy = definition(load_study(study_file(tmp_path)), False)["search"]
+    assert with_policy["policy"] == ["fixed", "budget_tree"] and with_policy["policy_params"]["budget_tree"]

@@ -63,11 +63,24 @@ def one_point(spec) -> bool:
             and s.tree is None and (not drafting or len(drafter_choices(spec)) <= 1))
 
 
+# knobs added after studies were stored: left out while unused, so an older run folder of the
+# same question still resumes (its stored definition has no such key)
+_LATER_KNOBS = ("policy", "policy_params")
+
+
+def _search(search: SearchSpec) -> dict[str, Any]:
+    d = search.model_dump(mode="json")
+    for k in _LATER_KNOBS:
+        if k in d and not d[k]:
+            del d[k]
+    return d
+
+
 def definition(spec, capacity: bool) -> dict[str, Any]:
     """What the trials of this study answer, as plain JSON values."""
     f = spec.file
     d = {
-        "search": f.search.model_dump(mode="json"),
+        "search": _search(f.search),
         "drafters": {k: v.model_dump(mode="json", exclude_unset=True) for k, v in f.drafters.items()},
         "variants": f.variants,
         "objectives": f.objectives,
