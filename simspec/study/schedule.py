@@ -8,6 +8,7 @@ gamma 0..G is tried for every drafter of the search, each drafter with the sub-k
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,22 +87,51 @@ def point_knobs(best: dict[str, Any], kind_knobs: dict[str, Any] | None, kind: s
     return p
 
 
-def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any]) -> list[Point]:
+def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any], workers: int | None = None) -> list[Point]:
+    """Every (batch, drafter, gamma) point, simulated by `workers` processes (default: both
+    cores of a 2-core machine; forked where the platform forks). The points are independent and
+    the simulator deterministic, so they are the same however they are shared out."""
     per_kind = drafter_params(spec, study, best)
-    pts: list[Point] = []
+    tasks: list[tuple[int, str, dict[str, Any]]] = []
     for b in batch_sizes(spec, best):
-        bucket = saturated(spec, b)
-        cands = [("none", point_knobs(best, None, None, 0))]
+        tasks.append((b, "none", point_knobs(best, None, None, 0)))
         for kind, kp in per_kind.items():
             for g in gammas(spec):
-                cands.append((kind, point_knobs(best, kp, kind, g)))
-        for kind, p in cands:
-            try:
-                s = ev.evaluate(p, bucket)
-            except InputError:
-                continue
-            pts.append(Point(b, kind, int(p["gamma"]), s["throughput_tok_s"], s["tpot_p50_s"]))
-    return pts
+                tasks.append((b, kind, point_knobs(best, kp, kind, g)))
+    figures = _simulate_all(spec, ev, tasks, workers)
+    return [Point(b, kind, int(p["gamma"]), s[0], s[1]) for (b, kind, p), s in zip(tasks, figures) if s is not None]
+
+
+_TASK: tuple | None = None  # (spec, evaluator) a forked worker inherits
+
+
+def _one(task: tuple[int, str, dict[str, Any]]) -> tuple[float, float] | None:
+    spec, ev = _TASK
+    b, _, p = task
+    try:
+        s = ev.evaluate(p, saturated(spec, b))
+    except InputError:
+        return None  # a point the space cannot simulate (e.g. a drafter's gamma out of its range)
+    return s["throughput_tok_s"], s["tpot_p50_s"]
+
+
+def _simulate_all(spec: StudySpec, ev: Evaluator, tasks: list, workers: int | None) -> list[tuple[float, float] | None]:
+    global _TASK
+    import multiprocessing as mp
+
+    if workers is None:
+        try:
+            workers = min(2, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            workers = min(2, os.cpu_count() or 1)
+    _TASK = (spec, ev)
+    try:
+        if workers < 2 or len(tasks) < 2 * workers or "fork" not in mp.get_all_start_methods():
+            return [_one(t) for t in tasks]
+        with mp.get_context("fork").Pool(workers) as pool:
+            return pool.map(_one, tasks, chunksize=max(1, len(tasks) // (4 * workers)))
+    finally:
+        _TASK = None
 
 
 def best_per_bucket(pts: list[Point], drafter: str | None = None) -> dict[int, Point]:
