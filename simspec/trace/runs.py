@@ -39,7 +39,7 @@ def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
 def replayed_kind(column: str) -> tuple[drafters.Kind, str] | None:
     """(kind, arg) when `column` names a model-free drafter replayed from the tokens."""
     for k in drafters.KINDS.values():
-        if k.replay is not None:
+        if k.replayed:
             arg = k.column_arg(column)
             if arg is not None:
                 return k, arg
