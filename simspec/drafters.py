@@ -102,6 +102,9 @@ class Kind:
     def replay_fn(self) -> Callable:
         return _resolve(self.replay, self.name, "replay")
 
+    def oracle_fn(self) -> Callable:
+        return _resolve(self.oracle, self.name, "oracle")
+
     @property
     def replayed(self) -> bool:
         """Acceptance computed from the traced tokens themselves (no rank column)."""

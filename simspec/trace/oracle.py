@@ -179,8 +179,7 @@ def _trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
         if tree is not None:
             raise InputError(file, "speculation.tree", f"a {k.name} drafter proposes one chain, not a tree")
         if k.oracle is not None:  # a draft length of its own each round: a dynamic oracle
-            make = k.oracle if callable(k.oracle) else drafters._resolve(k.oracle, k.name, "oracle")
-            return make(sc, trace, depth, rng, file)
+            return k.oracle_fn()(sc, trace, depth, rng, file)
         return TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng)
     base, at, temp = spec.partition("@")
     try:
