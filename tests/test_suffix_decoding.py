@@ -182,6 +182,24 @@ def test_live_greedy_equals_plain_tiny(arch):
     assert res.stats.new_tokens / res.stats.rounds > 1.0  # it did accept drafts
 
 
+def test_live_serving_lossless_with_arrivals_and_retirement():
+    """Continuous batching: rows admitted mid-run and retired; outputs == plain greedy."""
+    from simspec.live.kv import KV
+    from simspec.live.serving import FakeClock, requests_at, serve
+    from simspec.models import load_model
+
+    target = load_model("tiny:llama:4", dtype="fp32").model
+    budgets = [30, 24, 12, 30]
+    ref = [plain_greedy(target, p, n) for p, n in zip(PROMPTS, budgets)]
+    kv = KV(target, 0)
+    d = SuffixDrafter(SuffixParams(max_tree_depth=12, max_cached_requests=2))
+    res = serve(target, requests_at(PROMPTS, budgets, [0.0, 0.0, 3.0, 9.0]), d, Tree.chain(4), kv=kv,
+                max_batch=2, clock=FakeClock(1.0))
+    assert res.outputs == ref
+    assert res.stats.tokens_per_round > 1.0
+    assert d.cache.local == {} and len(d.cache.cached) == 2  # every request stopped; FIFO kept two outputs
+
+
 @pytest.fixture(scope="module")
 def smol():
     from simspec.models import load_model
