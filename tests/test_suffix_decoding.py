@@ -221,7 +221,7 @@ def test_replayed_rounds_equal_live_rounds_smollm2(smol):
         pytest.skip("trace not shipped")
     trace = load_trace(FIX_TRACE)
     meta = json.loads(FIX_TRACE.with_suffix(".json").read_text())
-    seqs, gamma = [0, 1, 2], 6
+    seqs, gamma = list(range(trace.n_seq)), 6
     prompts = [trace.seq_prompt(s).tolist() for s in seqs]
     budgets = [int(trace.output_len[s]) for s in seqs]
     rep = run_config(smol, drafters.DraftSpec.parse("suffix"), Tree.chain(gamma), prompts, budgets,
@@ -232,6 +232,8 @@ def test_replayed_rounds_equal_live_rounds_smollm2(smol):
     want = _replayed_rounds(prop, acc, trace.offsets, seqs, gamma)
     assert rep.stats.per_round == want
     assert sum(want) / len(want) > 1.5  # the fix turn repeats: suffix decoding has something to find
+    # the earlier requests' outputs count: without the global tree the rounds differ
+    assert _replayed_rounds(*arrays(trace, SuffixParams(max_cached_requests=0), gamma), trace.offsets, seqs, gamma) != want
 
 
 # -- vLLM export -------------------------------------------------------------------------------
