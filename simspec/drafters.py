@@ -58,6 +58,8 @@ class Kind:
     replay: str | Callable | None = None  # model-free: accepts(prompt, tokens, n) -> int[len(tokens)]
     oracle: str | Callable | None = None  # model-free, a draft length of its own per round: (scenario,
                                           # trace, depth, rng, file) -> a dynamic oracle (simspec.policies)
+    runs: str | Callable | None = None    # with `oracle`: trace -> accepted count at every traced position
+                                          # at its default settings (trace summaries, export rates)
 
     # -- what follows from the flags ---------------------------------------------------
     @property
@@ -104,6 +106,9 @@ class Kind:
 
     def oracle_fn(self) -> Callable:
         return _resolve(self.oracle, self.name, "oracle")
+
+    def runs_fn(self) -> Callable:
+        return _resolve(self.runs, self.name, "runs")
 
     @property
     def replayed(self) -> bool:
@@ -175,6 +180,7 @@ register(Kind(
 register(Kind(
     "suffix", "suffix", "suffix decoding", model_free=True, trees=False, vllm_method="suffix",
     live="simspec.live.suffix:make_suffix_drafter", oracle="simspec.trace.suffix_oracle:load",
+    runs="simspec.trace.suffix_oracle:accepted_runs",
 ))
 
 

@@ -141,6 +141,18 @@ def test_oracle_contract_and_determinism():
             assert (p == np.minimum(prop[base], cap)).all() and (k == np.minimum(acc[base], p)).all()
 
 
+def test_trace_summary_has_a_suffix_row():
+    """Summaries and the exports' per-position rates read its default-settings accepted counts."""
+    from simspec.trace.schema import load_trace
+    from simspec.trace.summary import per_position, summary_rows
+
+    trace = load_trace(ROOT / "traces" / "qwen2.5-coder-1.5b__humaneval-b1-fp32.parquet")
+    rows = {r["drafter"]: r for r in summary_rows(trace, gmax=4)}
+    assert "suffix" in rows and 1.0 < rows["suffix"]["g4"] <= 5.0
+    rates = per_position(trace, "suffix", 4)
+    assert all(0.0 < r <= 1.0 for r in rates) and abs(rates[0] - rows["suffix"]["top1"]) < 1e-12
+
+
 def _replayed_rounds(prop, acc, offsets, seqs, gamma):
     """Tokens per round of a batch-1 in-order run, by the oracle's rule (budget-clipped cap)."""
     out = []
@@ -223,6 +235,9 @@ def test_replayed_rounds_equal_live_rounds_smollm2(smol):
     meta = json.loads(FIX_TRACE.with_suffix(".json").read_text())
     seqs, gamma = list(range(trace.n_seq)), 6
     prompts = [trace.seq_prompt(s).tolist() for s in seqs]
+    from simspec.trace.multiturn import FIX_TURN
+    text = smol.tokenizer.decode(prompts[0])  # the workload: question, the model's answer, the fix turn
+    assert text.count(FIX_TURN) == 1 and text.rstrip().endswith("assistant") and "def " in text
     budgets = [int(trace.output_len[s]) for s in seqs]
     rep = run_config(smol, drafters.DraftSpec.parse("suffix"), Tree.chain(gamma), prompts, budgets,
                      eos=meta["stop_ids"], check_greedy=True, warmup=False)

@@ -37,6 +37,13 @@ def arrays(trace: Trace, params: SuffixParams, max_spec_tokens: int) -> tuple[np
     return hit[1], hit[2]
 
 
+def accepted_runs(trace: Trace) -> np.ndarray:
+    """Accepted counts at every traced position with vLLM's defaults (draft length up to the
+    tree depth): what trace summaries and the exports' per-position rates read."""
+    p = SuffixParams()
+    return arrays(trace, p, p.max_tree_depth)[1]
+
+
 class SuffixOracle(TraceOracle):
     """Replays suffix decoding's per-round draft lengths and accepted counts."""
 
