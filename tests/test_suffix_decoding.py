@@ -277,3 +277,28 @@ def test_vllm_suffix_export_keys_per_version(version):
         assert cfg["method"] == "suffix" and cfg["num_speculative_tokens"] == 6 and keys <= set(cfg)
         assert (cfg["suffix_decoding_max_tree_depth"], cfg["suffix_decoding_max_cached_requests"],
                 cfg["suffix_decoding_max_spec_factor"], cfg["suffix_decoding_min_token_prob"]) == (32, 10000, 1.0, 0.2)
+
+
+def test_a_study_drafter_carries_its_suffix_keys_into_trials(tmp_path):
+    from simspec.study import trial
+    from simspec.study.spec import load_study
+
+    base = (ROOT / "studies" / "humaneval_fix_plain.toml").read_text()
+    base = base.replace('"traces/', f'"{ROOT}/traces/').replace('"profiles/', f'"{ROOT}/profiles/')
+    (tmp_path / "base.toml").write_text(base)
+    tr = f"{ROOT}/traces/smollm2-135m__humaneval-fix-b1-fp32.parquet"
+    (tmp_path / "s.toml").write_text(f'''name = "s"
+scenario = "base.toml"
+[search]
+gamma = {{ low = 0, high = 8 }}
+drafter = ["suffix"]
+[drafters.suffix]
+acceptance = {{ trace = "{tr}", drafter = "suffix" }}
+suffix_decoding_min_token_prob = 0.25
+suffix_decoding_max_tree_depth = 12
+[objectives]
+throughput = "maximize"
+''')
+    sc = trial.scenario(load_study(tmp_path / "s.toml"), {"gamma": 5, "drafter": "suffix"})
+    assert sc.draft.kind == "suffix" and sc.acceptance.drafter == "suffix"
+    assert sc.draft.suffix_params() == SuffixParams(max_tree_depth=12, min_token_prob=0.25)
