@@ -56,6 +56,10 @@ class Kind:
     trtllm_decoding_type: str | None = None  # TensorRT-LLM `speculative_config.decoding_type`, None: it lacks it
     live: str | Callable | None = None    # make(target, spec, kv, draft, rows) -> live Drafter
     replay: str | Callable | None = None  # model-free: accepts(prompt, tokens, n) -> int[len(tokens)]
+    oracle: str | Callable | None = None  # model-free, a draft length of its own per round: (scenario,
+                                          # trace, depth, rng, file) -> a dynamic oracle (simspec.policies)
+    runs: str | Callable | None = None    # with `oracle`: trace -> accepted count at every traced position
+                                          # at its default settings (trace summaries, export rates)
 
     # -- what follows from the flags ---------------------------------------------------
     @property
@@ -100,6 +104,17 @@ class Kind:
     def replay_fn(self) -> Callable:
         return _resolve(self.replay, self.name, "replay")
 
+    def oracle_fn(self) -> Callable:
+        return _resolve(self.oracle, self.name, "oracle")
+
+    def runs_fn(self) -> Callable:
+        return _resolve(self.runs, self.name, "runs")
+
+    @property
+    def replayed(self) -> bool:
+        """Acceptance computed from the traced tokens themselves (no rank column)."""
+        return self.replay is not None or self.oracle is not None
+
     # -- trace columns ------------------------------------------------------------------
     def column(self, arg: Any, vocab: int | None = None) -> str:
         """The trace column whose acceptance this kind with `arg` replays."""
@@ -116,7 +131,7 @@ class Kind:
         if self.arg == "layer" and self.column_prefix:
             m = re.fullmatch(re.escape(self.column_prefix) + r"(\d+)", base)
             return m.group(1) if m else None
-        if self.replay is not None:
+        if self.replayed:
             if base == self.name:
                 return str(self.default_n) if self.arg == "n" else ""
             if self.arg == "n" and base.startswith(self.name + ":"):
@@ -157,6 +172,15 @@ register(Kind(
     "ngram", "ngram", "n-gram lookup", arg="n", default_n=3, model_free=True, trees=False,
     vllm_method="ngram", sglang_algorithm="NGRAM", trtllm_decoding_type="NGram",
     live="simspec.live.drafters:make_ngram_drafter", replay="simspec.trace.ngram:lookup_accepts",
+))
+
+# SuffixDecoding (vLLM `method = "suffix"`, Arctic Inference): suffix trees over the request's
+# prompt + output and over earlier requests' outputs; a draft length of its own each round
+# (simspec.trace.suffix). Its four parameters are [draft] keys named as vLLM names them.
+register(Kind(
+    "suffix", "suffix", "suffix decoding", model_free=True, trees=False, vllm_method="suffix",
+    live="simspec.live.suffix:make_suffix_drafter", oracle="simspec.trace.suffix_oracle:load",
+    runs="simspec.trace.suffix_oracle:accepted_runs",
 ))
 
 

@@ -155,8 +155,9 @@ register(Policy(
 # per-round draft length (num_speculative_tokens is fixed).
 register(Policy(
     "adaptive", "adaptive draft length (EMA of accepted tokens)",
-    # chain drafters traced and run live here (a model, early exit, n-gram lookup)
-    kinds=tuple(k.name for k in drafters.KINDS.values() if k.traced and k.live is not None),
+    # chain drafters traced and run live here (a model, early exit, n-gram lookup); not suffix
+    # decoding, whose own replay already sizes each draft from its match (drafters.Kind.oracle)
+    kinds=tuple(k.name for k in drafters.KINDS.values() if k.traced and k.live is not None and k.oracle is None),
     params=(
         Param("ema", float, 0.05, 1.0, 0.5, "weight of the newest round in the EMA of accepted tokens"),
         Param("start", int, 1, 64, 4, "first draft length (capped at draft_len)"),

@@ -72,7 +72,7 @@ def test_unregistered_kind_is_refused_with_the_known_ones():
     with pytest.raises(InputError) as e:
         parse_scenario({"target": {"cost": {"step_ms": 1}}, "draft": {"kind": "repeat"},
                         "workload": {"prompt_len": 4, "output_len": 4}}, "s.toml")
-    assert e.value.key == "draft.kind" and "'none', 'model', 'early_exit', 'ngram', 'eagle3', 'mtp' or 'parallel'" in e.value.reason
+    assert e.value.key == "draft.kind" and "'none', 'model', 'early_exit', 'ngram', 'suffix', 'eagle3', 'mtp' or 'parallel'" in e.value.reason
 
 
 def test_spec_string_and_scenario(repeat_kind):

@@ -48,7 +48,7 @@ def write(tmp_path, text, name="s.toml"):
         ("rate = 2.0", "rate = -1.0", "workload.rate", "greater than 0"),
         ("draft_len = 3", "draft_len = -2", "speculation.draft_len", "greater than or equal to 0"),
         ("iid = 0.8", "iid = 1.5", "acceptance.iid", "less than or equal to 1"),
-        ('kind = "model"', 'kind = "oracle"', "draft.kind", "'none', 'model', 'early_exit', 'ngram', 'eagle3', 'mtp' or 'parallel'"),
+        ('kind = "model"', 'kind = "oracle"', "draft.kind", "'none', 'model', 'early_exit', 'ngram', 'suffix', 'eagle3', 'mtp' or 'parallel'"),
         ("rate = 2.0", "", "workload", "needs `rate`"),
         ("[acceptance]\niid = 0.8", "", "acceptance", "speculation needs an [acceptance] section"),
         ('cost = { step_ms = 10.0 }', 'cost = { step_ms = 10.0 }\nprofile = "x.parquet"', "target", "exactly one of"),

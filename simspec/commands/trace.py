@@ -114,7 +114,7 @@ def register(app: typer.Typer) -> None:
         exit_layers: str = typer.Option("", "--exit-layers", help="Early-exit drafters: layers, e.g. 7,14,21,26."),
         vocab: str = typer.Option("full", "--vocab", help="Head sizes K, e.g. 4096,8192,full (applies to every drafter)."),
         temperatures: str = typer.Option("1.0", "--temperatures", help="Temperatures for beta columns."),
-        dataset: str = typer.Option("humaneval", "--dataset", help="humaneval | sharegpt | FILE.jsonl ({\"prompt\": ...} lines)."),
+        dataset: str = typer.Option("humaneval", "--dataset", help="humaneval | humaneval-fix (a second 'check your solution' turn) | sharegpt | FILE.jsonl ({\"prompt\": ...} lines)."),
         prompts: int = typer.Option(100, "--prompts", min=1),
         max_new_tokens: int = typer.Option(128, "--max-new-tokens", min=1),
         batch: int = typer.Option(16, "--batch", min=1, help="Sequences decoded together."),

@@ -102,10 +102,22 @@ class DraftSpec(Strict):
     dims: ModelDims | None = None
     dtype: Dtype = "bf16"
     layers: PosInt | None = None       # a head's decoder layers at the target's dims (default: its kind's)
+    # kind = 'suffix': vLLM's speculative_config keys, same names and ranges (simspec.trace.suffix)
+    suffix_decoding_max_tree_depth: Annotated[int, Field(ge=1, le=256)] | None = None
+    suffix_decoding_max_cached_requests: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    suffix_decoding_max_spec_factor: Annotated[float, Field(ge=0, le=64)] | None = None
+    suffix_decoding_min_token_prob: Prob | None = None
 
     @property
     def roofline(self) -> bool:
         return self.cost is None and self.profile is None and _roofline_source(self.model, self.dims)
+
+    def suffix_params(self):
+        """The suffix drafter's SuffixParams: the keys given, vLLM's defaults for the rest."""
+        from simspec.trace.suffix import PARAMS, SuffixParams
+
+        given = {f: getattr(self, key) for key, f, *_ in PARAMS if getattr(self, key) is not None}
+        return SuffixParams(**given)
 
     @property
     def from_target(self) -> bool:
@@ -145,6 +157,9 @@ class DraftSpec(Strict):
             raise ValueError(f"`layers` sizes a head over the target's hidden states (kind = '{' or '.join(heads)}')")
         if self.layers is not None and (self.roofline or self.cost is not None or self.profile is not None):
             raise ValueError("`layers` counts the target's layers a head runs: not with `cost`, `profile`, `model` or `dims` (give `dims.layers`)")
+        suffix = [f for f in self.model_fields_set if f.startswith("suffix_decoding_")]
+        if suffix and self.kind != "suffix":
+            raise KeyedError(f"draft.{sorted(suffix)[0]}", f"applies to kind = 'suffix', not {self.kind!r}")
         layered = k is not None and k.arg == "layer"
         if layered and self.exit_layer is None:
             raise ValueError(f"kind = '{self.kind}' needs `exit_layer`")

@@ -78,6 +78,10 @@ class Drafter:
     def retire(self, keep: list[int]) -> None:
         """Only these rows of the batch remain, in this order (finished sequences leave)."""
 
+    def inherit(self, other: "Drafter") -> None:
+        """Take over what outlives a static batch from the previous batch's drafter of the same
+        run (a suffix drafter's global tree of earlier outputs); nothing for the others."""
+
 
 class ModelDrafter(Drafter):
     def __init__(

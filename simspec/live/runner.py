@@ -90,10 +90,15 @@ def run_config(
 
     total, outputs = Stats(device=target.device), []
     cpu = time.process_time()
+    prev = None
     for i in range(0, len(prompts), batch):
         group = prompts[i:i + batch]
         kv = KV(target.model, len(group))
-        res = generate(target.model, group, budgets[i:i + batch], make(kv), tree, temperature, seed + i, eos, kv,
+        drafter = make(kv)
+        if prev is not None:
+            drafter.inherit(prev)  # state that outlives a batch (suffix decoding's earlier outputs)
+        prev = drafter
+        res = generate(target.model, group, budgets[i:i + batch], drafter, tree, temperature, seed + i, eos, kv,
                        synthetic)
         total.merge(res.stats)
         outputs += res.outputs

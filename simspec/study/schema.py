@@ -156,6 +156,11 @@ class DrafterSpec(Strict):
     # n-gram: vLLM's prompt lookup window, exported as-is.
     prompt_lookup_min: Annotated[int, Field(gt=0)] | None = None
     prompt_lookup_max: Annotated[int, Field(gt=0)] | None = None
+    # suffix decoding: vLLM's speculative_config keys, same names and ranges (simspec.trace.suffix)
+    suffix_decoding_max_tree_depth: Annotated[int, Field(ge=1, le=256)] | None = None
+    suffix_decoding_max_cached_requests: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    suffix_decoding_max_spec_factor: Annotated[float, Field(ge=0, le=64)] | None = None
+    suffix_decoding_min_token_prob: Annotated[float, Field(ge=0, le=1)] | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "DrafterSpec":

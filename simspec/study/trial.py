@@ -25,6 +25,7 @@ from simspec.sim.static_policy import resolved
 from simspec.study import knobs
 from simspec.study.knobs import Changes, Point, has_layer
 from simspec.study.schema import DrafterSpec, StudySpec, parse_tree
+from simspec.trace.suffix import PARAMS as SUFFIX_PARAMS
 
 
 def scenario(spec: StudySpec, p: Point, *changes: Changes) -> Scenario:
@@ -53,6 +54,9 @@ def explicit_knobs(spec: StudySpec, p: Point) -> Point:
     return q
 
 
+SUFFIX_KEYS = tuple(key for key, *_ in SUFFIX_PARAMS)
+
+
 def drafter_changes(spec: StudySpec, p: Point) -> list[Changes]:
     """[draft], [acceptance] and [speculation] of a point (none for plain decoding: the base)."""
     gamma = int(p.get("gamma", 0))
@@ -79,6 +83,10 @@ def drafter_changes(spec: StudySpec, p: Point) -> list[Changes]:
         AcceptanceSpec(iid=_interp(ds.acceptance_by_layer, p["exit_layer"]))
     if has_layer(kind):
         draft["exit_layer"] = int(p["exit_layer"])
+    for key in SUFFIX_KEYS:  # suffix decoding's parameters: a point's knob, else the drafter's own
+        v = p.get(key, getattr(ds, key, None))
+        if v is not None:
+            draft[key] = v
     trimmed = None
     if "vocab" in p:
         k = int(p["vocab"])

@@ -25,6 +25,7 @@ import torch
 from simspec import drafters, machine
 from simspec.errors import InputError
 from simspec.models import LoadedModel, early_exit_logits, load_model, new_cache, with_cache
+from simspec.trace import multiturn
 from simspec.trace.prompts import calibration_order, load_split
 from simspec.trace.ranks import TrimSets, score_full
 from simspec.trace.schema import TARGET, beta_column, rank_column, write_trace
@@ -264,6 +265,16 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
                  "rule": "K most frequent target-tokenizer ids over held-out texts; ties by lower id"}
     trims = TrimSets(torch.as_tensor(order), vocab, ks)
     encoded = [encode(target, p, spec.chat) for p in split.prompts]
+    if spec.dataset == multiturn.DATASET:  # turn 1 answered greedily here, turn 2 is traced
+        if not spec.chat:
+            raise InputError(None, "--no-chat", f"{multiturn.DATASET} is a conversation: it needs the chat template")
+        stops = stop_ids(target)
+        for bi in range(0, len(encoded), spec.batch):
+            gens = generate(target, encoded[bi:bi + spec.batch], spec.max_new_tokens, [])
+            for j, g in enumerate(gens, bi):
+                answer = multiturn.answer_text(target.tokenizer, g.tokens, stops)
+                encoded[j] = multiturn.conversation(target.tokenizer, split.prompts[j], answer)
+        log(f"  {len(encoded)} first-turn answers generated")
     by_len = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))  # less padding
     columns = drafter_names(spec, [d.name for d in drafters])
 

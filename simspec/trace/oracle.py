@@ -125,7 +125,7 @@ def _check_drafter_matches(sc, name, file: str | None, trace: Trace) -> None:
     key = "acceptance.drafter"
     col = str(name)
     found = None if name.base == TARGET else drafters.of_column(name.base)
-    if k.replay is not None:
+    if k.replayed:
         raise InputError(file, key, f"[draft] kind = '{k.name}' replays drafter {_forms(k)}, not {col!r}")
     if k.arg == "layer":
         if found is None or found[0] is not k:
@@ -178,6 +178,8 @@ def _trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
                 raise InputError(file, key, f"{spec!r}: write {k.name} or {k.name}:N with N >= 1") from None
         if tree is not None:
             raise InputError(file, "speculation.tree", f"a {k.name} drafter proposes one chain, not a tree")
+        if k.oracle is not None:  # a draft length of its own each round: a dynamic oracle
+            return k.oracle_fn()(sc, trace, depth, rng, file)
         return TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng)
     base, at, temp = spec.partition("@")
     try:

@@ -64,7 +64,7 @@ def _take_calibration(texts, budget: int = CALIBRATION_CHARS) -> list[str]:
 
 
 def load_split(dataset: str, n: int, seed: int = 0, prompt_chars: tuple[int, int] | None = None) -> Split:
-    """The first n prompts of `dataset` (humaneval | sharegpt | FILE.jsonl) and calibration texts.
+    """The first n prompts of `dataset` (humaneval[-fix] | sharegpt | FILE.jsonl) and calibration texts.
     `prompt_chars` = (lo, hi): trace only prompts of lo..hi characters (a long-prompt workload);
     every other item stays available for calibration."""
     def fits(text: str) -> bool:
@@ -74,7 +74,7 @@ def load_split(dataset: str, n: int, seed: int = 0, prompt_chars: tuple[int, int
         span = f" of {prompt_chars[0]}..{prompt_chars[1]} characters" if prompt_chars else ""
         return InputError(None, "--prompts", f"{what} has {have} usable prompts{span}, asked for {n}")
 
-    if dataset == "humaneval":
+    if dataset in ("humaneval", "humaneval-fix"):  # -fix: a second turn (simspec.trace.multiturn)
         probs = _humaneval()
         if prompt_chars is not None:
             raise InputError(None, "--prompt-chars", "HumanEval's prompts are fixed: use sharegpt or a .jsonl file")
@@ -87,7 +87,10 @@ def load_split(dataset: str, n: int, seed: int = 0, prompt_chars: tuple[int, int
             held += [a for _, a in _sharegpt_pairs(seed)[-5000:]]
         except InputError:
             pass
-        return Split(prompts, _take_calibration(held), "humaneval (HumanEval.jsonl.gz, problems 0..n-1)")
+        source = "humaneval (HumanEval.jsonl.gz, problems 0..n-1)"
+        if dataset != "humaneval":
+            source += "; turn 2 after the target's own greedy answer: 'Check your solution and write the final version.'"
+        return Split(prompts, _take_calibration(held), source)
     if dataset == "sharegpt":
         pairs = _sharegpt_pairs(seed, "pair" if prompt_chars is None else "pair-any")
         chosen = [i for i, (q, _) in enumerate(pairs) if fits(q)][:n]

@@ -29,6 +29,8 @@ def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
     tokens themselves by the kind's replay rule (memoised per trace)."""
     key = ("replay", kind.name, id(trace), arg)
     hit = _CACHE.get(key)
+    if hit is None and kind.oracle is not None:  # its own draft length per round: its default settings
+        hit = _CACHE[key] = (trace, np.asarray(kind.runs_fn()(trace)).astype(np.int16))
     if hit is None:  # the entry holds the trace, so no other trace can take its id meanwhile
         accepts = kind.replay_fn()
         parts = [accepts(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
@@ -39,7 +41,7 @@ def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
 def replayed_kind(column: str) -> tuple[drafters.Kind, str] | None:
     """(kind, arg) when `column` names a model-free drafter replayed from the tokens."""
     for k in drafters.KINDS.values():
-        if k.replay is not None:
+        if k.replayed:
             arg = k.column_arg(column)
             if arg is not None:
                 return k, arg

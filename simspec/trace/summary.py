@@ -76,8 +76,9 @@ def coverage(trace: Trace) -> dict[int, float]:
 
 def summary_rows(trace: Trace, gmax: int = 8, sizes: tuple[int, ...] = (2, 3)) -> list[dict]:
     """One row per rank column, plus the model-free drafters computed from the tokens (each
-    n-sized one at every n of `sizes`: prompt lookup as ngram:2, ngram:3)."""
-    replayed = [k.column(n) for k in drafters.KINDS.values() if k.replay is not None
+    n-sized one at every n of `sizes`: prompt lookup as ngram:2, ngram:3; suffix decoding at vLLM's
+    default settings, its global tree over the earlier sequences in trace order)."""
+    replayed = [k.column(n) for k in drafters.KINDS.values() if k.replayed
                 for n in (sizes if k.arg == "n" else [None])]
     rows = []
     for d in [*trace.ranks, *replayed]:

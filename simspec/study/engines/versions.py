@@ -46,16 +46,23 @@ class Engine:
 # disable_by_batch_size and speculative_token_tree, no schedule, no rejection_sample_method)
 # and main @ 002e77c1 (neither of the two; has the schedule and the synthetic sampler).
 _VLLM_BOTH = "vllm/config/speculative.py @ f19b16d9 and @ 002e77c1"
+_SUFFIX_SINCE = "0.12.0"
+_SUFFIX_SRC = ("PR #25784 (vllm/v1/spec_decode/suffix_decoding.py, SuffixDecodingProposer over Arctic Inference's "
+               "SuffixDecodingCache); vllm/config/speculative.py @ 044ac3a0; vllm-ascend PRs #5009 and #5042 and "
+               "RBLN-SW/vllm-rbln issue #324 name it in vLLM v0.12.0")
+_SUFFIX_UNCONFIRMED = ("inferred: merged after v0.11.0; 0.11.1 may have it: simspec exports it from 0.12.0, the first "
+                       "release seen with it")
 VLLM = Engine("vllm", "vLLM", ("0.11.0", "0.21.0", "0.24.0", "0.28.0"), (
     # "eagle3" and "mtp" in SpeculativeMethod @ f19b16d9 and @ 002e77c1 (MTPModelTypes: the
     # model-specific *_mtp names are deprecated aliases of "mtp"). "dflash" (DFlashModelTypes)
     # only @ 002e77c1 (earlier DFlash PRs #32206 and #34014 closed unmerged; vllm-ascend PR
     # #7162 builds on vLLM PR #36764, and #7307, 2026-03-16 on v0.19.0, calls it upstream).
     Key("method", source=_VLLM_BOTH + "; SpeculativeMethod in the v0.11.0 API docs",
-        values=("ngram", "draft_model", "eagle", "eagle3", "mtp", "medusa", "mlp_speculator", "dflash"),
-        value_since=(("dflash", "0.21.0"),),
+        values=("ngram", "draft_model", "eagle", "eagle3", "mtp", "medusa", "mlp_speculator", "dflash", "suffix"),
+        value_since=(("dflash", "0.21.0"), ("suffix", _SUFFIX_SINCE)),
         unconfirmed="dflash: inferred: absent @ f19b16d9, present @ 002e77c1; 0.21.0 is the first listed "
-                    "version surely after the merge (0.19/0.20 may have it: simspec exports it from 0.21.0)"),
+                    "version surely after the merge (0.19/0.20 may have it: simspec exports it from 0.21.0); "
+                    "suffix: as the suffix_decoding_* rows"),
     Key("model", source=_VLLM_BOTH),
     Key("num_speculative_tokens", source=_VLLM_BOTH + " (gt=0: a schedule's K=0 goes in the schedule)"),
     Key("draft_tensor_parallel_size", source=_VLLM_BOTH + " (1 or the target's TP)"),
@@ -77,6 +84,13 @@ VLLM = Engine("vllm", "vLLM", ("0.11.0", "0.21.0", "0.24.0", "0.28.0"), (
     Key("rejection_sample_method", since="0.21.0",
         source="PR #38045 (synthetic sampler, Mar 2026); Literal standard|synthetic|block @ 002e77c1",
         unconfirmed="inferred: first release dated after PR #40662 (merged 2026-04-24) taken as 0.21.0"),
+    # SuffixDecoding (method "suffix"): PR #25784 "Integrate Suffix Decoding from Arctic Inference"
+    # (opened 2025-09-26, benchmarks attached late Oct 2025, after v0.11.0 of 2025-10-02). The four
+    # keys, defaults 24 / 10000 / 1.0 / 0.1 and checks (depth >= 1, cached >= 0, factor >= 0,
+    # prob in [0, 1]) in SpeculativeConfig._validate_suffix_decoding, vllm/config/speculative.py.
+    *(Key(name, since=_SUFFIX_SINCE, source=_SUFFIX_SRC, unconfirmed=_SUFFIX_UNCONFIRMED)
+      for name in ("suffix_decoding_max_tree_depth", "suffix_decoding_max_cached_requests",
+                   "suffix_decoding_max_spec_factor", "suffix_decoding_min_token_prob")),
     Key("synthetic_acceptance_rates", since="0.21.0",
         source="PR #40662 (per-position unconditional rates, merged 2026-04-24); validation @ 002e77c1: "
                "length num_speculative_tokens, each in [0, 1], non-increasing",

@@ -13,6 +13,7 @@ from simspec import drafters
 from simspec.study.engines import Context, EngineExport, head_vocab_note
 from simspec.study.engines import versions as V
 from simspec.study.engines.synthetic import unconditional
+from simspec.trace.suffix import PARAMS as SUFFIX_PARAMS, SuffixParams
 from simspec.tree_shape import TreeShape
 
 NAME = "vllm"
@@ -29,6 +30,12 @@ def methods(version: str | None = None) -> dict[str, str]:
 def token_tree(shape: list[int]) -> str:
     """vLLM's `speculative_token_tree`: every node as its path of child indices."""
     return str(TreeShape(tuple(shape)).paths())
+
+
+def suffix_params(ds) -> SuffixParams:
+    """The study's [drafters.suffix] suffix_decoding_* keys, vLLM's defaults for the rest."""
+    given = {f: getattr(ds, key, None) for key, f, *_ in SUFFIX_PARAMS}
+    return SuffixParams(**{f: v for f, v in given.items() if v is not None})
 
 
 def config(ctx: Context, version: str, notes: list[str]) -> dict:
@@ -76,6 +83,9 @@ def config(ctx: Context, version: str, notes: list[str]) -> dict:
         cfg["prompt_lookup_min"] = (ds.prompt_lookup_min if ds is not None and ds.prompt_lookup_min else 1)
         cfg["prompt_lookup_max"] = (ds.prompt_lookup_max if ds is not None and ds.prompt_lookup_max
                                     else max(entry.default_n or 1, cfg["prompt_lookup_min"]))
+    if method == "suffix":  # vLLM's own names; num_speculative_tokens is the most a round drafts
+        for key, field, *_ in SUFFIX_PARAMS:
+            cfg[key] = getattr(suffix_params(ds), field)
     if ctx.trimmed is not None and entry.head:
         notes.append(head_vocab_note(title, a.kind, ctx.trimmed))
     elif ctx.trimmed is not None:
