@@ -93,7 +93,7 @@ class Kind:
                 "n": f"{self.name}[:N]"}[self.arg]
 
     def live_factory(self) -> Callable:
-        return _resolve(self.live, self.name, "live")
+        return resolve_ref(self.live, f"drafter kind {self.name!r}", "live")
 
     def check_live(self, file: str | None, key: str) -> None:
         """A live run of a kind simspec cannot run here: one line naming the file (or flag)."""
@@ -102,13 +102,13 @@ class Kind:
                                         "(no weights to run here): simulate it with `acceptance.per_position` instead")
 
     def replay_fn(self) -> Callable:
-        return _resolve(self.replay, self.name, "replay")
+        return resolve_ref(self.replay, f"drafter kind {self.name!r}", "replay")
 
     def oracle_fn(self) -> Callable:
-        return _resolve(self.oracle, self.name, "oracle")
+        return resolve_ref(self.oracle, f"drafter kind {self.name!r}", "oracle")
 
     def runs_fn(self) -> Callable:
-        return _resolve(self.runs, self.name, "runs")
+        return resolve_ref(self.runs, f"drafter kind {self.name!r}", "runs")
 
     @property
     def replayed(self) -> bool:
@@ -139,9 +139,11 @@ class Kind:
         return None
 
 
-def _resolve(ref: str | Callable | None, kind: str, what: str) -> Callable:
+def resolve_ref(ref: str | Callable | None, owner: str, what: str) -> Callable:
+    """A registry entry's function: given, or "module:function" imported on first use (the
+    registries stay torch-free)."""
     if ref is None:
-        raise NotImplementedError(f"drafter kind {kind!r} has no {what} implementation")
+        raise NotImplementedError(f"{owner} has no {what} implementation")
     if callable(ref):
         return ref
     module, _, attr = ref.partition(":")

@@ -29,7 +29,6 @@ oracle is simulated round by round (no jumps: its rounds are not independent).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -92,13 +91,8 @@ class Policy:
                 for p in self.params}
 
     def fn(self, what: str) -> Callable:
-        ref = getattr(self, what)
-        if ref is None:
-            raise NotImplementedError(f"policy {self.name!r} has no {what} implementation")
-        if callable(ref):
-            return ref
-        module, _, attr = ref.partition(":")
-        return getattr(importlib.import_module(module), attr)
+        """Its `replay`, `live` or `resolve` function ("module:function" resolved on use)."""
+        return drafters.resolve_ref(getattr(self, what), f"policy {self.name!r}", what)
 
 
 FIXED = "fixed"  # the scenario's own gamma / tree every round (no policy table)

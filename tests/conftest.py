@@ -36,3 +36,21 @@ def pytest_terminal_summary(terminalreporter):
     cases = getattr(mod, "CASES", None)
     if cases:
         terminalreporter.write_line("fuzz cases: " + ", ".join(f"{k}={v}" for k, v in sorted(cases.items())))
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module (restored after): tiny models gain nothing from two, and on
+    a loaded 2-core machine two threads spin against each other (measured: 50x slower). A module
+    asks for it with `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

@@ -35,16 +35,7 @@ MAX_BATCH = 3
 CAPACITY = 100  # KV tokens: two or three requests at a time, so some wait for memory
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread (restored after): tiny models gain nothing from two, and on a loaded
-    2-core machine two threads spin against each other (measured: 50x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def build(spec):

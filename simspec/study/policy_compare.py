@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from simspec import policies
+from simspec import drafters, policies
 from simspec.study import knobs, results
 from simspec.study.spec import StudySpec
 
@@ -30,6 +30,9 @@ def label(k: dict[str, Any]) -> str:
     name = k.get("policy") or policies.FIXED
     if name != policies.FIXED:
         return name
+    kind = drafters.KINDS.get(str(k.get("drafter")))
+    if kind is not None and kind.oracle is not None:  # sizes each draft itself: suffix decoding
+        return kind.name
     return "fixed chain" if k.get("tree", "chain") in (None, "chain") else "static tree"
 
 
