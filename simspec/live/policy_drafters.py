@@ -18,7 +18,7 @@ import torch
 from simspec.live.drafters import Draft, Drafter, Mode, ModelDrafter
 from simspec.live.tree import Tree
 from simspec.sim.adaptive_length import AdaptiveLength
-from simspec.sim.exit_choice import ExitChoice
+from simspec.sim.exit_choice import ExitChoice, exit_passes
 
 
 def _blank(pending: list[int], size: int, mode: Mode) -> Draft:
@@ -104,12 +104,10 @@ class DynamicExitDrafter(_Rows):
         self._layer, self._d = li, d
         out = _blank(pending, tree.size, mode)
         self.passes = []
-        for i in np.unique(li[d > 0]):
-            rows = np.flatnonzero((li == i) & (d > 0))
-            depth = int(d[rows].max())
-            src = self.drafters[int(i)].draft(seqs, pending, Tree.chain(depth), mode)
-            _take(out, rows.tolist(), src, d)
-            self.passes.append((self.drafters[int(i)].layers, depth))
+        for i, depth in exit_passes(li, d):
+            src = self.drafters[i].draft(seqs, pending, Tree.chain(depth), mode)
+            _take(out, np.flatnonzero((li == i) & (d > 0)).tolist(), src, d)
+            self.passes.append((self.drafters[i].layers, depth))
         return out
 
     def commit(self, paths: list[list[int]]) -> None:

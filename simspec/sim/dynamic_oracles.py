@@ -19,7 +19,7 @@ import numpy as np
 from simspec.errors import InputError
 from simspec.sim.acceptance import SurvivalOracle
 from simspec.sim.adaptive_length import AdaptiveLength
-from simspec.sim.exit_choice import ExitChoice
+from simspec.sim.exit_choice import ExitChoice, exit_passes
 
 
 class _Slots:
@@ -105,8 +105,7 @@ class DynamicExitOracle:
 
     def passes(self, proposed: np.ndarray) -> list[tuple[int, int]]:
         """One early-exit pass per layer chosen by a row that drafts, as deep as its deepest row."""
-        li, d = self._round
-        return [(self.layers[i], int(d[(li == i) & (d > 0)].max())) for i in np.unique(li[d > 0])]
+        return [(self.layers[i], depth) for i, depth in exit_passes(*self._round)]
 
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
         s = np.asarray(handles, dtype=np.int64)

@@ -25,6 +25,14 @@ from typing import Sequence
 import numpy as np
 
 
+def exit_passes(layer: np.ndarray, depth: np.ndarray) -> list[tuple[int, int]]:
+    """(index into the layers, depth) of each drafting pass a round runs: one per layer some
+    row chose to draft at, as deep as that layer's deepest row. What the live drafter runs and
+    the simulator prices."""
+    on = depth > 0
+    return [(int(i), int(depth[on & (layer == i)].max())) for i in np.unique(layer[on])]
+
+
 class ExitChoice:
     def __init__(self, layers: Sequence[int], total_layers: int, prior: float, decay: float,
                  step_cost: float) -> None:
