@@ -185,18 +185,22 @@ class NgramDrafter(Drafter):
 
     def draft(self, seqs: list[list[int]], pending: list[int], tree: Tree, mode: Mode) -> Draft:
         gamma = tree.max_depth
-        tokens, drafted = [], []
-        for s, t in zip(seqs, pending):
-            found = self.lookup(s + [t], gamma)
-            tokens.append([t] + found + [t] * (gamma - len(found)))
-            drafted.append([True] * (1 + len(found)) + [False] * (gamma - len(found)))
-        q = None
-        if not mode.greedy:  # a deterministic drafter: q is one-hot on its proposal
-            q = torch.zeros(len(seqs), gamma + 1, mode.vocab)
-            for b, row in enumerate(tokens):
-                for k in range(gamma):
-                    q[b, k, row[k + 1]] = 1.0
-        return Draft(tokens, drafted, q)
+        return chain_draft(pending, [self.lookup(s + [t], gamma) for s, t in zip(seqs, pending)], gamma, mode)
+
+
+def chain_draft(pending: list[int], found: list[list[int]], gamma: int, mode: Mode) -> Draft:
+    """A model-free drafter's round: each row's pending token, then the up to `gamma` tokens it
+    found (nodes past them padded and not drafted); sampling: q one-hot on the proposal (the
+    drafter is deterministic)."""
+    tokens = [[t] + f + [t] * (gamma - len(f)) for t, f in zip(pending, found)]
+    drafted = [[True] * (1 + len(f)) + [False] * (gamma - len(f)) for f in found]
+    q = None
+    if not mode.greedy:
+        q = torch.zeros(len(pending), gamma + 1, mode.vocab)
+        for b, row in enumerate(tokens):
+            for k in range(gamma):
+                q[b, k, row[k + 1]] = 1.0
+    return Draft(tokens, drafted, q)
 
 
 # -- one factory per drafter kind (simspec.drafters names them): make(target, spec, kv, draft, rows)

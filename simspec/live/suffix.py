@@ -13,9 +13,7 @@ the round's depth; rows that find less draft fewer tokens (`drafted` False past 
 
 from __future__ import annotations
 
-import torch
-
-from simspec.live.drafters import Draft, Drafter, Mode
+from simspec.live.drafters import Draft, Drafter, Mode, chain_draft
 from simspec.live.tree import Tree
 from simspec.trace.suffix import SuffixCache, SuffixParams
 
@@ -79,18 +77,8 @@ class SuffixDrafter(Drafter):
             self._fresh = False
         gamma = tree.max_depth
         self.gamma = max(self.gamma, gamma)
-        tokens, drafted = [], []
-        for b, (s, t) in enumerate(zip(seqs, pending)):
-            found = self.propose(b, s + [t], gamma)
-            tokens.append([t] + found + [t] * (gamma - len(found)))
-            drafted.append([True] * (1 + len(found)) + [False] * (gamma - len(found)))
-        q = None
-        if not mode.greedy:
-            q = torch.zeros(len(seqs), gamma + 1, mode.vocab)
-            for b, row in enumerate(tokens):
-                for k in range(gamma):
-                    q[b, k, row[k + 1]] = 1.0
-        return Draft(tokens, drafted, q)
+        found = [self.propose(b, s + [t], gamma) for b, (s, t) in enumerate(zip(seqs, pending))]
+        return chain_draft(pending, found, gamma, mode)
 
 
 def make_suffix_drafter(target, spec, kv, draft, rows: list[int] | None) -> Drafter:

@@ -69,10 +69,7 @@ class SuffixOracle(TraceOracle):
         return p
 
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        if len(handles) == 0:
-            return np.zeros(0, dtype=np.int64)
-        base = self._base(handles, positions)
-        k = np.minimum(self._runs[base], self.depth)
+        k = super().draw(handles, positions)  # the accepted count of a full draft (lookup mode)
         asked, self._asked = self._asked, None
         if asked is not None and np.array_equal(asked[0], np.asarray(handles, dtype=np.int64)):
             k = np.minimum(k, asked[1])
