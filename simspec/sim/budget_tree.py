@@ -31,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from simspec.limits import tree_nodes
+
 
 def cover_from_ranks(ranks: np.ndarray, top: int) -> np.ndarray:
     """cover[c] = P(rank < c), c = 0..top, from the ranks of a trace column (every position
@@ -52,7 +54,7 @@ def cover_from_rank_probs(rank_probs: Sequence[float], top: int) -> np.ndarray:
 
 def nodes(branching: Sequence[int]) -> int:
     """Draft tokens of the tree (root excluded)."""
-    return int(np.cumprod(branching).sum()) if len(branching) else 0
+    return tree_nodes(branching) - 1
 
 
 def value(branching: Sequence[int], cover: np.ndarray) -> float:
@@ -178,11 +180,10 @@ def rate(sc, file: str | None, branching: Sequence[int], cover: np.ndarray, batc
     """Tokens per second of one round of tree `branching` for `batch` sequences at `context`
     tokens, priced by the scenario's own cost model (draft steps, transfer, verify)."""
     from simspec.sim.build import build_round_cost
+    from simspec.sim.static_policy import with_shape
 
     tree = list(branching)
-    shape = {"draft_len": len(tree), "tree": tree if max(tree) > 1 else None}
-    cost = build_round_cost(sc.with_({"speculation": {"policy": None}}, {"speculation": shape},
-                                     file=file or "<scenario>"), file)
+    cost = build_round_cost(with_shape(sc, tree, file), file)
     ctx = cost.bucket(float(context))
     t = cost.draft_s(batch, ctx) + cost.transfer_s(batch) + cost.verify_s(batch, ctx)
     return batch * (1.0 + value(tree, cover)) / t if t > 0 else float("inf")

@@ -23,7 +23,13 @@ def resolved(sc: Scenario, file: str | None = None) -> Scenario:
     """`sc` with its static policy's shape in place of the policy (unchanged without one)."""
     if not is_static(sc):
         return sc
-    branching = tuple(int(c) for c in sc.speculation.policy.entry.fn("resolve")(sc, file))
-    # as a study's explicit tree point writes it (draft_len = its depth): the same scenario
-    shape = {"draft_len": len(branching), "tree": list(branching) if any(c > 1 for c in branching) else None}
+    return with_shape(sc, sc.speculation.policy.entry.fn("resolve")(sc, file), file)
+
+
+def with_shape(sc: Scenario, branching, file: str | None = None) -> Scenario:
+    """`sc` without its policy, drafting the tree `branching` (a chain when every level has one
+    child), written as a study's explicit tree point writes it (draft_len = its depth): the
+    same scenario an explicit `tree = [...]` gives."""
+    b = [int(c) for c in branching]
+    shape = {"draft_len": len(b), "tree": b if any(c > 1 for c in b) else None}
     return sc.with_({"speculation": {"policy": None}}, {"speculation": shape}, file=file or "<scenario>")
