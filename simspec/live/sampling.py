@@ -34,16 +34,23 @@ def greedy_accept(
     """Per row: accepted node path (root first) and the target's next token."""
     paths, nxt = [], []
     for toks, ok, best in zip(tokens, drafted, argmax):
-        cur, path = 0, [0]
-        while True:
-            child = next((c for c in children[cur] if ok[c] and toks[c] == best[cur]), None)
-            if child is None:
-                break
-            path.append(child)
-            cur = child
+        path = walk(children, lambda parent, c: ok[c] and toks[c] == best[parent])
         paths.append(path)
-        nxt.append(best[cur])
+        nxt.append(best[path[-1]])
     return paths, nxt
+
+
+def walk(children: list[list[int]], takes, limit: int | None = None) -> list[int]:
+    """A node path from the root (node 0): at each node its first child `takes(node, child)`
+    accepts, until none does or the path has `limit` steps."""
+    cur, path = 0, [0]
+    while limit is None or len(path) <= limit:
+        child = next((c for c in children[cur] if takes(cur, c)), None)
+        if child is None:
+            break
+        path.append(child)
+        cur = child
+    return path
 
 
 def sample_accept(

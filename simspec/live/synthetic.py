@@ -31,6 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from simspec.errors import InputError
+from simspec.live.sampling import walk
 
 
 def parse_rates(text: str, flag: str = "--synthetic") -> list[float]:
@@ -111,13 +112,7 @@ def synthetic_accept(children: list[list[int]], drafted: list[list[bool]], argma
     target's argmax after it."""
     paths, nxt = [], []
     for ok, best, k in zip(drafted, argmax, counts):
-        cur, path = 0, [0]
-        for _ in range(k):
-            child = next((c for c in children[cur] if ok[c]), None)
-            if child is None:
-                break
-            path.append(child)
-            cur = child
+        path = walk(children, lambda parent, c: ok[c], limit=k)
         paths.append(path)
-        nxt.append(best[cur])
+        nxt.append(best[path[-1]])
     return paths, nxt
