@@ -109,3 +109,55 @@ def test_study_attributes_reach_the_file(tmp_path, peers):
     st = optuna.load_study(study_name="s", storage=MirroredStorage(rdb, "s", peers=peers))
     st.set_user_attr("definition", {"x": 1})
     assert rdb.get_study_user_attrs(rdb.get_study_id_from_name("s"))["definition"] == {"x": 1}
+
+
+def test_a_trial_written_by_core_inserts_reads_back_whole(tmp_path):
+    """trial_rows.insert_trial writes what Optuna's ORM would read back: every field, with
+    infinite and NaN values, several objectives and a number that follows the file's rows."""
+    import datetime as dt
+    import math
+
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+    from optuna.trial import create_trial
+
+    from simspec.study.trial_rows import insert_trial
+
+    rdb = open_storage(f"sqlite:///{tmp_path / 'r.db'}")
+    sid = rdb.get_study_id_from_name(optuna.create_study(study_name="s", storage=rdb,
+                                                         directions=["maximize", "minimize"]).study_name)
+    t = create_trial(
+        state=TrialState.COMPLETE, values=[1.5, float("inf")],
+        params={"gamma": 3, "drafter": "ngram", "vocab": 4096.5},
+        distributions={"gamma": IntDistribution(0, 8), "drafter": CategoricalDistribution(["model", "ngram"]),
+                       "vocab": FloatDistribution(1.0, 1e6, log=True)},
+        user_attrs={"summary": {"x": [1, 2], "k": "v"}, "invalid": None},
+        system_attrs={"constraints": [0.5, -1.0]},
+        intermediate_values={0: 0.25, 1: float("nan"), 2: float("-inf")},
+    )
+    t.datetime_start = dt.datetime(2026, 12, 6, 12, 0, 0, 123456)
+    t.datetime_complete = dt.datetime(2026, 12, 6, 12, 0, 1, 654321)
+    first, second = insert_trial(rdb, sid, t), insert_trial(rdb, sid, t)
+    got = rdb.get_all_trials(sid)
+    assert [g._trial_id for g in got] == [first, second] and [g.number for g in got] == [0, 1]
+    g = got[1]
+    assert (g.state, g.values, g.params, g.distributions, g.user_attrs, g.system_attrs) == \
+        (t.state, t.values, t.params, t.distributions, t.user_attrs, t.system_attrs)
+    assert (g.datetime_start, g.datetime_complete) == (t.datetime_start, t.datetime_complete)
+    iv = g.intermediate_values
+    assert iv[0] == 0.25 and math.isnan(iv[1]) and iv[2] == float("-inf")
+
+
+def test_a_row_running_elsewhere_is_read_once_it_finishes(tmp_path, monkeypatch):
+    """The incremental read keeps an enqueued row another worker took (RUNNING in the file when
+    first read) pending, and brings it in when it finishes, though newer rows were read since."""
+    monkeypatch.setattr(mirror, "PULL_S", 0.0)
+    rdb = make(tmp_path, "m")
+    a = MirroredStorage(rdb, "s", peers=True)
+    sa = optuna.load_study(study_name="s", storage=a)
+    ta = sa.ask()  # takes the enqueued row: RUNNING in the file
+    b = MirroredStorage(rdb, "s", peers=True)  # reads it RUNNING
+    run(b, 2, seed=1)  # newer rows, read back by b
+    objective(ta)
+    sa.tell(ta, 1.0)
+    done = optuna.load_study(study_name="s", storage=b).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
+    assert len(done) == 3 and any(t.params == {"gamma": 0, "drafter": "model"} for t in done)
