@@ -71,6 +71,7 @@ class SurvivalOracle:
             raise ValueError("survival must be non-increasing values in [0, 1], S_1..S_D")
         self.survival = s
         self.depth = len(s)
+        self.tokens_per_round = 1.0 + float(s.sum())  # expected tokens a round emits
         self._rev = s[::-1].copy()
         self._rng = rng
         self._buf = np.empty(0)
@@ -114,6 +115,8 @@ class SurvivalOracle:
     def peek_rounds(self, b: int, rounds: int) -> np.ndarray:
         """The uniforms the next `rounds` draws of b sequences would use, shape (rounds, b)."""
         fit0 = (len(self._buf) - self._pos) // b  # rounds left in the current block
+        if rounds <= fit0:
+            return self._buf[self._pos:self._pos + rounds * b].reshape(rounds, b)
         per = self._BLOCK // b                    # rounds per fresh block (b <= _BLOCK)
         parts = [self._buf[self._pos:self._pos + min(fit0, rounds) * b]]
         blocks = -(-(rounds - fit0) // per) if rounds > fit0 else 0

@@ -106,10 +106,20 @@ def apply(rep: Replica, j: Jump) -> None:
     batch = rep.batch
     batch.gen, batch.acc, batch.behind = j.gen, j.acc, j.behind
     batch.rounds += j.n
+    if j.n <= 32 and rep.target_dev is rep.draft_dev:  # a few rounds: one Python pass, same order
+        verify, draft, busy = rep.phase_s["verify"], rep.phase_s["draft"], rep.target_dev.busy_s
+        for w, v, d in zip(j.walls.tolist(), j.t_verify.tolist(), j.t_draft.tolist()):
+            verify += v
+            draft += w - v
+            busy += v  # one device: charged verify, draft, verify, draft, ...
+            busy += d
+        rep.phase_s["verify"], rep.phase_s["draft"], rep.target_dev.busy_s = verify, draft, busy
+        rep.log.append(Rounds(j.starts, j.walls, len(batch)))
+        return
     rep.phase_s["verify"] = _sum_after(rep.phase_s["verify"], j.t_verify)
     rep.phase_s["draft"] = _sum_after(rep.phase_s["draft"], j.walls - j.t_verify)
     if rep.target_dev is rep.draft_dev:  # one device: charged verify, draft, verify, draft, ...
-        rep.target_dev.busy_s = _sum_after(rep.target_dev.busy_s, np.stack([j.t_verify, j.t_draft], axis=1).ravel())
+        rep.target_dev.busy_s = _sum_pairs_after(rep.target_dev.busy_s, j.t_verify, j.t_draft)
     else:
         rep.target_dev.busy_s = _sum_after(rep.target_dev.busy_s, j.t_verify)
         rep.draft_dev.busy_s = _sum_after(rep.draft_dev.busy_s, j.t_draft)
@@ -146,6 +156,16 @@ def _sum_after(x0: float, values: np.ndarray) -> float:
     return float(np.add.accumulate(np.concatenate([[x0], values]))[-1])
 
 
+def _sum_pairs_after(x0: float, a: np.ndarray, b: np.ndarray) -> float:
+    """x0 + a0 + b0 + a1 + b1 + ... added left to right."""
+    if len(a) <= 32:
+        for u, v in zip(a.tolist(), b.tolist()):
+            x0 += u
+            x0 += v
+        return x0
+    return _sum_after(x0, np.stack([a, b], axis=1).ravel())
+
+
 def _lookup(keys: np.ndarray, price) -> np.ndarray:
     """price(key) for each key, called once per distinct key (a dict for a few rounds,
     np.unique for many, whichever has less overhead)."""
@@ -155,6 +175,20 @@ def _lookup(keys: np.ndarray, price) -> np.ndarray:
         return np.array([seen[key] for key in klist])
     uniq, inv = np.unique(keys, return_inverse=True)
     return np.array([price(int(key)) for key in uniq])[inv]
+
+
+def _lookup2(keys: np.ndarray, price) -> tuple[np.ndarray, np.ndarray]:
+    """`_lookup` of a price that is a pair (verify, draft): both arrays, one call per key."""
+    if len(keys) <= 64:
+        klist = keys.tolist()
+        seen = {key: price(key) for key in set(klist)}
+        pairs = [seen[key] for key in klist]
+    else:
+        uniq, inv = np.unique(keys, return_inverse=True)
+        table = [price(int(key)) for key in uniq]
+        pairs = [table[i] for i in inv.tolist()]
+    a = np.array(pairs)
+    return a[:, 0], a[:, 1]
 
 
 def _times(now: float, walls: np.ndarray, arrival: float) -> tuple[np.ndarray, int]:
@@ -172,53 +206,70 @@ def _vectorised(rep: Replica, arrival: float) -> Jump | None:
     batch, cost, oracle, policy = rep.batch, rep.cost, rep.oracle, rep.policy
     b = len(batch)
     depth = rep.depth
-    left = batch.out - batch.gen
+    gen, out = batch.gen, batch.out
+    left = out - gen
     rounds = int(left.min())  # every round emits >= 1 token per sequence: a retirement by then
     if oracle is not None:
-        per_round = 1.0 + float(oracle.survival.sum())  # expected tokens per round
-        rounds = min(rounds, int(rounds / per_round * 1.25) + 16)
+        # expected tokens per round: read ahead a quarter more rounds than expected, plus 16
+        rounds = min(rounds, int(rounds / oracle.tokens_per_round * 1.25) + 16)
         k = oracle.accepted(oracle.peek_rounds(b, rounds))
+        cum = np.cumsum(k, axis=0)
+        cum += np.arange(1, rounds + 1)[:, None]  # emitted after rounds 0..j (k + 1 a round), none retired
     else:
-        k = np.zeros((rounds, b), dtype=np.int64)
-    step = k + 1
-    cum = np.cumsum(step, axis=0)  # emitted after rounds 0..j, none retired
-    before = cum - step            # emitted before round j
-    done = np.flatnonzero((cum >= left).any(axis=1))
-    n = int(done[0]) + 1 if len(done) else rounds
+        k = None
+        cum = np.broadcast_to(np.arange(1, rounds + 1)[:, None], (rounds, b))
+    hit = (cum >= left).any(axis=1)
+    n = int(hit.argmax()) + 1 if hit[-1] else rounds  # a retirement, or the rounds read ahead
+    before = None  # emitted before round j, when a per-round context or the clip needs it
+    if policy.clip_to_budget or cost.context_dependent:
+        before = cum[:n] - (k[:n] + 1) if k is not None else cum[:n] - 1
     if policy.clip_to_budget:  # a round whose depth the policy clips goes round by round
-        clipped = np.flatnonzero((left - before[:n]).max(axis=1) - 1 < depth)
+        clipped = np.flatnonzero((left - before).max(axis=1) - 1 < depth)
         if len(clipped):
             n = int(clipped[0])
-    if n == 0:
-        return None
-    k, before = k[:n], before[:n]
-    if cost.context_dependent:
-        sums = int(batch.prompt.sum() + batch.gen.sum()) + before.sum(axis=1)
-        ctx = cost.buckets(sums.astype(float) / b)
-    else:
-        ctx = np.zeros(n, dtype=np.int64)
-    if oracle is not None:
+            if n == 0:
+                return None
+            before = before[:n]
+    if k is not None:
+        full = k[:n] >= depth
         behind = np.empty(n, dtype=bool)
         behind[0] = bool(batch.behind.any())
-        behind[1:] = (k[:-1] >= depth).any(axis=1)
+        behind[1:] = full[:-1].any(axis=1)
     else:
         behind = np.zeros(n, dtype=bool)
-    keys = ctx * 2 + behind  # the costs of each distinct (context, behind), looked up once
-    t_v = _lookup(keys, lambda key: cost.verify_s(b, key // 2, None))
-    if oracle is not None:
-        t_d = _lookup(keys, lambda key: cost.draft_s(b, key // 2, None, behind=bool(key % 2)))
-        walls = t_d + cost.transfer_s(b) + t_v
+    # the costs of each distinct (context, behind), looked up once
+    if not cost.context_dependent:  # one context: a verify price, and a draft price for either flag
+        v = cost.verify_s(b, 0, None)
+        t_v = np.full(n, v)
+        if oracle is not None:
+            d0, d1, x = cost.draft_s(b, 0, None, behind=False), cost.draft_s(b, 0, None, behind=True), cost.transfer_s(b)
+            t_d = np.where(behind, d1, d0)
+            walls = np.where(behind, d1 + x + v, d0 + x + v)  # the sums the arrays' would give
+        else:
+            t_d = np.zeros(n)
+            walls = t_v
     else:
-        t_d = np.zeros(n)
-        walls = t_v
+        sums = int(batch.prompt.sum() + gen.sum()) + before.sum(axis=1)
+        keys = cost.buckets(sums.astype(float) / b) * 2 + behind
+        if oracle is not None:
+            t_v, t_d = _lookup2(keys, lambda key: (cost.verify_s(b, key // 2, None),
+                                                   cost.draft_s(b, key // 2, None, behind=bool(key % 2))))
+            walls = t_d + cost.transfer_s(b) + t_v
+        else:
+            t_v = _lookup(keys, lambda key: cost.verify_s(b, key // 2, None))
+            t_d = np.zeros(n)
+            walls = t_v
     ends, n = _times(rep.env.now, walls, arrival)
-    last = batch.gen + before[n - 1]
-    if oracle is not None:
+    if k is not None:
         oracle.consume_rounds(b, n)
-        emit = np.minimum(k[n - 1] + 1, batch.out - last)
-        acc = batch.acc + k[:n - 1].sum(axis=0) + np.minimum(k[n - 1], emit)
-        behind_after = k[n - 1] >= depth
+        kl = k[n - 1]
+        emitted = cum[n - 1] - kl - 1  # before the last round: sum of k over the others, + n - 1
+        last = gen + emitted
+        emit = np.minimum(kl + 1, out - last)
+        acc = batch.acc + (emitted - (n - 1)) + np.minimum(kl, emit)
+        behind_after = full[n - 1]
     else:
+        last = gen + (n - 1)
         emit = np.ones(b, dtype=np.int64)
         acc, behind_after = batch.acc, batch.behind
     return Jump(ends[:n].tolist(), walls[:n], float(ends[n]), t_v[:n], t_d[:n], last + emit, acc, behind_after)

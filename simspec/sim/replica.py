@@ -128,11 +128,12 @@ class Replica:
         rec = self.rec
         ids = np.asarray(new, dtype=np.int64)
         prompts = rec.prompt_len[ids]
-        depth = self.policy.depth(self.depth, int(rec.output_len[ids].max()))
+        outs = rec.output_len[ids]
+        depth = self.policy.depth(self.depth, int(outs.max())) if self.with_prefill else self.depth
         queued = self.policy.waiting() if self.detail else ()
-        handles = np.fromiter((self.oracle.bind(int(r)) for r in ids), dtype=np.int64, count=len(ids)) \
-            if self.oracle is not None else np.zeros(len(ids), dtype=np.int64)
-        first = np.zeros(len(ids), dtype=np.int64)
+        handles = np.fromiter((self.oracle.bind(int(r)) for r in new), dtype=np.int64, count=len(ids)) \
+            if self.oracle is not None else 0
+        first = np.zeros(len(ids), dtype=np.int64) if self.with_prefill else None
         proposed = None  # a dynamic oracle's first-round proposals (with_prefill)
         if self.with_prefill and self.dynamic:
             proposed = self._propose(handles, first, depth)
@@ -151,26 +152,25 @@ class Replica:
         self._prefilling = 0
         self.target_dev.charge(t_target)
         self.draft_dev.charge(t_draft)
-        now = self.env.now
-        rec.first_token[ids] = now
+        rec.first_token[ids] = self.env.now
         rec.replica[ids] = self.index
-        gen = np.ones(len(ids), dtype=np.int64)
-        acc = np.zeros(len(ids), dtype=np.int64)
-        behind = np.zeros(len(ids), dtype=bool)
+        gen, acc, behind = 1, 0, 0
         if self.with_prefill and self.oracle is not None:  # the first round's acceptance
             k = np.minimum(self.oracle.draw(handles, first), depth if proposed is None else proposed)
             gen = np.minimum(k + 1, rec.output_len[ids])
             acc = np.minimum(k, gen)
             behind = (k >= depth) & (depth > 0) if proposed is not None else k >= depth
-        rounds = np.full(len(ids), 1 if self.with_prefill else 0, dtype=np.int64)
-        self.batch.append(rid=ids, gen=gen, out=rec.output_len[ids], prompt=prompts, rounds=rounds,
+        rounds = 1 if self.with_prefill else 0
+        self.batch.append(rid=ids, gen=gen, out=outs, prompt=prompts, rounds=rounds,
                           acc=acc, handle=handles, behind=behind)
         if self.detail:
-            self.log.append(Iteration("prefill", start, wall, len(ids), int(gen.sum()),
+            emitted = int(gen.sum()) if np.ndim(gen) else gen * len(ids)
+            self.log.append(Iteration("prefill", start, wall, len(ids), emitted,
                                       tuple(self.batch.rid.tolist()), tuple(new), queued, self.policy.held))
         else:
             self.log.append(Iteration("prefill", start, wall, len(ids)))
-        self._retire()
+        if self.with_prefill or outs.min() <= 1:  # else none is done: each has emitted one token
+            self._retire()
 
     def _round(self) -> Iterator[simpy.Event]:
         cost = self.cost
