@@ -52,9 +52,45 @@ def test_no_enqueued_trial_is_left_when_a_second_worker_starts(tmp_path, monkeyp
 
     class Ctx:
         Process = Started
+        Value = staticmethod(runner.mp.Value)
 
     monkeypatch.setattr(runner.mp, "get_context", lambda _kind: Ctx)
     runner.run(spec, url, 6, 2, False, own_storage=True, progress=False)
     st = optuna.load_study(study_name=spec.name, storage=url)
     assert seen == [0]
     assert st.trials[0].params == {"gamma": 0, "max_batch": 4} and st.trials[0].state == TrialState.COMPLETE
+
+
+def test_workers_share_out_exactly_the_trials_left():
+    """Local workers take trials from one shared count: however they interleave, exactly the
+    trials left are started, and a worker that comes late takes only what remains."""
+    import multiprocessing as mp
+    import threading
+
+    slots = mp.Value("l", 500)
+    took = [0, 0]
+
+    def worker(i: int) -> None:
+        while runner.claim(slots):
+            took[i] += 1
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(took) == 500 and slots.value == 0
+    assert not runner.claim(slots)  # a late worker finds none left
+
+    class Study:
+        stopped = False
+
+        def stop(self) -> None:
+            self.stopped = True
+
+    st, left = Study(), mp.Value("l", 1)
+    cb = runner.claim_next(left)
+    cb(st, None)
+    assert not st.stopped and left.value == 0  # took the last one: this worker runs one more
+    cb(st, None)
+    assert st.stopped  # none left: it stops after the trial it just finished

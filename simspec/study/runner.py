@@ -31,6 +31,7 @@ class RunInfo:
     stale_failed: int      # RUNNING trials of a killed run marked failed
     one_point: bool = False  # the space is one point: one trial answers it
     workers: int = 0         # worker processes this run used (0: it ran no trial)
+    study: Any = None        # the study as this run ends, read in memory (own storage), else None
 
 
 def quiet() -> None:
@@ -63,10 +64,15 @@ def study_name(spec: StudySpec, capacity: bool) -> str:
 SEED_RANGE = 2**32  # numpy's RandomState, behind Optuna's samplers, takes seeds in [0, 2**32)
 
 
-def make_sampler(spec: StudySpec, seed: int, workers: int):
+def make_sampler(spec: StudySpec, seed: int, workers: int, shared: bool = True):
     """The study's sampler. Any integer seed (negative, or beyond 2**32 after the offsets a
     resumed run or a worker adds) is folded into the range numpy takes; seeds inside it are
     used as they are.
+
+    constant_liar (several workers on a `shared` storage: each sees the others' running
+    trials, with their parameters written as attributes) is off for a mirrored study
+    (simspec.study.mirror): a worker sees no trial running elsewhere there, so the liar would
+    only write those attributes and turn off Optuna's per-trial cache of the history.
 
     TPE is multivariate over the knobs every trial has (gamma, drafter, max_batch, ...) and
     samples the conditional ones (exit layer, vocab, tree) independently: `group=True` (one
@@ -80,7 +86,7 @@ def make_sampler(spec: StudySpec, seed: int, workers: int):
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(
         seed=seed, n_startup_trials=spec.file.startup_trials, multivariate=True,
-        constant_liar=workers > 1,
+        constant_liar=workers > 1 and shared,
     )
 
 
@@ -105,8 +111,12 @@ def stored_figures(study) -> Callable[[str], dict[str, Any] | None]:
     index: dict[str, dict[str, Any]] = {}
     indexed: set[int] = set()
 
+    refresh = getattr(study._storage, "refresh_peers", None)  # a mirror: read the other workers' rows
+
     def lookup(digest: str) -> dict[str, Any] | None:
         if digest not in index:
+            if refresh is not None:  # about to simulate: another worker may have just done it
+                refresh()
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
                 if t.number not in indexed:
                     indexed.add(t.number)
@@ -204,26 +214,50 @@ def open_study(spec: StudySpec, url: str, capacity: bool, seed: int, workers: in
     import optuna
 
     storage = open_storage(url, heartbeat=heartbeat)
-    if not heartbeat and not os.environ.get("SIMSPEC_STUDY_RDB"):
+    mirrored = not heartbeat and not os.environ.get("SIMSPEC_STUDY_RDB")
+    if mirrored:
         # the run folder's own file: searched in memory, each finished trial written through
         # (simspec.study.mirror); a shared --storage (heartbeat) is read and written directly
         from simspec.study.mirror import MirroredStorage
 
         storage = MirroredStorage(storage, study_name(spec, capacity), peers=workers > 1)
     return optuna.load_study(study_name=study_name(spec, capacity), storage=storage,
-                             sampler=make_sampler(spec, seed, workers), pruner=make_pruner(prune))
+                             sampler=make_sampler(spec, seed, workers, shared=not mirrored), pruner=make_pruner(prune))
 
 
 def _worker(study_path: str, url: str, capacity: bool, n_trials: int, seed: int, workers: int,
-            heartbeat: bool = False, total: int | None = None, prune: bool = False) -> None:
+            heartbeat: bool = False, total: int | None = None, prune: bool = False, slots=None) -> None:
     quiet()
     spec = load_study(study_path)
     study = open_study(spec, url, capacity, seed, workers, heartbeat, prune)
     try:
-        study.optimize(objective(spec, Evaluator(spec), capacity, prune), n_trials=n_trials,
-                       callbacks=[stop_at(total)] if total else [], gc_after_trial=False)
+        if slots is None or claim(slots):
+            study.optimize(objective(spec, Evaluator(spec), capacity, prune), n_trials=n_trials,
+                           callbacks=[after_trial(*([claim_next(slots)] if slots is not None else []),
+                                                  *([stop_at(total)] if total else []))], gc_after_trial=False)
     except (KeyboardInterrupt, Interrupted):
         sys.exit(130)  # the main process says so, once: no traceback per worker
+
+
+# The trials a run still has to start, shared by its local workers: each takes one before each
+# trial, so a worker that started late (a spawned process imports for a second) or drew slow
+# scenarios runs fewer, and the run ends when its last trial does, with exactly its trials run.
+def claim(slots) -> bool:
+    """Take one trial from the shared count; False when none is left."""
+    with slots.get_lock():
+        if slots.value <= 0:
+            return False
+        slots.value -= 1
+        return True
+
+
+def claim_next(slots) -> Callable:
+    """An Optuna callback: stop this worker when no trial is left for it to start."""
+    def cb(study, trial) -> None:
+        if not claim(slots):
+            study.stop()
+
+    return cb
 
 
 def prepare(spec: StudySpec, url: str, capacity: bool, own_storage: bool, new: bool = False):
@@ -284,6 +318,16 @@ def _no_lock():
     yield
 
 
+def after_trial(*callbacks: Callable) -> Callable:
+    """One Optuna callback calling `callbacks` in turn: Optuna deep-copies the finished trial
+    once per callback it is given (its summary included), once is enough."""
+    def cb(study, trial) -> None:
+        for c in callbacks:
+            c(study, trial)
+
+    return cb
+
+
 def stop_at(total: int) -> Callable:
     """An Optuna callback: stop this worker once the storage holds `total` done trials (other
     runs sharing the storage count too)."""
@@ -326,17 +370,22 @@ def _run(spec: StudySpec, url: str, n_trials: int, workers: int | None, capacity
                 workers = max(1, min(workers, todo))
         if todo == 0:
             return info
-        shares = [todo // workers + (1 if i < todo % workers else 0) for i in range(workers)]
-        ctx = mp.get_context("spawn")
+        # forked where the platform forks: a spawned worker spends a second importing before its
+        # first trial. The child opens its own storage; it never touches the connections it
+        # inherits, and leaves with os._exit (multiprocessing's fork), closing none of them.
+        ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
+        slots = ctx.Value("l", todo)
         for i in range(1, workers):
-            pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, shares[i], seed + 1000 * i, workers,
-                                                   not own_storage, n_trials, prune), daemon=False)
+            pr = ctx.Process(target=_worker, args=(str(spec.path), url, capacity, todo, seed + 1000 * i, workers,
+                                                   not own_storage, n_trials, prune, slots), daemon=False)
             pr.start()
             procs.append(pr)
-        if progress:
-            _optimize_with_bar(study, obj, shares[0], n_trials, done, capacity, procs)
-        else:
-            study.optimize(obj, n_trials=shares[0], callbacks=[stop_at(n_trials)], gc_after_trial=False)
+        if claim(slots):
+            if progress:
+                _optimize_with_bar(study, obj, todo, n_trials, done, capacity, procs, slots)
+            else:
+                study.optimize(obj, n_trials=todo, callbacks=[after_trial(claim_next(slots), stop_at(n_trials))],
+                               gc_after_trial=False)
     except Interrupted:
         raise KeyboardInterrupt from None  # the command prints one line and exits 130
     finally:
@@ -345,6 +394,13 @@ def _run(spec: StudySpec, url: str, n_trials: int, workers: int | None, capacity
     bad = [pr.exitcode for pr in procs if pr.exitcode != 0]
     if bad:
         raise RuntimeError(f"{len(bad)} worker process(es) failed (exit codes {bad})")
+    from simspec.study.mirror import MirroredStorage
+
+    if isinstance(study._storage, MirroredStorage):
+        # the report reads this in-memory copy, brought up to date with the other workers'
+        # last rows, instead of loading every trial from the file again
+        study._storage.refresh()
+        info.study = study
     return info
 
 
@@ -360,7 +416,7 @@ def _best_text(study, capacity: bool) -> str:
     return f"best: {vals} (#{t.number})"
 
 
-def _optimize_with_bar(study, obj, n_local: int, total: int, done: int, capacity: bool, procs) -> None:
+def _optimize_with_bar(study, obj, n_local: int, total: int, done: int, capacity: bool, procs, slots) -> None:
     import time
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -373,7 +429,8 @@ def _optimize_with_bar(study, obj, n_local: int, total: int, done: int, capacity
         def cb(st, trial) -> None:
             bar.update(task, completed=min(total, _done(st)), best=_best_text(st, capacity))
 
-        study.optimize(obj, n_trials=n_local, callbacks=[cb, stop_at(total)], gc_after_trial=False)
+        study.optimize(obj, n_trials=n_local, callbacks=[after_trial(cb, claim_next(slots), stop_at(total))],
+                       gc_after_trial=False)
         while any(pr.is_alive() for pr in procs):  # the other workers' trials
             bar.update(task, completed=min(total, _done(study)), best=_best_text(study, capacity))
             time.sleep(0.5)
