@@ -94,10 +94,20 @@ def register(app: typer.Typer) -> None:
                        + (f" ({info.stale_failed} left running by a killed run marked failed)" if info.stale_failed else ""))
         import optuna
 
-        st = optuna.load_study(study_name=info.study_name, storage=runner.open_storage(url))
+        st = info.study or optuna.load_study(study_name=info.study_name, storage=runner.open_storage(url))
 
         def finish() -> dict:
-            return study_report.write(write_results(spec, st, out, url, capacity, versions=versions), out)
+            from simspec.report.mpl import pyplot
+
+            # matplotlib is imported while the per-batch schedule simulates on the other cores
+            results = write_results(spec, st, out, url, capacity, versions=versions, meanwhile=pyplot)
+            fold = getattr(st._storage, "checkpoint_in_background", None)  # the run's own file, mirrored
+            folding = fold() if fold is not None else None
+            try:
+                return study_report.write(results, out)
+            finally:
+                if folding is not None:
+                    folding.join()
 
         if no_progress:
             res = finish()

@@ -13,7 +13,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from simspec.atomic import write_text, write_via
 from simspec.config import Scenario, resolve_data_path
@@ -106,22 +106,26 @@ def importances(study) -> tuple[dict[str, float], str]:
 
 
 def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
-                  ev: Evaluator | None = None, versions: dict[str, str | None] | None = None) -> Outcome:
+                  ev: Evaluator | None = None, versions: dict[str, str | None] | None = None,
+                  meanwhile: Callable[[], Any] | None = None) -> Outcome:
     """Write the study's result files into `out` and return what it found. `versions`: the
-    engines to export for and their versions (default: all three, each at its newest known)."""
+    engines to export for and their versions (default: all three, each at its newest known).
+    The trials table, and `meanwhile` (e.g. importing what the report draws with), are done
+    while the per-batch schedule's simulations run in other processes (this one would wait)."""
     ev = ev or Evaluator(spec)
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
     names = ["replicas"] if capacity else objectives.objective_names(spec)
-
-    df = results.frame(study)
-    write_via(out / "trials.parquet", lambda tmp: df.to_parquet(tmp, index=False))
-    written.append("trials.parquet")
-
     front = results.pareto(study)
-    pf = df[df["number"].isin([t.number for t in front])]
-    write_text(out / "pareto.csv", pf.to_csv(index=False))
-    written.append("pareto.csv")
+
+    def tables() -> None:
+        df = results.frame(study)
+        write_via(out / "trials.parquet", lambda tmp: df.to_parquet(tmp, index=False))
+        pf = df[df["number"].isin([t.number for t in front])]
+        write_text(out / "pareto.csv", pf.to_csv(index=False))
+        written[:0] = ["trials.parquet", "pareto.csv"]
+        if meanwhile is not None:
+            meanwhile()
 
     best = results.best_trial(study)
     notes: list[str] = []
@@ -138,13 +142,14 @@ def write_results(spec: StudySpec, study, out: Path, url: str, capacity: bool,
         write_text(out / "best.toml", tomlw.dumps(sc.model_dump(exclude_unset=True), header))  # the keys given
         written.append("best.toml")
 
-        pts = schedule.run_schedule(spec, ev, study, best_k)
+        pts = schedule.run_schedule(spec, ev, study, best_k, meanwhile=tables)
         write_text(out / export.SCHEDULE, schedule.points_csv(pts))
         written.append(export.SCHEDULE)
         exps = export.export(spec, study, best_k, pts, ev, versions)
         notes += exps.notes
         written += export.write(exps, out)
     else:
+        tables()
         notes.append("No trial met every SLO: no best.toml and no engine export. Relax [constraints] or widen [search].")
 
     imp, how = importances(study)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from simspec.errors import InputError
 from simspec.study import results, space
@@ -87,10 +87,12 @@ def point_knobs(best: dict[str, Any], kind_knobs: dict[str, Any] | None, kind: s
     return p
 
 
-def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any], workers: int | None = None) -> list[Point]:
+def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any], workers: int | None = None,
+                 meanwhile: Callable[[], Any] | None = None) -> list[Point]:
     """Every (batch, drafter, gamma) point, simulated by `workers` processes (default: both
     cores of a 2-core machine; forked where the platform forks). The points are independent and
-    the simulator deterministic, so they are the same however they are shared out."""
+    the simulator deterministic, so they are the same however they are shared out. `meanwhile`
+    is called once, while they run (in this process, which would otherwise wait)."""
     per_kind = drafter_params(spec, study, best)
     tasks: list[tuple[int, str, dict[str, Any]]] = []
     for b in batch_sizes(spec, best):
@@ -98,7 +100,7 @@ def run_schedule(spec: StudySpec, ev: Evaluator, study, best: dict[str, Any], wo
         for kind, kp in per_kind.items():
             for g in gammas(spec):
                 tasks.append((b, kind, point_knobs(best, kp, kind, g)))
-    figures = _simulate_all(spec, ev, tasks, workers)
+    figures = _simulate_all(spec, ev, tasks, workers, meanwhile)
     return [Point(b, kind, int(p["gamma"]), s[0], s[1]) for (b, kind, p), s in zip(tasks, figures) if s is not None]
 
 
@@ -115,7 +117,8 @@ def _one(task: tuple[int, str, dict[str, Any]]) -> tuple[float, float] | None:
     return s["throughput_tok_s"], s["tpot_p50_s"]
 
 
-def _simulate_all(spec: StudySpec, ev: Evaluator, tasks: list, workers: int | None) -> list[tuple[float, float] | None]:
+def _simulate_all(spec: StudySpec, ev: Evaluator, tasks: list, workers: int | None,
+                  meanwhile: Callable[[], Any] | None = None) -> list[tuple[float, float] | None]:
     global _TASK
     import multiprocessing as mp
 
@@ -127,9 +130,14 @@ def _simulate_all(spec: StudySpec, ev: Evaluator, tasks: list, workers: int | No
     _TASK = (spec, ev)
     try:
         if workers < 2 or len(tasks) < 2 * workers or "fork" not in mp.get_all_start_methods():
+            if meanwhile is not None:
+                meanwhile()
             return [_one(t) for t in tasks]
         with mp.get_context("fork").Pool(workers) as pool:
-            return pool.map(_one, tasks, chunksize=max(1, len(tasks) // (4 * workers)))
+            pending = pool.map_async(_one, tasks, chunksize=max(1, len(tasks) // (4 * workers)))
+            if meanwhile is not None:
+                meanwhile()
+            return pending.get()
     finally:
         _TASK = None
 
