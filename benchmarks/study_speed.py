@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python benchmarks/study_speed.py [--trials 1000] [--workers N] [--prune] [--reference]
 Targets: <= 120 s for 200 trials (issue 6); issue 30: <= 60 s for 1000 trials, and per trial
-<= 0.12 x a bare 10^7-iteration Python loop timed in the same run.
+<= 0.12 x a bare 10^7-iteration Python loop timed in the same run (just before and just after
+the study; their mean is the reference, both are printed).
 The whole command is timed (study, per-batch schedule, exports, plots), from a fresh storage,
 with the study's default --workers unless given. --reference then runs the same study again
 with every trial simulated round by round and no memo of repeated scenarios
@@ -78,11 +79,15 @@ def main() -> None:
         # Warm the ShareGPT length cache first: it is built once per machine, not per study.
         subprocess.run([sys.executable, "-c", "from simspec.sim.datasets import length_pairs; length_pairs('sharegpt')"],
                        check=True)
+        loop_before = bare_loop_s()
         fast = timed_study(study, Path(d) / "run", args.trials, args.workers, args.prune)
+        fast["loops"] = (loop_before, bare_loop_s())
         report(fast, args)
         if args.reference:
             print("\nreference: the same study, every trial simulated round by round, no memo, no pruning ...", flush=True)
+            loop_before = bare_loop_s()
             ref = timed_study(study, Path(d) / "ref", args.trials, args.workers, False, reference=True)
+            ref["loops"] = (loop_before, bare_loop_s())
             report(ref, args)
             compare_best(fast["best"], ref["best"])
 
@@ -136,9 +141,12 @@ def report(res: dict, args) -> None:
         print(f"best: trial {b.number}, {b.throughput_tok_s:.1f} tok/s, gamma={b.gamma}, drafter={b.drafter}, "
               f"max_batch={b.max_batch}")
     print(f"target <= 120 s: {'PASS' if wall <= 120 else 'FAIL'} (goal 60 s: {'met' if wall <= 60 else 'not met'})")
-    loop = bare_loop_s()
+    before, after = res["loops"]
+    loop = (before + after) / 2
     per = wall / max(1, len(done)) / loop
-    print(f"bare 10^7-iteration Python loop in this run: {loop:.3f} s; wall / loop = {wall / loop:.1f}; "
+    print(f"bare 10^7-iteration Python loop: {before:.3f} s just before the study, {after:.3f} s just after "
+          f"(each the median of 3; the host's speed moved {abs(after / before - 1):.0%} between them); "
+          f"their mean {loop:.3f} s; wall / loop = {wall / loop:.1f}; "
           f"per trial: {per:.3f} x the loop (goal <= 0.12: {'met' if per <= 0.12 else 'not met'})")
 
 
@@ -154,11 +162,17 @@ def compare_best(fast, ref) -> None:
 
 
 def bare_loop_s() -> float:
-    """Seconds of a bare 10^7-iteration Python loop: how fast this machine is right now."""
-    t0 = time.perf_counter()
-    for _ in range(10**7):
-        pass
-    return time.perf_counter() - t0
+    """Seconds of a bare 10^7-iteration Python loop: how fast this machine is right now (the
+    median of three, timed back to back). Timed just before and just after the study: the host's
+    speed moves in phases of seconds to minutes, and one loop at the end alone read 0.148-0.220 s
+    across runs whose study took the same 17.7 s."""
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(10**7):
+            pass
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[1]
 
 
 if __name__ == "__main__":
