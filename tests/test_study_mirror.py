@@ -161,3 +161,25 @@ def test_a_row_running_elsewhere_is_read_once_it_finishes(tmp_path, monkeypatch)
     sa.tell(ta, 1.0)
     done = optuna.load_study(study_name="s", storage=b).get_trials(states=(TrialState.COMPLETE, TrialState.PRUNED))
     assert len(done) == 3 and any(t.params == {"gamma": 0, "drafter": "model"} for t in done)
+
+
+def test_the_write_ahead_log_is_folded_into_the_file_in_a_thread(tmp_path):
+    """checkpoint_in_background copies the trials written so far from study.db-wal into study.db
+    (else the command's exit does it)."""
+    rdb = make(tmp_path, "m")
+    st = MirroredStorage(rdb, "s")
+    run(st, 6)
+    db = tmp_path / "m.db"
+    before = db.read_bytes()
+    assert (tmp_path / "m.db-wal").stat().st_size > 0  # the trials are in the log, not yet in the file
+    th = st.checkpoint_in_background()
+    th.join(30)
+    assert not th.is_alive() and db.read_bytes() != before  # their pages were copied into the file
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:  # nothing left to copy
+        busy, frames, copied = con.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    finally:
+        con.close()
+    assert busy == 0 and frames == copied
