@@ -54,10 +54,8 @@ class RunningBatch:
         """Add newly prefilled sequences at the end (a scalar: the same for each); none has a
         pre-drafted round yet."""
         new = np.zeros((len(COLUMNS), len(rid)), dtype=np.int64)
-        new[0], new[1], new[2], new[3] = rid, gen, out, prompt
-        for i, v in ((4, rounds), (5, acc), (6, handle), (8, behind)):
-            if not isinstance(v, int) or v:
-                new[i] = v
+        new[0], new[1], new[2], new[3], new[4], new[5], new[6], new[8] = \
+            rid, gen, out, prompt, rounds, acc, handle, behind
         self.block = np.concatenate([self.block, new], axis=1)
 
     def take_finished(self) -> RunningBatch | None:

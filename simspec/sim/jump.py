@@ -106,16 +106,6 @@ def apply(rep: Replica, j: Jump) -> None:
     batch = rep.batch
     batch.gen, batch.acc, batch.behind = j.gen, j.acc, j.behind
     batch.rounds += j.n
-    if j.n <= 32 and rep.target_dev is rep.draft_dev:  # a few rounds: one Python pass, same order
-        verify, draft, busy = rep.phase_s["verify"], rep.phase_s["draft"], rep.target_dev.busy_s
-        for w, v, d in zip(j.walls.tolist(), j.t_verify.tolist(), j.t_draft.tolist()):
-            verify += v
-            draft += w - v
-            busy += v  # one device: charged verify, draft, verify, draft, ...
-            busy += d
-        rep.phase_s["verify"], rep.phase_s["draft"], rep.target_dev.busy_s = verify, draft, busy
-        rep.log.append(Rounds(j.starts, j.walls, len(batch)))
-        return
     rep.phase_s["verify"] = _sum_after(rep.phase_s["verify"], j.t_verify)
     rep.phase_s["draft"] = _sum_after(rep.phase_s["draft"], j.walls - j.t_verify)
     if rep.target_dev is rep.draft_dev:  # one device: charged verify, draft, verify, draft, ...
@@ -168,27 +158,14 @@ def _sum_pairs_after(x0: float, a: np.ndarray, b: np.ndarray) -> float:
 
 def _lookup(keys: np.ndarray, price) -> np.ndarray:
     """price(key) for each key, called once per distinct key (a dict for a few rounds,
-    np.unique for many, whichever has less overhead)."""
+    np.unique for many, whichever has less overhead); a price that is a tuple gives one
+    column per element."""
     if len(keys) <= 64:
         klist = keys.tolist()
         seen = {key: price(key) for key in set(klist)}
         return np.array([seen[key] for key in klist])
     uniq, inv = np.unique(keys, return_inverse=True)
     return np.array([price(int(key)) for key in uniq])[inv]
-
-
-def _lookup2(keys: np.ndarray, price) -> tuple[np.ndarray, np.ndarray]:
-    """`_lookup` of a price that is a pair (verify, draft): both arrays, one call per key."""
-    if len(keys) <= 64:
-        klist = keys.tolist()
-        seen = {key: price(key) for key in set(klist)}
-        pairs = [seen[key] for key in klist]
-    else:
-        uniq, inv = np.unique(keys, return_inverse=True)
-        table = [price(int(key)) for key in uniq]
-        pairs = [table[i] for i in inv.tolist()]
-    a = np.array(pairs)
-    return a[:, 0], a[:, 1]
 
 
 def _times(now: float, walls: np.ndarray, arrival: float) -> tuple[np.ndarray, int]:
@@ -252,8 +229,9 @@ def _vectorised(rep: Replica, arrival: float) -> Jump | None:
         sums = int(batch.prompt.sum() + gen.sum()) + before.sum(axis=1)
         keys = cost.buckets(sums.astype(float) / b) * 2 + behind
         if oracle is not None:
-            t_v, t_d = _lookup2(keys, lambda key: (cost.verify_s(b, key // 2, None),
-                                                   cost.draft_s(b, key // 2, None, behind=bool(key % 2))))
+            pair = _lookup(keys, lambda key: (cost.verify_s(b, key // 2, None),
+                                              cost.draft_s(b, key // 2, None, behind=bool(key % 2))))
+            t_v, t_d = pair[:, 0], pair[:, 1]
             walls = t_d + cost.transfer_s(b) + t_v
         else:
             t_v = _lookup(keys, lambda key: cost.verify_s(b, key // 2, None))

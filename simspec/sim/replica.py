@@ -157,7 +157,7 @@ class Replica:
         gen, acc, behind = 1, 0, 0
         if self.with_prefill and self.oracle is not None:  # the first round's acceptance
             k = np.minimum(self.oracle.draw(handles, first), depth if proposed is None else proposed)
-            gen = np.minimum(k + 1, rec.output_len[ids])
+            gen = np.minimum(k + 1, outs)
             acc = np.minimum(k, gen)
             behind = (k >= depth) & (depth > 0) if proposed is not None else k >= depth
         rounds = 1 if self.with_prefill else 0

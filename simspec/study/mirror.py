@@ -5,7 +5,7 @@ trials: each trial's dozen small transactions and the history re-read at every s
 31 s of a 1000-trial study here, against 6 s for the same sampler in memory. A worker on the
 run folder's own SQLite file therefore keeps the study in memory (Optuna's InMemoryStorage:
 the sampler reads nothing from disk) and writes each trial to the file when it finishes, in
-ONE transaction (simspec.study.trial_rows: Core inserts, not the ORM). What a killed run keeps is what it
+ONE transaction (simspec.study.trial_rows: INSERTs on the driver's cursor, not the ORM). What a killed run keeps is what it
 kept before: every finished trial; a trial still running is lost (before, it was left RUNNING
 and marked failed by the next run). Several workers on one file see each other's finished
 trials by reading the rows they did not write, at most every PULL_S seconds, and only rows

@@ -1,4 +1,4 @@
-"""A finished trial written as rows of Optuna's RDB schema, in one Core transaction.
+"""A finished trial written as rows of Optuna's RDB schema, in one transaction.
 
 Optuna's create-from-template goes through its ORM: per parameter a query for an earlier
 distribution of that name, per attribute a lookup of an existing key, a flush, a count. That
