@@ -16,9 +16,10 @@ it). The additive 4D mask is built from these; when a forward is a plain causal 
 of a cache whose every slot is visible, no mask is passed and HF takes its own causal path.
 
 `commit(paths)` turns each row's accepted tree nodes into context and then compacts: rejected
-draft slots and placeholders are dropped, each row's context is gathered to the right (left
-padding). In the common batch-1 chain case that is a crop, which costs nothing, as with
-gpt-fast's position-indexed cache.
+draft slots and placeholders become holes, and the cache narrows to its longest row by moving
+the few context slots that sit in the columns to drop into holes of their own row (slot order
+is free) and slicing. In the common batch-1 chain case that is a crop, which costs nothing, as
+with gpt-fast's position-indexed cache; it never copies the whole cache.
 
 Continuous batching (simspec.live.serving) changes the rows between rounds: `extend(other)`
 appends the rows of a KV that prefilled new sequences, `keep_rows(rows)` drops finished ones.
@@ -165,6 +166,7 @@ class KV:
         return mask[:, None]
 
     # -- commit / rollback --------------------------------------------------------------------
+    @torch.inference_mode()
     def commit(self, paths: Sequence[Sequence[int]]) -> None:
         """Make each row's accepted nodes (those present here) context; drop everything else."""
         width = max([int(self.node.max()) if self.slots else 0] + [max(p) for p in paths]) + 1
@@ -187,6 +189,7 @@ class KV:
         self.ctx, self.node, self.pos = self.ctx[:, :slots], self.node[:, :slots], self.pos[:, :slots]
 
     # -- rows joining and leaving (continuous batching) ----------------------------------------
+    @torch.inference_mode()
     def keep_rows(self, rows: Sequence[int]) -> None:
         """Keep only these rows, in this order; slots now a hole in every row are dropped.
         Between rounds only (no uncommitted draft slots)."""
@@ -226,24 +229,44 @@ class KV:
         self.length = torch.cat([self.length, other.length])
         self.batch += other.batch
 
+    @torch.inference_mode()
     def _compact(self) -> None:
+        """Drop slots so that the widest row has no hole, copying as little as possible.
+
+        Slot order within a row does not matter (positions are kept per slot, the mask follows
+        the slots), so instead of gathering every row to the right (a copy of the whole cache:
+        a third of a batch-16 round), the few context slots that sit in the columns to be
+        dropped move into holes of their own row further right, and the columns are sliced
+        off. After a round that is at most the round's rejected drafts per row."""
         count = self.ctx.sum(1)
         width = int(count.max().item()) if self.batch else 0
         if bool(self.ctx[:, :width].all()):  # every row a hole-free prefix: a crop
             self.truncate(width)
+            self.node = torch.full_like(self.node, -1)
             return
-        # left-pad: each row's context slots, in order, at the right end (holes first)
-        idx = torch.sort(self.ctx.to(torch.int8), dim=1, stable=True).indices[:, self.slots - width:]
-        valid = self.ctx.gather(1, idx)
+        used = self.ctx.any(0).nonzero()
+        self.truncate(int(used[-1]) + 1)  # columns after the last context slot of any row
+        k = self.slots - width  # columns to drop on the left
+        head, tail = self.ctx[:, :k], ~self.ctx[:, k:]
+        rows, src, dst = [], [], []
+        for b in head.any(1).nonzero().flatten().tolist():
+            s = head[b].nonzero().flatten()
+            rows.append(torch.full_like(s, b))
+            src.append(s)
+            dst.append(tail[b].nonzero().flatten()[:len(s)] + k)
+        if rows:
+            bi, si, di = torch.cat(rows), torch.cat(src), torch.cat(dst)
+            for layer in self.cache.layers:
+                if getattr(layer, "is_initialized", False) and layer.keys is not None:
+                    layer.keys[bi, :, di] = layer.keys[bi, :, si]
+                    layer.values[bi, :, di] = layer.values[bi, :, si]
+            self.ctx[bi, di] = True
+            self.pos[bi, di] = self.pos[bi, si]
         for layer in self.cache.layers:
-            if not getattr(layer, "is_initialized", False) or layer.keys is None:
-                continue
-            g = idx[:, None, :, None].expand(-1, layer.keys.shape[1], -1, layer.keys.shape[3])
-            layer.keys = layer.keys.gather(2, g)
-            layer.values = layer.values.gather(2, g)
-        self.ctx = valid
-        self.node = torch.full_like(idx, -1)
-        self.pos = self.pos.gather(1, idx)
+            if getattr(layer, "is_initialized", False) and layer.keys is not None:
+                layer.keys, layer.values = layer.keys[..., k:, :], layer.values[..., k:, :]
+        self.ctx, self.pos = self.ctx[:, k:], self.pos[:, k:]
+        self.node = torch.full_like(self.pos, -1)
 
 
 def _left(x: torch.Tensor, n: int, value) -> torch.Tensor:
