@@ -57,7 +57,8 @@ def scenarios(draw):
         "speculation": {"draft_len": gamma, "clip_to_budget": draw(st.booleans()),
                         "first_round": draw(st.sampled_from(["after_prefill", "with_prefill"]))},
         "workload": {"requests": requests, "arrival": arrival},
-        "serving": {"max_batch": batch, "seed": draw(st.integers(0, 3))},
+        "serving": {"max_batch": batch, "seed": draw(st.integers(0, 3)),
+                    "batch_layout": draw(st.sampled_from(["packed", "padded"]))},
     }
     if acc == "ngram":
         d["draft"].pop("cost")

@@ -288,6 +288,12 @@ class ServingSpec(Strict):
     kv_capacity_tokens: PosInt | None = None
     kv_memory_fraction: Annotated[float, Field(gt=0, le=1)] = 0.9
     seed: Annotated[int, Field(ge=0)] = 0  # numpy's generators take non-negative seeds
+    # How the engine lays out a batch of sequences of different lengths. "packed": each
+    # sequence reads only its own context (paged attention: vLLM, SGLang, TensorRT-LLM); a round
+    # is priced at the batch's mean context, a prefill at the mean prompt. "padded": rows are
+    # padded to the longest (HF batched generation, simspec's live loop): a round costs the
+    # longest row's context, a prefill n prompts of the longest length.
+    batch_layout: Literal["packed", "padded"] = "packed"
 
 
 class Scenario(Strict):

@@ -299,6 +299,7 @@ def build_round_cost(sc: Scenario, file: str | None, exits=()) -> RoundCost:
         draft_reads_prompt=drafting and k.reads_prompt and not k.parallel,
         draft_catch_up=drafting and k.catch_up,
         drafts=exit_costs(sc, tgt, exits, file) if drafting and exits else {},
+        padded=sc.serving.batch_layout == "padded",
     )
 
 

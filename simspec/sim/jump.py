@@ -226,8 +226,12 @@ def _vectorised(rep: Replica, arrival: float) -> Jump | None:
             t_d = np.zeros(n)
             walls = t_v
     else:
-        sums = int(batch.prompt.sum() + gen.sum()) + before.sum(axis=1)
-        keys = cost.buckets(sums.astype(float) / b) * 2 + behind
+        if cost.padded:  # the longest row before each round
+            longest = ((batch.prompt + gen)[None, :] + before).max(axis=1)
+            keys = cost.buckets(longest.astype(float)) * 2 + behind
+        else:
+            sums = int(batch.prompt.sum() + gen.sum()) + before.sum(axis=1)
+            keys = cost.buckets(sums.astype(float) / b) * 2 + behind
         if oracle is not None:
             pair = _lookup(keys, lambda key: (cost.verify_s(b, key // 2, None),
                                               cost.draft_s(b, key // 2, None, behind=bool(key % 2))))
@@ -259,7 +263,6 @@ def _stepwise(rep: Replica, arrival: float) -> Jump | None:
     b = len(batch)
     depth = rep.depth
     gen, acc, behind = batch.gen, batch.acc, batch.behind
-    prompt = int(batch.prompt.sum())
     t = rep.env.now
     starts: list[float] = []
     walls: list[float] = []
@@ -269,7 +272,7 @@ def _stepwise(rep: Replica, arrival: float) -> Jump | None:
     while True:
         if policy.clip_to_budget and policy.depth(depth, int((batch.out - gen).max())) < depth:
             break
-        ctx = cost.bucket(float(prompt + gen.sum()) / b) if cost.context_dependent else 0
+        ctx = cost.round_context(batch.prompt, gen) if cost.context_dependent else 0
         t_v = cost.verify_s(b, ctx, None)
         k = oracle.draw(batch.handle, gen)
         t_d = cost.draft_s(b, ctx, None, behind=bool(behind.any()))

@@ -176,7 +176,7 @@ class Replica:
         cost = self.cost
         batch = self.batch
         b = len(batch)
-        ctx = cost.bucket(float(batch.prompt.sum() + batch.gen.sum()) / b) if cost.context_dependent else 0
+        ctx = cost.round_context(batch.prompt, batch.gen) if cost.context_dependent else 0
         depth = None  # None: the full tree; else the policy's clip to the remaining budget
         if self.policy.clip_to_budget:
             clipped = self.policy.depth(self.depth, int((batch.out - batch.gen).max()))

@@ -34,6 +34,8 @@ class RoundCost:
     link: "Link | None" = None         # what crosses devices each round, and over what
     drafts: dict = field(default_factory=dict)  # other drafting passes a policy may run, by key
                                        # (a dynamic exit layer: early exit at layer l -> its cost)
+    padded: bool = False               # rows padded to the longest (serving.batch_layout): a round
+                                       # costs the longest row's context, a prefill the longest prompt
     _cache: dict = field(default_factory=dict, repr=False)
     context_dependent: bool = field(init=False)
 
@@ -54,6 +56,22 @@ class RoundCost:
         if not self.context_dependent:
             return np.zeros(len(contexts), dtype=np.int64)
         return np.maximum(1, np.rint(contexts / CONTEXT_BUCKET).astype(np.int64)) * CONTEXT_BUCKET
+
+    def round_context(self, prompt: np.ndarray, gen: np.ndarray) -> int:
+        """The context bucket a round of rows with these prompt and generated lengths is priced
+        at: their mean, or their longest when the batch is padded."""
+        if not self.context_dependent:
+            return 0
+        if self.padded:
+            return self.bucket(float((prompt + gen).max()))
+        return self.bucket(float(prompt.sum() + gen.sum()) / len(prompt))
+
+    def prompt_len(self, prompt_lens: Sequence[int]) -> int:
+        """The prompt length a prefill of these prompts together is priced at: their mean, or
+        their longest when the batch is padded."""
+        if self.padded:
+            return max(1, int(max(prompt_lens)))
+        return max(1, int(round(sum(prompt_lens) / len(prompt_lens))))
 
     def queries_at(self, depth: int | None) -> int:
         """Verify query tokens per sequence when the round drafts only `depth` levels."""
@@ -120,7 +138,7 @@ class RoundCost:
     def prefill_s(self, prompt_lens: Sequence[int]) -> tuple[float, float, float]:
         """(wall, target busy, draft busy) for prefilling these prompts together."""
         n = len(prompt_lens)
-        mean_q = max(1, int(round(sum(prompt_lens) / n)))
+        mean_q = self.prompt_len(prompt_lens)
         t_target = self.target.latency_s("prefill", n, mean_q, 0)
         t_draft = 0.0
         if self.draft_prefill and self.draft is not None:
@@ -136,7 +154,7 @@ class RoundCost:
         and the drafted nodes. Drafting must finish before verification starts: wall = sum.
         `passes`: (key of `drafts`, depth) of each drafting pass when a policy runs several."""
         n = len(prompt_lens)
-        mean_p = max(1, int(round(sum(prompt_lens) / n)))
+        mean_p = self.prompt_len(prompt_lens)
         t_target = self.target.latency_s("prefill", n, mean_p - 1 + self.queries_at(depth), 0)
         ctx = self.bucket(mean_p)
         if passes is None:

@@ -116,7 +116,8 @@ def batch1(plan: Plan, cfg: LiveConfig, file: str) -> Scenario:
                              clip_to_budget=True),
         workload=_section(file, "workload", WorkloadSpec, requests=len(seqs), arrival="closed", concurrency=1,
                           dataset="trace", max_output_len=plan.max_new_tokens),
-        serving=_section(file, "serving", ServingSpec, max_batch=1, seed=0),
+        # the live loop left-pads a batch to its longest row (simspec.live.kv)
+        serving=_section(file, "serving", ServingSpec, max_batch=1, seed=0, batch_layout="padded"),
     )
     try:
         return Scenario(**sections)
