@@ -34,6 +34,9 @@ def validate_cmd(
         None, "--measured", help="no live runs: price this earlier result's measurements (<name>.json) with the plan's profiles"),
     rounds: Optional[int] = typer.Option(
         None, "--rounds", help="live rounds, every config once per round in a seeded random order (default: the plan's `rounds`, else 1)"),
+    steadiness: float = typer.Option(
+        0.0, "--steadiness", help="seconds of a GEMM/GEMV steadiness probe just before and just after the live runs, "
+                                  "kept in the JSON (0: none)"),
 ) -> None:
     """Run each config live on this device and simulate it on the same prompts; write the table.
 
@@ -64,6 +67,10 @@ def validate_cmd(
         from simspec.errors import InputError
 
         raise InputError(None, "--rounds", f"{rounds} must be 1..1000")
+    if not 0 <= steadiness <= 600:
+        from simspec.errors import InputError
+
+        raise InputError(None, "--steadiness", f"{steadiness} must be 0..600 seconds")
     if not predict_only:  # and the output folder before any work
         outputs.check_dir("--out", out)
     marker = f"{inp.plan.name}.{outputs.MARKER}"  # one folder holds many plans' sets: one marker each
@@ -131,8 +138,20 @@ def validate_cmd(
                    f"tokens/round {m.tokens_per_round:.2f} vs {p.tokens_per_round:.2f}  "
                    f"[{time.perf_counter() - t0:.0f} s]")
 
+    probe = None
+    if steadiness > 0:
+        from simspec.timing.steadiness import probe as steady_probe
+
+        def probe() -> dict:
+            typer.echo(f"machine steadiness: {steadiness:g} s of GEMM / GEMV windows")
+            got = steady_probe(steadiness, inp.plan.threads or 2, say=lambda r: typer.echo(
+                f"  {r['time']}  GEMM {r['gemm_gflop_s']:.1f} GFLOP/s   GEMV {r['gemv_gb_s']:.1f} GB/s"))
+            s = got["summary"]
+            typer.echo(f"  spread GEMM {s['gemm_gflop_s']['spread']}x, GEMV {s['gemv_gb_s']['spread']}x")
+            return got
+
     outputs.begin(out, marker)
-    res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks, rounds)
+    res = validate(inp, models, out, "simspec " + " ".join(sys.argv[1:]), progress, checks, rounds, probe)
     _print_all(res)
     png, page = write(res, out)
     csv, js = res.written
@@ -152,6 +171,7 @@ def _print_all(res) -> None:
         _print_table(res.table, res.agreement)
     if res.serving is not None:
         _print_serving(res.serving, res.serving_agreement)
+        _print_crossover((res.meta.get("serving") or {}).get("crossover"))
         block = (res.meta.get("serving") or {}).get("decomposition")
         if block:
             _print_decomposition(block)
@@ -201,6 +221,27 @@ def _print_serving(df, ag: dict) -> None:
                            for m, t, _ in SERVING_COLUMNS))
     typer.echo(f"serving throughput: Spearman rho {ag['spearman_rho']:.3f}   regret {ag['regret_pct']:.1f}% "
                f"(predicted best {ag['predicted_best']!r}, measured best {ag['measured_best']!r})")
+
+
+def _print_crossover(c: dict | None) -> None:
+    """Per batch size: the best speculative config's speed-up over plain, predicted / measured,
+    and where speculation stops paying."""
+    if not c:
+        return
+    typer.echo("")
+    typer.echo("does speculation pay? best speculative config / plain, per max_batch (closed loop)")
+    for r in c["batches"]:
+        meas = f" / {r['measured_speedup']:.3f}x measured" if "measured_speedup" in r else ""
+        typer.echo(f"  max_batch {r['max_batch']:>3}: {r['predicted_speedup']:.3f}x predicted{meas}")
+
+    def at(b) -> str:
+        return "never (up to the largest batch)" if b is None else f"max_batch {b}"
+
+    line = f"stops paying at: predicted {at(c['predicted_stops_at'])}"
+    if "measured_stops_at" in c:
+        line += (f", measured {at(c['measured_stops_at'])} "
+                 f"({'within one step' if c['within_one_step'] else 'MORE than one step apart'})")
+    typer.echo(line)
 
 
 def _print_decomposition(block: dict) -> None:

@@ -110,3 +110,42 @@ def overlap_calls(df: pd.DataFrame) -> list[dict]:
         out.append({**{k: (int(v) if k == "gamma" else v) for k, v in zip(keys, group)},
                     "predicted_pays": p, "measured_pays": m, "agree": None if m is None else p == m})
     return out
+
+
+def crossover_calls(df: pd.DataFrame) -> dict | None:
+    """Closed-loop serving configs, per batch size (max_batch): does the best speculative config
+    beat plain decoding, predicted and measured; and the batch size at which it stops (the
+    smallest at which it does not; None: it beats plain at every batch size of the plan).
+    `within_one_step`: the two stop at the same or adjacent batch sizes of the plan (never
+    counts as one step past the largest). None without plain and speculative configs."""
+    need = {"draft", "max_batch", "arrival", "predicted_tok_s"}
+    if not need <= set(df.columns):
+        return None
+    closed = df[df["arrival"] == "closed"]
+    measured = "measured_tok_s" in closed.columns and closed["measured_tok_s"].notna().all()
+    batches, per = [], []
+    for b, part in closed.groupby("max_batch", sort=True):
+        plain, spec = part[part["draft"] == "none"], part[part["draft"] != "none"]
+        if plain.empty or spec.empty:
+            continue
+        row = {"max_batch": int(b)}
+        for side in ("predicted", "measured") if measured else ("predicted",):
+            best = spec.loc[spec[f"{side}_tok_s"].idxmax()]
+            row |= {f"{side}_best": str(best["config"]) if "config" in spec.columns else None,
+                    f"{side}_speedup": float(best[f"{side}_tok_s"] / plain[f"{side}_tok_s"].max()),
+                    f"{side}_pays": bool(best[f"{side}_tok_s"] > plain[f"{side}_tok_s"].max())}
+        batches.append(int(b))
+        per.append(row)
+    if not per:
+        return None
+
+    def stops(side: str) -> int | None:
+        return next((r["max_batch"] for r in per if not r[f"{side}_pays"]), None)
+
+    out = {"batches": per, "predicted_stops_at": stops("predicted")}
+    if measured:
+        p, m = out["predicted_stops_at"], stops("measured")
+        step = {b: i for i, b in enumerate(batches)}
+        out |= {"measured_stops_at": m,
+                "within_one_step": abs(step.get(p, len(batches)) - step.get(m, len(batches))) <= 1}
+    return out
