@@ -27,8 +27,8 @@ import pandas as pd
 from simspec.atomic import write_text
 from simspec.config import Scenario, resolve_data_path
 from simspec.errors import InputError
-from simspec.validation.compare import (Agreement, agreement, error_table, overlap_calls, serving_agreement,
-                                        serving_table)
+from simspec.validation.compare import (Agreement, agreement, crossover_calls, error_table, overlap_calls,
+                                        serving_agreement, serving_table)
 from simspec.validation.decompose import decompose, plan_summary
 from simspec.validation.plan import LiveConfig, Plan, load_plan, select
 from simspec.validation.replay import Workload
@@ -203,15 +203,19 @@ def speed_checks(inp: Inputs, models) -> list:
 
 
 def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | None = None,
-             checks: list | None = None, rounds: int | None = None) -> Validation:
+             checks: list | None = None, rounds: int | None = None,
+             steadiness: Callable[[], dict] | None = None) -> Validation:
     """Predict and measure every config, `rounds` times (default: the plan's) in interleaved
     order (simspec.validation.rounds), combine each config's rounds, compare, and write
-    <name>.csv and <name>.json in `out` (with the profiles' speed `checks`, when run)."""
+    <name>.csv and <name>.json in `out` (with the profiles' speed `checks`, when run).
+    `steadiness`: a probe of the machine (simspec.timing.steadiness.probe) run just before and
+    just after the live runs; both go into the JSON as `machine_steadiness`."""
     from simspec import machine
     from simspec.validation.live import Pipelines, environment, measure, pipeline_measure, serve_measure, torch_threads
 
     rows = predict(inp)
     n_rounds = rounds or inp.plan.rounds
+    steady = {"before": steadiness()} if steadiness is not None else None
     t0 = time.perf_counter()
     with Pipelines(inp.plan) as pipes:  # started by the first pipeline config, if any
 
@@ -239,6 +243,8 @@ def validate(inp: Inputs, models, out: Path, command: str, progress: Progress | 
                                     for perm in interleaved(len(rows), n_rounds, inp.plan.order_seed)]}}
     if checks is not None:
         extra["speed_check"] = [c.as_dict() for c in checks]
+    if steady is not None:
+        extra["machine_steadiness"] = steady | {"after": steadiness()}
     return _write(inp, rows, out, command, extra)
 
 
@@ -360,7 +366,7 @@ def _write(inp: Inputs, rows: list[Row], out: Path, command: str, extra: dict) -
     sag = pag = calls = None
     if sdf is not None:
         sag = serving_agreement(sdf)
-        meta["serving"] = {"agreement": sag, "rows": _records(sdf),
+        meta["serving"] = {"agreement": sag, "rows": _records(sdf), "crossover": crossover_calls(sdf),
                            "decomposition": decomposition,
                            "timelines": {r.label: r.timelines() for r in rows if isinstance(r, ServingRow)}}
     if pdf is not None:
