@@ -80,6 +80,10 @@ def profile_cmd(
     quick: bool = typer.Option(False, "--quick", help="a small grid (tests, smoke runs)"),
     max_batch: Optional[int] = typer.Option(
         None, "--max-batch", help="drop grid batch sizes above N (compute-bound fp32 on CPU: 4)"),
+    max_prefill_batch: Optional[int] = typer.Option(
+        None, "--max-prefill-batch",
+        help="also time prefills of up to N prompts at once (powers of two above the grid's 4; "
+             "a serving run at max_batch N admits that many together; default: priced by a fitted form)"),
     kernels: bool = typer.Option(False, "--kernels", help="also save a per-operator table"),
     check: Optional[Path] = typer.Option(None, "--check", help="check this profile live"),
     calibrate: Optional[Path] = typer.Option(
@@ -149,6 +153,14 @@ def profile_cmd(
             raise InputError(None, "--max-batch", f"{max_batch} leaves fewer than 2 of the grid's batch sizes {grid.batch}")
         grid = dataclasses.replace(grid, batch=kept, prefill_batch=tuple(b for b in grid.prefill_batch if b <= max_batch)
                                    if sum(b <= max_batch for b in grid.prefill_batch) >= 2 else grid.prefill_batch)
+    if max_prefill_batch is not None:
+        if max_prefill_batch < 1:
+            raise InputError(None, "--max-prefill-batch", f"{max_prefill_batch} must be >= 1")
+        more, b = [], max(grid.prefill_batch) * 2
+        while b <= max_prefill_batch:
+            more.append(b)
+            b *= 2
+        grid = dataclasses.replace(grid, prefill_batch=grid.prefill_batch + tuple(more))
     command = "simspec " + shlex.join(sys.argv[1:])
     n = grid.with_vocab(lm.dims.vocab).points()
     with _progress(n * proto.max_passes, f"profiling {lm.name} {dtype}") as bar:
