@@ -46,6 +46,19 @@ def test_order_is_interleaved_and_seeded():
         interleaved(3, 0)
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 17])
+def test_a_configs_runs_are_at_least_half_a_round_apart(n):
+    """Brute force over the whole schedule: positions in one long sequence of runs."""
+    for seed in range(20):
+        order = interleaved(n, 4, seed)
+        assert all(sorted(p) == list(range(n)) for p in order)
+        flat = [c for p in order for c in p]
+        for c in range(n):
+            at = [i for i, x in enumerate(flat) if x == c]
+            assert min(b - a for a, b in zip(at, at[1:])) >= n - n // 2
+    assert len({tuple(interleaved(17, 2, s)[1]) for s in range(10)}) > 1  # later rounds still random
+
+
 def test_run_interleaved_measures_each_config_once_per_round_in_that_order():
     clock = FakeClock(step=0.0)
     calls, seen = [], []
@@ -239,13 +252,16 @@ requests = 4
 def test_validate_rounds_2_smoke(setup):  # noqa: F811
     plan = write_plan(setup, PLAN, order_seed=5)
     out = setup / "rounds"
-    res = run_cli("validate", str(plan), "--rounds", "2", "--out", str(out), cache=setup)
+    res = run_cli("validate", str(plan), "--rounds", "2", "--out", str(out), "--steadiness", "0.5", cache=setup)
     assert res.returncode == 0, res.stderr
     for r in (1, 2):  # progress per config per round
         for pos in (1, 2, 3):
             assert f"[round {r}/2, {pos}/3]" in res.stdout
     assert "decomposed error" in res.stdout
     meta = json.loads((out / "tiny.json").read_text())
+    steady = meta["machine_steadiness"]  # probed just before and just after the live runs
+    assert steady["before"]["windows"] and steady["after"]["windows"]
+    assert steady["after"]["summary"]["gemm_gflop_s"]["spread"] >= 1.0
     proto = meta["protocol"]
     labels = [r["config"] for r in meta["rows"]] + [r["config"] for r in meta["serving"]["rows"]]
     assert proto["rounds"] == 2 and proto["order"] == [[labels[i] for i in p] for p in interleaved(3, 2, 5)]

@@ -35,12 +35,22 @@ NAN = float("nan")
 
 
 def interleaved(n_configs: int, rounds: int, seed: int = 0) -> list[list[int]]:
-    """The order the configs run in, round by round: a fresh seeded permutation per round
-    (0-based config indices). Same seed, same order."""
+    """The order the configs run in, round by round (0-based config indices). Same seed, same
+    order. Round 1 is a seeded permutation; each later round runs the previous round's second
+    half first, in its order, then the first half in a fresh seeded order, so that a config's
+    two runs are at least half a round apart: a neighbour's slow phase of a minute cannot land
+    on both (two independent permutations put a config last in one round and first in the
+    next about once in n, and its rounds then agree with each other, not with the machine)."""
     if rounds < 1:
         raise ValueError(f"rounds {rounds} must be >= 1")
     rng = np.random.default_rng(seed)
-    return [rng.permutation(n_configs).tolist() for _ in range(rounds)]
+    order = [rng.permutation(n_configs).tolist()]
+    half = n_configs // 2
+    for _ in range(rounds - 1):
+        prev = order[-1]
+        early = prev[:half]
+        order.append(prev[half:] + [early[i] for i in rng.permutation(len(early))])
+    return order
 
 
 def same_sequence(timelines: Sequence[Timeline]) -> str | None:
