@@ -7,7 +7,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -109,11 +109,20 @@ def profile_cmd(
         "most this (relative) at the median point (default 0.02) ..."),
     tolerance_max: Optional[float] = typer.Option(
         None, "--tolerance-max", help="... and by at most this at the worst point (default 0.05)"),
+    merge: Optional[List[Path]] = typer.Option(
+        None, "--merge", help="merge captures of one model on this machine (repeat: --merge A --merge B --out C): "
+        "per point the fastest run of all their passes"),
 ) -> None:
     """Profile a model (Parquet + JSON sidecar), or --check FILE: live holdout error, or
     --calibrate FILE --out NEW: the profile refitted to this machine. Every timing runs the
     timing protocol: interleaved passes over the points, the fastest per point, until odd and
-    even passes agree within --tolerance or --budget-s ends (the output says which)."""
+    even passes agree within --tolerance or --budget-s ends (the output says which). --merge A
+    --merge B --out C: two captures (say, one stopped by its budget and one taken later) as one
+    profile, each point's fastest run of all their passes.
+
+    Example: simspec profile --model smollm2-135m --dtype fp32 --max-batch 16 --budget-s 600"""
+    if merge:
+        return _merge(merge, out)
     flags = dict(max_passes=passes, min_passes=min_passes, budget_s=budget_s, min_seconds=min_seconds,
                  tolerance=tolerance, tolerance_max=tolerance_max, seed=seed)
     if check is not None:
@@ -197,6 +206,24 @@ def protocol_from(default, flags: dict):
     for key, why in proto.problems():
         raise InputError(None, names.get(key, key), why)
     return proto
+
+
+def _merge(sources: list[Path], out: Optional[Path]) -> None:
+    from simspec.atomic import write_text, write_via
+    from simspec.profile.merge import fastest_from, merge
+    from simspec.profile.schema import sidecar_path
+
+    if out is None or out.suffix != ".parquet":
+        raise InputError(str(out) if out else None, "--out", "give the merged profile's path, ending in .parquet")
+    if any(out.resolve() == s.resolve() for s in sources):
+        raise InputError(str(out), "--out", "would overwrite a profile being merged")
+    _check_out(out, False)
+    df, meta = merge(sources, "simspec " + shlex.join(sys.argv[1:]))  # every input error before writing
+    write_via(out, lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))
+    write_text(sidecar_path(out), json.dumps(meta, indent=1) + "\n")
+    counts = fastest_from(df, sources)
+    typer.echo(f"merged {len(sources)} captures ({meta['protocol']['passes']} passes in all) into {out}: "
+               + ", ".join(f"{s} gave {n} of {len(df)} points' fastest run" for s, n in zip(sources, counts)))
 
 
 def _calibrate(source: Path, out: Optional[Path], device: str, threads: int, proto) -> None:
