@@ -295,8 +295,9 @@ def test_validate_rounds_2_smoke(setup):  # noqa: F811
     res = run_cli("validate", str(plan), "--measured", str(out / "tiny.json"), "--out", str(again), cache=setup)
     assert res.returncode == 0, res.stderr
     pd.testing.assert_frame_equal(df, pd.read_csv(again / "tiny.csv"))
-    assert json.loads((again / "tiny.json").read_text())["serving"]["decomposition"]["configs"][closed]["cost"] == \
-        d["cost"]
+    repriced = json.loads((again / "tiny.json").read_text())
+    assert repriced["serving"]["decomposition"]["configs"][closed]["cost"] == d["cost"]
+    assert repriced["machine_steadiness"] == steady  # what the live run saw of the machine is kept
 
 
 def test_bad_rounds_is_a_one_line_error(setup):  # noqa: F811

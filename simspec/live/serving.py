@@ -23,8 +23,9 @@ What differs from the simulator is a driver's business, not the policy's:
   * only first_round = "after_prefill" (no prefill that is also a first round), no overlap;
   * the KV capacity is accounting, as in the simulator: the cache itself grows, and its slot
     width also holds the left padding of ragged rows;
-  * a prefill batch is left-padded to its longest prompt (the simulator prices the mean
-    prompt): a matter of time, not of policy.
+  * a prefill batch is left-padded to its longest prompt and a round's cache to its longest
+    row: a matter of time, not of policy, which the simulator prices with
+    serving.batch_layout = "padded" (validation scenarios do).
 """
 
 from __future__ import annotations

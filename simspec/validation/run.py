@@ -327,6 +327,9 @@ def reprice(inp: Inputs, measured: Path, old: dict, out: Path, command: str) -> 
     extra = {"wall_s": old.get("wall_s"), "environment": old.get("environment"), "machine": old.get("machine"),
              "protocol": old.get("protocol"),
              "measured_from": {"path": str(measured), "date": old.get("date"), "command": old.get("command")}}
+    for key in ("speed_check", "machine_steadiness"):  # what the live run saw of the machine
+        if old.get(key) is not None:
+            extra[key] = old[key]
     return _write(inp, rows, out, command, extra)
 
 
