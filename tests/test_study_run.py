@@ -192,7 +192,9 @@ def test_two_workers_on_sqlite_lose_and_duplicate_nothing(tmp_path):
     st = optuna.load_study(study_name="small", storage=f"sqlite:///{tmp_path / 'w' / 'study.db'}")
     nums = [t.number for t in st.trials]
     assert sorted(nums) == list(range(10))
-    assert len({t.user_attrs["summary"]["worker_pid"] for t in st.trials}) == 2
+    # workers share one count of trials (study.runner.claim): a second worker that starts after
+    # the first has claimed all 10 runs none, so one or two pids, never more
+    assert 1 <= len({t.user_attrs["summary"]["worker_pid"] for t in st.trials}) <= 2
     assert all(t.state.name in ("COMPLETE", "PRUNED") for t in st.trials)
 
 
