@@ -52,6 +52,7 @@ def test_merge_takes_each_points_fastest_run_with_its_split(tmp_path):
     assert meta["protocol"]["stop"] == "merged"
     assert meta["protocol"]["passes"] == 2 * (src.get("protocol") or {}).get("passes", 0)
     assert [m["path"] for m in meta["merged"]] == [str(a), str(b)] and meta["command"].startswith("simspec profile")
+    assert [m["fastest_points"] for m in meta["merged"]] == [n - int(take_b.sum()), int(take_b.sum())]
     ProfileCostModel.load(out)  # a profile like any other
 
 

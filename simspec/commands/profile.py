@@ -210,7 +210,7 @@ def protocol_from(default, flags: dict):
 
 def _merge(sources: list[Path], out: Optional[Path]) -> None:
     from simspec.atomic import write_text, write_via
-    from simspec.profile.merge import fastest_from, merge
+    from simspec.profile.merge import merge
     from simspec.profile.schema import sidecar_path
 
     if out is None or out.suffix != ".parquet":
@@ -221,9 +221,9 @@ def _merge(sources: list[Path], out: Optional[Path]) -> None:
     df, meta = merge(sources, "simspec " + shlex.join(sys.argv[1:]))  # every input error before writing
     write_via(out, lambda tmp: df.to_parquet(tmp, index=False, compression="zstd"))
     write_text(sidecar_path(out), json.dumps(meta, indent=1) + "\n")
-    counts = fastest_from(df, sources)
     typer.echo(f"merged {len(sources)} captures ({meta['protocol']['passes']} passes in all) into {out}: "
-               + ", ".join(f"{s} gave {n} of {len(df)} points' fastest run" for s, n in zip(sources, counts)))
+               + ", ".join(f"{m['path']} gave {m['fastest_points']} of {len(df)} points' fastest run"
+                           for m in meta["merged"]))
 
 
 def _calibrate(source: Path, out: Optional[Path], device: str, threads: int, proto) -> None:

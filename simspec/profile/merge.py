@@ -41,12 +41,15 @@ def merge(paths: list[Path], command: str):
         if sorted(map(tuple, df[KEY].to_numpy().tolist())) != sorted(map(tuple, df0[KEY].to_numpy().tolist())):
             raise InputError(str(path), "points", f"its grid points differ from {first}'s")
     rows = {}
-    for _, df, _ in read:
+    for i, (_, df, _) in enumerate(read):
         for rec in df.to_dict("records"):
-            rows.setdefault(tuple(rec[k] for k in KEY), []).append(rec)
-    out = []
-    for recs in rows.values():
-        best = dict(min(recs, key=lambda r: r["total_s"]))
+            rows.setdefault(tuple(rec[k] for k in KEY), []).append((i, rec))
+    out, fastest = [], [0] * len(read)
+    for pairs in rows.values():
+        src, best = min(pairs, key=lambda p: p[1]["total_s"])
+        fastest[src] += 1
+        recs = [r for _, r in pairs]
+        best = dict(best)
         best["total_median_s"] = statistics.median(r["total_median_s"] for r in recs)
         best["total_max_s"] = max(r["total_max_s"] for r in recs)
         best["repeats"] = sum(int(r["repeats"]) for r in recs)
@@ -62,19 +65,7 @@ def merge(paths: list[Path], command: str):
         "protocol": {**protos[0], "passes": sum(int(p.get("passes", 0)) for p in protos), "stop": "merged",
                      "seconds": round(sum(float(p.get("seconds", 0.0)) for p in protos), 1)},
         "merged": [{"path": str(p), "sha256": hashlib.sha256(p.read_bytes()).hexdigest(), "date": m.get("date"),
-                    "command": m.get("command"), "protocol": m.get("protocol")} for p, _, m in read],
+                    "command": m.get("command"), "protocol": m.get("protocol"), "fastest_points": n}
+                   for (p, _, m), n in zip(read, fastest)],
     })
     return merged, meta
-
-
-def fastest_from(merged, paths: list[Path]) -> list[int]:
-    """How many points each source gave its fastest run (by position in `paths`)."""
-    counts = [0] * len(paths)
-    frames = [read_profile(Path(p))[0].set_index(KEY)["total_s"] for p in paths]
-    for rec in merged.to_dict("records"):
-        key = tuple(rec[k] for k in KEY)
-        for i, f in enumerate(frames):
-            if f.loc[key] == rec["total_s"]:
-                counts[i] += 1
-                break
-    return counts
