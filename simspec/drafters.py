@@ -56,6 +56,9 @@ class Kind:
     trtllm_decoding_type: str | None = None  # TensorRT-LLM `speculative_config.decoding_type`, None: it lacks it
     live: str | Callable | None = None    # make(target, spec, kv, draft, rows) -> live Drafter
     replay: str | Callable | None = None  # model-free: accepts(prompt, tokens, n) -> int[len(tokens)]
+    proposes: str | Callable | None = None  # with `replay`: proposed(prompt, tokens, n) -> int[len(tokens)],
+                                          # the tokens the rule finds at each position (a live engine
+                                          # verifies only those: a short find is a cheaper round)
     oracle: str | Callable | None = None  # model-free, a draft length of its own per round: (scenario,
                                           # trace, depth, rng, file) -> a dynamic oracle (simspec.policies)
     runs: str | Callable | None = None    # with `oracle`: trace -> accepted count at every traced position
@@ -103,6 +106,9 @@ class Kind:
 
     def replay_fn(self) -> Callable:
         return resolve_ref(self.replay, f"drafter kind {self.name!r}", "replay")
+
+    def proposes_fn(self) -> Callable:
+        return resolve_ref(self.proposes, f"drafter kind {self.name!r}", "proposes")
 
     def oracle_fn(self) -> Callable:
         return resolve_ref(self.oracle, f"drafter kind {self.name!r}", "oracle")
@@ -174,6 +180,7 @@ register(Kind(
     "ngram", "ngram", "n-gram lookup", arg="n", default_n=3, model_free=True, trees=False,
     vllm_method="ngram", sglang_algorithm="NGRAM", trtllm_decoding_type="NGram",
     live="simspec.live.drafters:make_ngram_drafter", replay="simspec.trace.ngram:lookup_accepts",
+    proposes="simspec.trace.ngram:lookup_proposed",
 ))
 
 # SuffixDecoding (vLLM `method = "suffix"`, Arctic Inference): suffix trees over the request's

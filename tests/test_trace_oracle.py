@@ -295,3 +295,42 @@ def test_trace_prompt_chars_span_errors(tmp_path):
         assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, (bad, p.stderr)
         assert "--prompt-chars" in p.stderr and "LO-HI" in p.stderr, p.stderr
     assert not list(tmp_path.glob("x.*"))
+
+
+@pytest.mark.parametrize("max_batch,first_round", [(1, "after_prefill"), (1, "with_prefill"), (4, "after_prefill")])
+def test_ngram_round_verifies_only_what_lookup_found(trace_file, max_batch, first_round, monkeypatch):
+    """A live engine verifies up to the batch's deepest proposal, so a round whose lookup finds
+    d < gamma tokens (0: no match) costs a verify of 1 + d query tokens. With a cost linear in
+    query tokens the simulated verify seconds equal a brute-force walk at batch 1, and at
+    batch 4 lie between pricing every round at one token and at the full gamma + 1."""
+    from simspec.trace.ngram import lookup_proposed
+
+    g, step, per_tok = 4, 10.0, 3.0
+    tr = load_trace(trace_file)
+    d = scenario(trace_file, "ngram:2", gamma=g, draft__kind="ngram",
+                 target__cost={"step_ms": step, "per_token_ms": per_tok})
+    d["draft"].pop("cost")
+    d["serving"]["max_batch"] = max_batch
+    d["speculation"]["first_round"] = first_round
+    d["workload"]["concurrency"] = max_batch
+    res = simulate(parse_scenario(d, "s.toml"))
+    verify = res.summary["phase_verify_s"]
+    if max_batch > 1:  # against the same run with every round priced at the full gamma
+        monkeypatch.setattr(TraceOracle, "proposed", lambda self, h, p: None)
+        full = simulate(parse_scenario(d, "s.toml"))
+        assert res.summary["mean_tokens_per_round"] == full.summary["mean_tokens_per_round"]
+        assert res.summary["phase_prefill_s"] == full.summary["phase_prefill_s"]
+        assert 0 < verify < full.summary["phase_verify_s"]
+        return
+    want_ms = 0.0
+    for s in range(tr.n_seq):
+        run = lookup_accepts(tr.seq_prompt(s), tr.seq_tokens(s), 2)
+        found = lookup_proposed(tr.seq_prompt(s), tr.seq_tokens(s), 2)
+        n, t = 1, len(run)
+        if first_round == "with_prefill":  # the prefill carries round 1: only its first k count
+            n = min(min(int(run[0]), g) + 1, t)
+        while n < t:
+            want_ms += step + per_tok * (1 + min(int(found[n]), g))
+            n += min(min(int(run[n]), g) + 1, t - n)
+    assert verify == pytest.approx(want_ms / 1000, rel=1e-9)
+    assert (found < g).any()

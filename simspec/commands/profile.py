@@ -84,6 +84,13 @@ def profile_cmd(
         None, "--max-prefill-batch",
         help="also time prefills of up to N prompts at once (powers of two above the grid's 4; "
              "a serving run at max_batch N admits that many together; default: priced by a fitted form)"),
+    max_q: Optional[int] = typer.Option(
+        None, "--max-q", help="time query lengths only up to the grid's first at or above N (a plan's largest "
+        "gamma + 1: a capture fitted to one plan)"),
+    max_context: Optional[int] = typer.Option(
+        None, "--max-context", help="time cached contexts only up to the grid's first at or above N"),
+    max_prefill_len: Optional[int] = typer.Option(
+        None, "--max-prefill-len", help="time prompt lengths only up to the grid's first at or above N"),
     kernels: bool = typer.Option(False, "--kernels", help="also save a per-operator table"),
     check: Optional[Path] = typer.Option(None, "--check", help="check this profile live"),
     calibrate: Optional[Path] = typer.Option(
@@ -170,6 +177,10 @@ def profile_cmd(
             more.append(b)
             b *= 2
         grid = dataclasses.replace(grid, prefill_batch=grid.prefill_batch + tuple(more))
+    for flag, axis, cap in (("--max-q", "q", max_q), ("--max-context", "context", max_context),
+                            ("--max-prefill-len", "prefill_len", max_prefill_len)):
+        if cap is not None:
+            grid = dataclasses.replace(grid, **{axis: capped_axis(getattr(grid, axis), cap, flag)})
     command = "simspec " + shlex.join(sys.argv[1:])
     n = grid.with_vocab(lm.dims.vocab).points()
     with _progress(n * proto.max_passes, f"profiling {lm.name} {dtype}") as bar:
@@ -187,6 +198,22 @@ def profile_cmd(
         table = kernel_table(lm)
         write_via(kpath, lambda tmp: table.to_parquet(tmp, index=False))
         typer.echo(f"wrote {kpath}")
+
+
+def capped_axis(values: tuple[int, ...], cap: int, flag: str) -> tuple[int, ...]:
+    """A grid axis cut after its first value at or above `cap`, so that the capture still
+    brackets every point up to `cap` (interpolated, not extrapolated); InputError if fewer
+    than two values would remain (the cost model interpolates between neighbours)."""
+    if cap < 1:
+        raise InputError(None, flag, f"{cap} must be >= 1")
+    kept = []
+    for v in values:
+        kept.append(v)
+        if v >= cap:
+            break
+    if len(kept) < 2:
+        raise InputError(None, flag, f"{cap} leaves fewer than 2 of the grid's values {values}")
+    return tuple(kept)
 
 
 def protocol_from(default, flags: dict):

@@ -60,6 +60,21 @@ def is_dynamic(oracle) -> bool:
     return isinstance(oracle, DynamicOracle) and bool(oracle.dynamic)
 
 
+def short_depth(oracle, handles: np.ndarray, positions: np.ndarray, cap: int) -> int | None:
+    """The depth a round verifies when its drafter may find fewer tokens than `cap` (prompt
+    lookup: an oracle with `proposed`): the batch's deepest proposal, or None when that is the
+    full `cap` (or the oracle always proposes it). A live engine verifies only up to the
+    deepest drafted node, so a round with no find at all is a plain one-token step."""
+    proposed = getattr(oracle, "proposed", None)
+    if proposed is None or len(handles) == 0:
+        return None
+    d = proposed(handles, positions)
+    if d is None:
+        return None
+    top = int(d.max())
+    return top if top < cap else None
+
+
 class SurvivalOracle:
     """Independent rounds with a fixed distribution of the accepted count."""
 

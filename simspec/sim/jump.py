@@ -36,7 +36,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL
 
-from simspec.sim.acceptance import AcceptanceOracle, SurvivalOracle
+from simspec.sim.acceptance import AcceptanceOracle, SurvivalOracle, short_depth
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
@@ -273,8 +273,8 @@ def _stepwise(rep: Replica, arrival: float) -> Jump | None:
         if policy.clip_to_budget and policy.depth(depth, int((batch.out - gen).max())) < depth:
             break
         ctx = cost.round_context(batch.prompt, gen) if cost.context_dependent else 0
-        t_v = cost.verify_s(b, ctx, None)
         k = oracle.draw(batch.handle, gen)
+        t_v = cost.verify_s(b, ctx, short_depth(oracle, batch.handle, gen, depth))
         t_d = cost.draft_s(b, ctx, None, behind=bool(behind.any()))
         wall = t_d + t_x + t_v
         behind = k >= depth

@@ -22,7 +22,7 @@ import numpy as np
 import simpy
 
 from simspec.sim import jump
-from simspec.sim.acceptance import AcceptanceOracle, MultiPass, is_dynamic
+from simspec.sim.acceptance import AcceptanceOracle, MultiPass, is_dynamic, short_depth
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
@@ -141,7 +141,8 @@ class Replica:
                 prompts.tolist(), int(proposed.max()), self._groups(proposed))
             depth = int(proposed.max())
         elif self.with_prefill:
-            wall, t_target, t_draft = self.cost.first_round_s(prompts.tolist(), depth)
+            short = short_depth(self.oracle, handles, first, depth) if self.oracle is not None else None
+            wall, t_target, t_draft = self.cost.first_round_s(prompts.tolist(), depth if short is None else short)
         else:
             wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
         start = self.env.now
@@ -205,6 +206,9 @@ class Replica:
             k = self.oracle.draw(batch.handle, batch.gen)
             if depth is not None:
                 k = np.minimum(k, depth)
+            short = short_depth(self.oracle, batch.handle, batch.gen, self.depth if depth is None else depth)
+            if short is not None:  # prompt lookup found fewer tokens: a shorter verify
+                t_v = cost.verify_s(b, ctx, short)
             t_d_busy = cost.draft_s(b, ctx, depth, behind=bool(batch.behind.any()))
             wall = t_d_busy + cost.transfer_s(b) + t_v
             batch.behind = k >= (self.depth if depth is None else depth)

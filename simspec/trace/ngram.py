@@ -29,10 +29,23 @@ def propose(ctx: list[int], max_ngram: int, max_draft: int) -> list[int]:
 def lookup_accepts(prompt: np.ndarray, tokens: np.ndarray, max_ngram: int = 2,
                    max_draft: int = MAX_DRAFT) -> np.ndarray:
     """int16[len(tokens)]: draft tokens a prompt-lookup drafter gets accepted at each position."""
+    return _scan(prompt, tokens, max_ngram, max_draft)[0]
+
+
+def lookup_proposed(prompt: np.ndarray, tokens: np.ndarray, max_ngram: int = 2,
+                    max_draft: int = MAX_DRAFT) -> np.ndarray:
+    """int16[len(tokens)]: draft tokens the drafter proposes at each position (0: no match).
+    A live engine verifies only what was proposed, so a short find costs a shorter verify."""
+    return _scan(prompt, tokens, max_ngram, max_draft)[1]
+
+
+def _scan(prompt: np.ndarray, tokens: np.ndarray, max_ngram: int, max_draft: int) -> tuple[np.ndarray, np.ndarray]:
+    """(accepted, proposed) at every position: the rule of `propose`, indexed incrementally."""
     ctx = np.concatenate([np.asarray(prompt), np.asarray(tokens)]).tolist()
     p, t = len(prompt), len(tokens)
     first: list[dict[tuple, int]] = [dict() for _ in range(max_ngram + 1)]
     out = np.zeros(t, dtype=np.int16)
+    found = np.zeros(t, dtype=np.int16)
     inserted_end = -1  # ngrams ending at indices <= inserted_end are indexed
     for n in range(t):
         length = p + n
@@ -54,7 +67,8 @@ def lookup_accepts(prompt: np.ndarray, tokens: np.ndarray, max_ngram: int = 2,
             continue
         k = 0
         end = min(start + max_draft, length)
+        found[n] = end - start
         while start + k < end and n + k < t and ctx[start + k] == ctx[length + k]:
             k += 1
         out[n] = k
-    return out
+    return out, found

@@ -6,6 +6,7 @@ positions n .. n+depth-1 of h's traced sequence.
   ranks (greedy)   accept depth j+1 iff rank[n+j] < children[j]   (chain: children = 1)
   beta@T (sampled) accept depth j+1 iff u_j < beta_T[n+j]            (Bernoulli(beta_t))
   model-free       accept min(run[n], depth)                         (e.g. ngram[:N]: prompt lookup, chain)
+                   and propose min(found[n], depth): a short find verifies fewer tokens (`proposed`)
 counting only the leading run of successes; a window never runs past its sequence's end. A
 chain (and prompt lookup) is one gather from a precomputed accepted-run array. A request whose
 output is longer than its traced sequence starts over at position n mod length (only happens
@@ -22,7 +23,7 @@ import numpy as np
 from simspec import drafters
 from simspec.errors import InputError
 from simspec.trace.schema import TARGET, Trace, load_trace, parse_drafter
-from simspec.trace.runs import replay_column, replayed_kind, zero_runs
+from simspec.trace.runs import proposed_column, replay_column, replayed_kind, zero_runs
 
 _CACHE: dict[tuple, object] = {}
 
@@ -58,6 +59,7 @@ class TraceOracle:
         self._start = trace.offsets[:-1]
         self._len = trace.output_len
         self._runs: np.ndarray | None = None  # accepted length per position when it is one gather
+        self.found: np.ndarray | None = None  # model-free: tokens proposed per position (None: all)
         if mode == "lookup":
             self._runs = values.astype(np.int64)
         elif mode == "rank" and (self.children == 1).all():
@@ -93,6 +95,16 @@ class TraceOracle:
         return self.trace.prompt_len[seq].copy(), self.trace.output_len[seq].copy()
 
     # -- acceptance -------------------------------------------------------------------
+    def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
+        """Draft tokens each row's drafter proposes at these positions (at most depth), or None
+        when it always proposes the full depth. The live engine verifies only up to the
+        deepest proposal of the batch, so the round is priced there (prompt lookup)."""
+        if self.found is None:
+            return None
+        h = np.asarray(handles, dtype=np.int64)
+        at = np.asarray(positions, dtype=np.int64) % self._len[h]
+        return np.minimum(self.found[self._start[h] + at], self.depth)
+
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
         if len(handles) == 0:
             return np.zeros(0, dtype=np.int64)
@@ -180,7 +192,9 @@ def _trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
             raise InputError(file, "speculation.tree", f"a {k.name} drafter proposes one chain, not a tree")
         if k.oracle is not None:  # a draft length of its own each round: a dynamic oracle
             return k.oracle_fn()(sc, trace, depth, rng, file)
-        return TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng)
+        oracle = TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng)
+        oracle.found = proposed_column(trace, k, n)
+        return oracle
     base, at, temp = spec.partition("@")
     try:
         name = parse_drafter(base)

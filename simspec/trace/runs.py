@@ -38,6 +38,20 @@ def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
     return hit[1]
 
 
+def proposed_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray | None:
+    """A model-free drafter's proposed lengths at every traced position (before the cap at
+    gamma), or None when the kind always drafts the full length (memoised per trace)."""
+    if kind.proposes is None:
+        return None
+    key = ("proposed", kind.name, id(trace), arg)
+    hit = _CACHE.get(key)
+    if hit is None:
+        proposed = kind.proposes_fn()
+        parts = [proposed(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
+        hit = _CACHE[key] = (trace, np.concatenate(parts).astype(np.int64))
+    return hit[1]
+
+
 def replayed_kind(column: str) -> tuple[drafters.Kind, str] | None:
     """(kind, arg) when `column` names a model-free drafter replayed from the tokens."""
     for k in drafters.KINDS.values():
