@@ -100,3 +100,31 @@ def test_pass_spread_is_the_two_passes_disagreement():
     noisy = pass_spread([Point("decode", 1, 1, 512, 1.0, slower_s=1.3)] * 3)
     assert noisy["steady"] is False
     assert pass_spread([Point("decode", 1, 1, 512, 1.0)])["points"] == 0  # one pass: nothing to compare
+
+
+def test_a_pass_keeps_to_its_share_of_the_budget(source):
+    """Prefills a pass cannot afford (estimated from the source's prices x the thread scale)
+    are left out, longest first, never the two shortest; an unaffordable prefill holdout is
+    replaced by one between the two longest fit lengths kept. No source: the full set."""
+    from simspec.profile.calibrate import PROTOCOL, point_set, thread_scale
+    from simspec.timing.protocol import Protocol
+
+    cm, _ = source
+    full = point_set()
+    assert full.prefill == sorted(PREFILL_POINTS, key=lambda p: p[0] * p[1]) + [(1, 256)] and not full.dropped
+    assert point_set(cm, PROTOCOL).prefill == full.prefill  # the synthetic profile's prices: all afford
+    dec_s = sum(cm.latency_s("decode", b, q, c) for b, q, c in full.decode)
+    pre_s = {(b, n): cm.latency_s("prefill", b, n, 0) for b, n in list(PREFILL_POINTS) + [(1, 256), (1, 64)]}
+    # a pass's share that holds the decode points and the prefills of 32 and 128 tokens, no more
+    share = dec_s + pre_s[(1, 32)] + pre_s[(1, 128)] + 1.01 * pre_s[(1, 64)]
+    assert 1.01 * pre_s[(1, 64)] < min(pre_s[(1, 256)], pre_s[(1, 384)])
+    proto = Protocol(min_passes=4, max_passes=12, budget_s=4 * share, min_seconds=0.0)
+    ps = point_set(cm, proto)
+    assert ps.prefill == [(1, 32), (1, 128), (1, 64)]
+    assert ps.holdout == {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | {("prefill", 1, 64, 0)}
+    assert [(d["batch"], d["length"]) for d in ps.dropped] == [(1, 384), (2, 256), (1, 256)]
+    # twice as slow per point (2 threads' prices, 1 thread here): the same share affords less
+    tiny = point_set(cm, proto, scale=2.0)
+    assert tiny.prefill[:2] == [(1, 32), (1, 128)] and len(tiny.prefill) <= 3
+    assert thread_scale({"threads": 2}, 1) == 2.0 and thread_scale({"threads": 1}, 2) == 1.0
+    assert thread_scale({}, 1) == 1.0

@@ -14,7 +14,9 @@ import pytest
 from clihelpers import cli
 
 REPO = Path(__file__).resolve().parents[1]
-PLAN = REPO / "studies" / "validation" / "qwen-pipeline.toml"
+# the plan as it shipped before its live run (2-thread bf16 profiles): its predictions are pinned
+PLAN = REPO / "tests" / "fixtures" / "qwen-pipeline-2t-bf16.toml"
+SHIPPED = REPO / "studies" / "validation" / "qwen-pipeline.toml"
 
 # what simspec.live.pipeline_validate.predict gave for this plan's six configs on the same
 # profiles and trace before the plan became a `simspec validate` plan (tokens/s, tokens/round)
@@ -93,7 +95,7 @@ def plan_text(tmp_path: Path, old: str = "", new: str = "", extra: str = "") -> 
         assert old in text, old
         text = text.replace(old, new, 1)
     p = tmp_path / "pipe.toml"
-    p.write_text(text.replace('"traces/', f'"{REPO}/traces/').replace('"profiles/', f'"{REPO}/profiles/') + extra)
+    p.write_text(text.replace('"../../', f'"{REPO}/') + extra)
     return p
 
 
@@ -127,7 +129,7 @@ def test_a_pipeline_table_without_pipeline_configs_is_an_error(tmp_path):
     text = PLAN.read_text()
     head = text[:text.index("[[config]]")]
     plan = tmp_path / "p.toml"
-    plan.write_text(head.replace('"traces/', f'"{REPO}/traces/').replace('"profiles/', f'"{REPO}/profiles/')
+    plan.write_text(head.replace('"../../', f'"{REPO}/')
                     + '[[config]]\ndraft = "model:qwen2.5-coder-0.5b"\ngamma = 2\n')
     res = cli("validate", str(plan), "--predict-only")
     assert res.returncode == 2 and res.stderr.strip() == (
@@ -157,3 +159,19 @@ def test_a_plan_mixes_kinds_and_each_row_is_its_kinds(tmp_path):
     # the same drafter, gamma and acceptance: the same tokens per round on one device or two
     assert rows[0].predicted.tokens_per_round == pytest.approx(rows[1].predicted.tokens_per_round, rel=0.05)
     assert json.dumps(rows[2].record())  # a serving record is plain data
+
+
+def test_the_shipped_plan_prices_with_one_thread_profiles_of_its_own():
+    """The measured plan: fp32, its profiles captured at the one torch thread each process runs
+    (so a live run is not refused for threads), the fp32 batch-1 trace, six pipeline rows."""
+    from simspec.profile.select import sidecar
+    from simspec.validation.rows import PipelineRow
+    from simspec.validation.run import load_inputs, predict
+
+    inp = load_inputs(SHIPPED, None)
+    rows = predict(inp)
+    assert len(rows) == 6 and all(type(r) is PipelineRow and r.config.dtype == "fp32" for r in rows)
+    assert sorted((r.config.gamma, r.config.overlap) for r in rows) == sorted(BEFORE)
+    for ref in ("qwen2.5-coder-1.5b-fp32", "qwen2.5-coder-0.5b-fp32"):
+        meta = sidecar(REPO / "profiles" / "intel-xeon-1t" / f"{ref}.parquet")
+        assert meta["threads"] == 1, ref

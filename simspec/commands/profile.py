@@ -270,13 +270,19 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int, pro
     _setup_torch(threads)
     lm = load_model(meta.get("spec", meta["model"]), dtype=meta["dtype"], device=device)
     command = "simspec " + shlex.join(sys.argv[1:])
-    with _progress(cal.steps(proto), f"calibrating {lm.name} {lm.dtype}") as bar:
-        task = bar.add_task("", total=cal.steps(proto))
+    from simspec.profile.costmodel import ProfileCostModel
+
+    points = cal.point_set(ProfileCostModel.load(source), proto, cal.thread_scale(meta, threads))
+    with _progress(cal.steps(proto, points), f"calibrating {lm.name} {lm.dtype}") as bar:
+        task = bar.add_task("", total=cal.steps(proto, points))
         path, report, seconds = cal.write_calibrated(
             lm, source, out, threads, command, step=lambda s: bar.update(task, advance=1, description=s),
-            proto=proto)
+            proto=proto, points=points)
     fit, hold = report["fit"], report["holdout"]
     typer.echo(f"calibrated {source} to this machine ({machine.label(machine.here())}) in {seconds:.0f} s")
+    for d in report["dropped"]:
+        typer.echo(f"  left out     prefill {d['batch']} x {d['length']} (about {d['estimated_s']:.1f} s a pass: "
+                   f"over this pass's share of --budget-s)")
     typer.echo(f"  timing       {report['protocol']['passes']} interleaved passes, stopped by "
                f"{report['protocol']['stop']} (tolerance {proto.tolerance:.0%} / {proto.tolerance_max:.0%})")
     typer.echo("  factors (measured / profiled, by tokens per forward): decode "

@@ -89,16 +89,72 @@ def calibrated_frame(df, decode: Factor, prefill: Factor):
 PROTOCOL = Protocol(min_passes=4, max_passes=12, budget_s=90.0, min_seconds=40.0)
 
 
+@dataclass
+class PointSet:
+    """What a calibration times: decode (batch, q, context) and prefill (batch, length) points,
+    which of them are holdouts, and the prefills left out to fit a pass in its share of the
+    budget (with each one's estimated seconds)."""
+
+    decode: list[tuple[int, int, int]]
+    prefill: list[tuple[int, int]]
+    holdout: set[tuple[str, int, int, int]]
+    dropped: list[dict]
+
+    def size(self) -> int:
+        return len(self.decode) + len(self.prefill)
+
+
+def point_set(source: ProfileCostModel | None = None, proto: Protocol = PROTOCOL, scale: float = 1.0) -> PointSet:
+    """The calibration's points, cut to what one pass can afford. A pass must fit
+    budget / min_passes (else the protocol stops on its budget before its halves can agree):
+    on one thread a 1.5B fp32 prefill of 2 x 256 tokens alone is ~20 s. Each point's time is
+    estimated as the source profile's price x `scale` (its threads / this run's); the decode
+    points and the two shortest prefills are always kept, longer prefills while they fit, and a
+    prefill holdout too long to afford is replaced by one between the two longest fit lengths
+    kept. Without a source profile, the full set."""
+    dec = list(DECODE_POINTS) + [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
+    fit_pre = sorted(PREFILL_POINTS, key=lambda p: p[0] * p[1])
+    hold_pre = [(b, q) for k, b, q, _ in HOLDOUT if k == "prefill"]
+    hold = {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | \
+        {("prefill", b, q, 0) for b, q in hold_pre}
+    if source is None:
+        return PointSet(dec, fit_pre + hold_pre, hold, [])
+    est = lambda kind, b, q, c: source.latency_s(kind, b, q, c) * scale  # noqa: E731
+    room = proto.budget_s / max(proto.min_passes, 1) - sum(est("decode", b, q, c) for b, q, c in dec)
+    kept, dropped = [], []
+    for b, n in fit_pre:  # shortest first
+        t = est("prefill", b, n, 0)
+        if len(kept) < 2 or t <= room:
+            kept.append((b, n))
+            room -= t
+        else:
+            dropped.append({"batch": b, "length": n, "estimated_s": round(t, 2)})
+    holds = []
+    for b, n in hold_pre:
+        t = est("prefill", b, n, 0)
+        if t <= room:
+            holds.append((b, n))
+            room -= t
+            continue
+        dropped.append({"batch": b, "length": n, "estimated_s": round(t, 2)})
+        hold.discard(("prefill", b, n, 0))
+        lengths = sorted(n for bb, n in kept if bb == 1)
+        mid = round(math.sqrt(lengths[-1] * lengths[-2])) if len(lengths) >= 2 else None
+        if mid is not None and mid not in lengths:  # off the fit points, inside their range
+            holds.append((1, mid))
+            hold.add(("prefill", 1, mid, 0))
+    return PointSet(dec, kept + holds, hold, dropped)
+
+
 def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None],
-                   proto: Protocol = PROTOCOL) -> tuple[list[Point], list[Point], Result]:
+                   proto: Protocol = PROTOCOL, points: PointSet | None = None
+                   ) -> tuple[list[Point], list[Point], Result]:
     """(fit points, holdout points, the protocol's result) timed on this machine (priced later by
     `calibrate`, with this machine's GEMM blocking). Every point in one protocol run: on a
     shared host two back-to-back passes disagreed by a median 22% (max 105%)."""
-    dec = list(DECODE_POINTS) + [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
-    pre = list(PREFILL_POINTS) + [(b, q) for k, b, q, _ in HOLDOUT if k == "prefill"]
+    ps = points or point_set()
+    dec, pre, hold = ps.decode, ps.prefill, ps.holdout
     pts, res = time_points(lm, dec, pre, step, proto)
-    hold = {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | \
-        {("prefill", b, q, 0) for k, b, q, _ in HOLDOUT if k == "prefill"}
     key = lambda p: (p.kind, p.batch, p.q, p.context)  # noqa: E731
     return [p for p in pts if key(p) not in hold], [p for p in pts if key(p) in hold], res
 
@@ -125,9 +181,18 @@ def time_points(lm, decode_points, prefill_points, step: Callable[[str], None] =
     return out, res
 
 
-def steps(proto: Protocol = PROTOCOL) -> int:
+def steps(proto: Protocol = PROTOCOL, points: PointSet | None = None) -> int:
     """Progress steps at most: every point once per pass, up to the protocol's max passes."""
-    return proto.max_passes * (len(DECODE_POINTS) + len(PREFILL_POINTS) + len(HOLDOUT))
+    return proto.max_passes * (points or point_set()).size()
+
+
+def thread_scale(source_meta: dict, threads: int | None) -> float:
+    """How much slower than the source's prices this run's points may be, for choosing what a
+    pass affords: its threads over this run's (at least 1)."""
+    have = source_meta.get("threads")
+    if not threads or not isinstance(have, int) or have < 1:
+        return 1.0
+    return max(1.0, have / threads)
 
 
 def _errors(points: list[Point]) -> dict:
@@ -170,24 +235,27 @@ def calibrate(source: ProfileCostModel, df, fit: list[Point], hold: list[Point],
     return new_df, meta, report
 
 
-def run_calibration(lm, source_path, step: Callable[[str], None] = lambda s: None, proto: Protocol = PROTOCOL):
+def run_calibration(lm, source_path, step: Callable[[str], None] = lambda s: None, proto: Protocol = PROTOCOL,
+                    points: PointSet | None = None):
     """Time this machine, return (calibrated frame, sidecar meta, report, seconds); the report's
-    "protocol" is the timing protocol's summary."""
+    "protocol" is the timing protocol's summary, "dropped" the prefills a pass could not afford."""
     from simspec.profile.capture import gemm_row_block
     from simspec.profile.schema import read_profile
 
     df, _ = read_profile(source_path)
     source = ProfileCostModel.load(source_path)
     t0 = time.perf_counter()
-    fit, hold, res = measure_points(lm, source, step, proto)
+    ps = points or point_set(source, proto)
+    fit, hold, res = measure_points(lm, source, step, proto, ps)
     new_df, meta, report = calibrate(source, df, fit, hold, gemm_row_block(lm.device, lm.dtype))
     report["protocol"] = res.summary()  # the calibration's timing (the grid's is the source's "protocol")
+    report["dropped"] = ps.dropped
     return new_df, meta, report, time.perf_counter() - t0
 
 
 def write_calibrated(lm, source_path, out, threads: int, command: str,
                      step: Callable[[str], None] = lambda s: None,
-                     proto: Protocol = PROTOCOL) -> tuple[object, dict, float]:
+                     proto: Protocol = PROTOCOL, points: PointSet | None = None) -> tuple[object, dict, float]:
     """Calibrate `source_path` on this machine and write the new profile + sidecar at `out`.
 
     The sidecar is the source's, with this machine's identity, and a `calibrated` block: the
@@ -203,7 +271,7 @@ def write_calibrated(lm, source_path, out, threads: int, command: str,
     from simspec.profile.schema import sidecar_path
 
     source_path, out = Path(source_path), Path(out)
-    new_df, meta, report, seconds = run_calibration(lm, source_path, step, proto)
+    new_df, meta, report, seconds = run_calibration(lm, source_path, step, proto, points)
     src_meta = json.loads(sidecar_path(source_path).read_text())
     meta = dict(meta)
     meta.update({
