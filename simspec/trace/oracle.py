@@ -60,6 +60,7 @@ class TraceOracle:
         self._len = trace.output_len
         self._runs: np.ndarray | None = None  # accepted length per position when it is one gather
         self.found: np.ndarray | None = None  # model-free: tokens proposed per position (None: all)
+        self._found_capped: tuple | None = None  # (found, found capped at depth), computed once
         if mode == "lookup":
             self._runs = values.astype(np.int64)
         elif mode == "rank" and (self.children == 1).all():
@@ -101,9 +102,11 @@ class TraceOracle:
         deepest proposal of the batch, so the round is priced there (prompt lookup)."""
         if self.found is None:
             return None
+        if self._found_capped is None or self._found_capped[0] is not self.found:
+            self._found_capped = (self.found, np.minimum(self.found, self.depth))
         h = np.asarray(handles, dtype=np.int64)
         at = np.asarray(positions, dtype=np.int64) % self._len[h]
-        return np.minimum(self.found[self._start[h] + at], self.depth)
+        return self._found_capped[1][self._start[h] + at]
 
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
         if len(handles) == 0:
