@@ -103,28 +103,43 @@ def test_pass_spread_is_the_two_passes_disagreement():
 
 
 def test_a_pass_keeps_to_its_share_of_the_budget(source):
-    """Prefills a pass cannot afford (estimated from the source's prices x the thread scale)
-    are left out, longest first, never the two shortest; an unaffordable prefill holdout is
-    replaced by one between the two longest fit lengths kept. No source: the full set."""
+    """A pass's estimated cost (its points + two settling forwards per decode cache, at the
+    source's prices x the thread scale) stays within budget / min_passes: the batch-1 line at
+    context 512 and the two shortest prefills always, the rest cheapest first while they fit,
+    and whatever was left out would not have fit. An unaffordable prefill holdout is replaced by
+    one between the two shortest fit lengths (its time set aside). No source: the full set."""
     from simspec.profile.calibrate import PROTOCOL, point_set, thread_scale
     from simspec.timing.protocol import Protocol
 
     cm, _ = source
     full = point_set()
     assert full.prefill == sorted(PREFILL_POINTS, key=lambda p: p[0] * p[1]) + [(1, 256)] and not full.dropped
-    assert point_set(cm, PROTOCOL).prefill == full.prefill  # the synthetic profile's prices: all afford
-    dec_s = sum(cm.latency_s("decode", b, q, c) for b, q, c in full.decode)
-    pre_s = {(b, n): cm.latency_s("prefill", b, n, 0) for b, n in list(PREFILL_POINTS) + [(1, 256), (1, 64)]}
-    # a pass's share that holds the decode points and the prefills of 32 and 128 tokens, no more
-    share = dec_s + pre_s[(1, 32)] + pre_s[(1, 128)] + 1.01 * pre_s[(1, 64)]
-    assert 1.01 * pre_s[(1, 64)] < min(pre_s[(1, 256)], pre_s[(1, 384)])
-    proto = Protocol(min_passes=4, max_passes=12, budget_s=4 * share, min_seconds=0.0)
-    ps = point_set(cm, proto)
-    assert ps.prefill == [(1, 32), (1, 128), (1, 64)]
-    assert ps.holdout == {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | {("prefill", 1, 64, 0)}
-    assert [(d["batch"], d["length"]) for d in ps.dropped] == [(1, 384), (2, 256), (1, 256)]
-    # twice as slow per point (2 threads' prices, 1 thread here): the same share affords less
-    tiny = point_set(cm, proto, scale=2.0)
-    assert tiny.prefill[:2] == [(1, 32), (1, 128)] and len(tiny.prefill) <= 3
+    assert full.decode == list(DECODE_POINTS) + [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
+    assert point_set(cm, PROTOCOL).decode == full.decode  # the synthetic profile's prices: all afford
+
+    def pass_s(ps, scale):  # brute force: every point, and per (batch, context, holdout?) cache 2 settles
+        t = sum(cm.latency_s("prefill", b, n, 0) for b, n in ps.prefill)
+        caches = {}
+        for b, q, c in ps.decode:
+            t += cm.latency_s("decode", b, q, c)
+            key = (b, c, ("decode", b, q, c) in ps.holdout)
+            caches[key] = max(caches.get(key, 0), q)
+        t += sum(2 * cm.latency_s("decode", b, q, c) for (b, c, _), q in caches.items())
+        return t * scale
+
+    must = [p for p in DECODE_POINTS if p[0] == 1 and p[2] == 512]
+    base = point_set(cm, Protocol(min_passes=4, budget_s=4e-9, min_seconds=0.0))  # affords nothing more
+    assert base.decode == must and base.prefill == [(1, 32), (1, 128), (1, 64)]
+    assert base.holdout == {("prefill", 1, 64, 0)} and len(base.dropped) == 10
+    for scale in (1.0, 2.0):
+        floor = pass_s(base, scale)
+        for extra in (0.3, 1.0, 3.0):
+            share = floor * (1 + extra)
+            ps = point_set(cm, Protocol(min_passes=4, budget_s=4 * share, min_seconds=0.0), scale)
+            assert set(must) <= set(ps.decode) and ps.prefill[:2] == [(1, 32), (1, 128)]
+            assert pass_s(ps, scale) <= share * (1 + 1e-9) or ps.decode == must
+            for d in ps.dropped:  # left out: it would not have fit beside what was kept
+                assert d["estimated_s"] > share - pass_s(ps, scale) - 0.01
+            assert {("prefill", 1, 256, 0), ("prefill", 1, 64, 0)} & ps.holdout
     assert thread_scale({"threads": 2}, 1) == 2.0 and thread_scale({"threads": 1}, 2) == 1.0
     assert thread_scale({}, 1) == 1.0

@@ -82,3 +82,17 @@ def test_protocol_flags_are_checked_before_any_timing(tmp_path):
         assert_one_line_exit_2(run_cli("profile", "--model", "tiny:llama", "--quick", *args,
                                        "--out", str(tmp_path / "x.parquet"), cache=tmp_path), needle)
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_a_grid_cut_to_a_plan_is_checked_inside_it():
+    """A profile captured with --max-batch 2 --max-q 4 --max-prefill-len 32 is timed at batch 2,
+    q 4 and 32-token prompts instead of extrapolated batch 4 / q 5 / 128 (duplicates once)."""
+    from simspec.profile.speedcheck import DECODE, PREFILL, within_grid
+
+    assert within_grid(None) == (list(DECODE), list(PREFILL))
+    grid = {"batch": [1, 2], "q": [1, 2, 4], "context": [128, 512], "prefill_batch": [1, 2], "prefill_len": [16, 32]}
+    decode, prefill = within_grid(grid)
+    assert decode == [(1, 1, 512), (2, 1, 512), (1, 4, 512), (2, 4, 512)]
+    assert prefill == [(1, 32), (2, 32)]
+    assert within_grid({"batch": [1], "q": [1], "context": [64], "prefill_batch": [1], "prefill_len": [16]}) == \
+        ([(1, 1, 64)], [(1, 16)])

@@ -281,8 +281,10 @@ def _calibrate(source: Path, out: Optional[Path], device: str, threads: int, pro
     fit, hold = report["fit"], report["holdout"]
     typer.echo(f"calibrated {source} to this machine ({machine.label(machine.here())}) in {seconds:.0f} s")
     for d in report["dropped"]:
-        typer.echo(f"  left out     prefill {d['batch']} x {d['length']} (about {d['estimated_s']:.1f} s a pass: "
-                   f"over this pass's share of --budget-s)")
+        what = (f"prefill {d['batch']} x {d['length']}" if d["kind"] == "prefill"
+                else f"decode b={d['batch']} q={d['q']} ctx={d['context']}")
+        typer.echo(f"  left out     {what} (its share of a pass about {d['estimated_s']:.1f} s: over the pass's share "
+                   f"of --budget-s)")
     typer.echo(f"  timing       {report['protocol']['passes']} interleaved passes, stopped by "
                f"{report['protocol']['stop']} (tolerance {proto.tolerance:.0%} / {proto.tolerance_max:.0%})")
     typer.echo("  factors (measured / profiled, by tokens per forward): decode "

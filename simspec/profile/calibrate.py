@@ -106,44 +106,63 @@ class PointSet:
 
 def point_set(source: ProfileCostModel | None = None, proto: Protocol = PROTOCOL, scale: float = 1.0) -> PointSet:
     """The calibration's points, cut to what one pass can afford. A pass must fit
-    budget / min_passes (else the protocol stops on its budget before its halves can agree):
-    on one thread a 1.5B fp32 prefill of 2 x 256 tokens alone is ~20 s. Each point's time is
-    estimated as the source profile's price x `scale` (its threads / this run's); the decode
-    points and the two shortest prefills are always kept, longer prefills while they fit, and a
-    prefill holdout too long to afford is replaced by one between the two longest fit lengths
-    kept. Without a source profile, the full set."""
-    dec = list(DECODE_POINTS) + [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
+    budget / min_passes (else the protocol stops on its budget before its halves can agree: on
+    one thread a 1.5B fp32 calibration's first pass took 46 s of a 90 s budget). A pass costs
+    its points plus, per decode cache (batch, context), two untimed settling forwards at the
+    cache's largest q (profile.workloads.settle), each estimated as the source profile's price x
+    `scale` (its threads / this run's). Always kept: the batch-1 decode line at context 512
+    (1 to 12 tokens) and the two shortest prefills; then the rest, cheapest first, while they
+    fit. A prefill holdout left out is replaced by one between the two shortest (time for it is
+    set aside first).
+    Without a source profile, the full set."""
+    dec_fit = list(DECODE_POINTS)
+    dec_hold = [(b, q, c) for k, b, q, c in HOLDOUT if k == "decode"]
     fit_pre = sorted(PREFILL_POINTS, key=lambda p: p[0] * p[1])
     hold_pre = [(b, q) for k, b, q, _ in HOLDOUT if k == "prefill"]
-    hold = {("decode", b, q, c) for k, b, q, c in HOLDOUT if k == "decode"} | \
-        {("prefill", b, q, 0) for b, q in hold_pre}
+    hold = {("decode", b, q, c) for b, q, c in dec_hold} | {("prefill", b, q, 0) for b, q in hold_pre}
     if source is None:
-        return PointSet(dec, fit_pre + hold_pre, hold, [])
+        return PointSet(dec_fit + dec_hold, fit_pre + hold_pre, hold, [])
     est = lambda kind, b, q, c: source.latency_s(kind, b, q, c) * scale  # noqa: E731
-    room = proto.budget_s / max(proto.min_passes, 1) - sum(est("decode", b, q, c) for b, q, c in dec)
-    kept, dropped = [], []
-    for b, n in fit_pre:  # shortest first
-        t = est("prefill", b, n, 0)
-        if len(kept) < 2 or t <= room:
-            kept.append((b, n))
-            room -= t
-        else:
-            dropped.append({"batch": b, "length": n, "estimated_s": round(t, 2)})
-    holds = []
-    for b, n in hold_pre:
-        t = est("prefill", b, n, 0)
+
+    def group_s(pts: list[tuple[int, int, int]]) -> float:  # its points + two settling forwards
+        b, top, c = pts[0][0], max(q for _, q, _ in pts), pts[0][2]
+        return sum(est("decode", *p) for p in pts) + 2 * est("decode", b, top, c)
+
+    groups: dict[tuple[int, int, bool], list[tuple[int, int, int]]] = {}
+    for is_hold, pts in ((False, dec_fit), (True, dec_hold)):
+        for b, q, c in pts:
+            groups.setdefault((b, c, is_hold), []).append((b, q, c))
+    must = groups.pop((1, 512, False))
+    (b0, n0), (b1, n1) = fit_pre[:2]
+    mid = round(math.sqrt(n0 * n1))  # a prefill holdout between the two shortest, should one be left out
+    room = proto.budget_s / max(proto.min_passes, 1) - group_s(must)
+    room -= sum(est("prefill", b, n, 0) for b, n in fit_pre[:2]) + est("prefill", 1, mid, 0)
+    options = [(group_s(pts), "decode", key, pts) for key, pts in groups.items()]
+    options += [(est("prefill", b, n, 0), "prefill", (b, n, False), [(b, n)]) for b, n in fit_pre[2:]]
+    options += [(est("prefill", b, n, 0), "prefill", (b, n, True), [(b, n)]) for b, n in hold_pre]
+    kept, dropped = set(), []
+    for t, kind, key, pts in sorted(options, key=lambda o: o[0]):
         if t <= room:
-            holds.append((b, n))
+            kept.add((kind, key))
             room -= t
             continue
-        dropped.append({"batch": b, "length": n, "estimated_s": round(t, 2)})
+        for p in pts:
+            d = {"kind": kind, "batch": p[0], ("q" if kind == "decode" else "length"): p[1]}
+            dropped.append(dict(d, context=p[2], estimated_s=round(t, 2)) if kind == "decode"
+                           else dict(d, estimated_s=round(t, 2)))
+    decode = [p for p in dec_fit if p in must or ("decode", (p[0], p[2], False)) in kept]
+    decode += [p for p in dec_hold if ("decode", (p[0], p[2], True)) in kept]
+    hold -= {("decode", b, q, c) for b, q, c in dec_hold if ("decode", (b, c, True)) not in kept}
+    pre = fit_pre[:2] + [p for p in fit_pre[2:] if ("prefill", (*p, False)) in kept]
+    for b, n in hold_pre:
+        if ("prefill", (b, n, True)) in kept:
+            pre.append((b, n))
+            continue
         hold.discard(("prefill", b, n, 0))
-        lengths = sorted(n for bb, n in kept if bb == 1)
-        mid = round(math.sqrt(lengths[-1] * lengths[-2])) if len(lengths) >= 2 else None
-        if mid is not None and mid not in lengths:  # off the fit points, inside their range
-            holds.append((1, mid))
+        if (1, mid) not in pre:  # off the fit points, inside their range (its time was set aside)
+            pre.append((1, mid))
             hold.add(("prefill", 1, mid, 0))
-    return PointSet(dec, kept + holds, hold, dropped)
+    return PointSet(decode, pre, hold, dropped)
 
 
 def measure_points(lm, source: ProfileCostModel, step: Callable[[str], None],

@@ -112,8 +112,22 @@ def check(lm, profile: str, path, proto: Protocol = PROTOCOL) -> SpeedCheck:
 
     df, meta = read_profile(path)
     priced = ProfileCostModel(df, dict(meta, token_block=gemm_row_block(lm.device, lm.dtype)), str(path))
-    pts, res = time_points(lm, DECODE, PREFILL, proto=proto)
+    decode, prefill = within_grid(meta.get("grid"))
+    pts, res = time_points(lm, decode, prefill, proto=proto)
     return priced_check(profile, priced, pts, res)
+
+
+def within_grid(grid: dict | None) -> tuple[list[tuple[int, int, int]], list[tuple[int, int]]]:
+    """DECODE and PREFILL moved inside a profile's grid: a batch, q, context or prompt length
+    past the grid's largest becomes that largest (a capture cut to one plan, say batch <= 2,
+    would otherwise be judged on a price it extrapolates, and flagged for it)."""
+    if not grid:
+        return list(DECODE), list(PREFILL)
+    top = {k: max(grid[k]) for k in ("batch", "q", "context", "prefill_batch", "prefill_len") if grid.get(k)}
+    cap = lambda k, v: min(v, top.get(k, v))  # noqa: E731
+    decode = list(dict.fromkeys((cap("batch", b), cap("q", q), cap("context", c)) for b, q, c in DECODE))
+    prefill = list(dict.fromkeys((cap("prefill_batch", b), cap("prefill_len", n)) for b, n in PREFILL))
+    return decode, prefill
 
 
 def priced_check(profile: str, priced: ProfileCostModel, pts: list[Point], res: Result | None = None) -> SpeedCheck:

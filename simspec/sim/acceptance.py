@@ -60,15 +60,31 @@ def is_dynamic(oracle) -> bool:
     return isinstance(oracle, DynamicOracle) and bool(oracle.dynamic)
 
 
-def short_depth(oracle, handles: np.ndarray, positions: np.ndarray, cap: int) -> int | None:
-    """The depth a round verifies when its drafter may find fewer tokens than `cap` (prompt
-    lookup: an oracle with `proposed`): the batch's deepest proposal, or None when that is the
-    full `cap` (or the oracle always proposes it). A live engine verifies only up to the
-    deepest drafted node, so a round with no find at all is a plain one-token step."""
-    proposed = getattr(oracle, "proposed", None)
-    if proposed is None or len(handles) == 0:
+@runtime_checkable
+class ShortDrafts(Protocol):
+    """An oracle whose drafter may find fewer tokens than the round's depth (prompt lookup)."""
+
+    drafts_short: bool  # False: this one always proposes the full depth
+
+    def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
+        """Draft tokens each sequence's drafter proposes here (at most depth); None: always depth."""
+        ...
+
+
+def short_drafts(oracle) -> ShortDrafts | None:
+    """The oracle when it may draft short (checked once per replica: isinstance on a protocol
+    is slow), else None."""
+    return oracle if isinstance(oracle, ShortDrafts) and oracle.drafts_short else None
+
+
+def short_depth(oracle: ShortDrafts | None, handles: np.ndarray, positions: np.ndarray, cap: int) -> int | None:
+    """The depth a round verifies when its drafter may find fewer tokens than `cap`: the
+    batch's deepest proposal, or None when that is the full `cap` (or `oracle` is None: it
+    always proposes it). A live engine verifies only up to the deepest drafted node, so a
+    round with no find at all is a plain one-token step."""
+    if oracle is None or len(handles) == 0:
         return None
-    d = proposed(handles, positions)
+    d = oracle.proposed(handles, positions)
     if d is None:
         return None
     top = int(d.max())

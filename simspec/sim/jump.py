@@ -36,7 +36,7 @@ import numpy as np
 import simpy
 from simpy.events import NORMAL
 
-from simspec.sim.acceptance import AcceptanceOracle, SurvivalOracle, short_depth
+from simspec.sim.acceptance import AcceptanceOracle, ShortDrafts, SurvivalOracle, short_depth
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
@@ -51,6 +51,7 @@ class Replica(Protocol):
     batch: RunningBatch
     cost: RoundCost
     oracle: AcceptanceOracle | None
+    short: ShortDrafts | None  # the oracle, when its drafter may find fewer tokens than depth
     policy: ServingPolicy
     depth: int
     phase_s: dict[str, float]
@@ -269,12 +270,13 @@ def _stepwise(rep: Replica, arrival: float) -> Jump | None:
     tvs: list[float] = []
     tds: list[float] = []
     t_x = cost.transfer_s(b)
+    short = rep.short
     while True:
         if policy.clip_to_budget and policy.depth(depth, int((batch.out - gen).max())) < depth:
             break
         ctx = cost.round_context(batch.prompt, gen) if cost.context_dependent else 0
         k = oracle.draw(batch.handle, gen)
-        t_v = cost.verify_s(b, ctx, short_depth(oracle, batch.handle, gen, depth))
+        t_v = cost.verify_s(b, ctx, short_depth(short, batch.handle, gen, depth))
         t_d = cost.draft_s(b, ctx, None, behind=bool(behind.any()))
         wall = t_d + t_x + t_v
         behind = k >= depth

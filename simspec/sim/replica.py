@@ -22,7 +22,7 @@ import numpy as np
 import simpy
 
 from simspec.sim import jump
-from simspec.sim.acceptance import AcceptanceOracle, MultiPass, is_dynamic, short_depth
+from simspec.sim.acceptance import AcceptanceOracle, MultiPass, is_dynamic, short_depth, short_drafts
 from simspec.sim.batch import RunningBatch
 from simspec.sim.devices import Device
 from simspec.sim.iteration import Iteration
@@ -74,6 +74,7 @@ class Replica:
         self.depth = oracle.depth - (1 if self.overlap else 0) if oracle is not None else 0
         # a dynamic oracle (simspec.policies) chooses each round's shape: propose, then draw
         self.dynamic = is_dynamic(oracle)
+        self.short = short_drafts(oracle)  # prompt lookup: a round verifies what its lookup found
         if self.dynamic and self.overlap:
             raise ValueError("a dynamic oracle chooses each round after the last verdict: no overlap")
         self.detail = options.detail
@@ -141,7 +142,7 @@ class Replica:
                 prompts.tolist(), int(proposed.max()), self._groups(proposed))
             depth = int(proposed.max())
         elif self.with_prefill:
-            short = short_depth(self.oracle, handles, first, depth) if self.oracle is not None else None
+            short = short_depth(self.short, handles, first, depth)
             wall, t_target, t_draft = self.cost.first_round_s(prompts.tolist(), depth if short is None else short)
         else:
             wall, t_target, t_draft = self.cost.prefill_s(prompts.tolist())
@@ -206,7 +207,7 @@ class Replica:
             k = self.oracle.draw(batch.handle, batch.gen)
             if depth is not None:
                 k = np.minimum(k, depth)
-            short = short_depth(self.oracle, batch.handle, batch.gen, self.depth if depth is None else depth)
+            short = short_depth(self.short, batch.handle, batch.gen, self.depth if depth is None else depth)
             if short is not None:  # prompt lookup found fewer tokens: a shorter verify
                 t_v = cost.verify_s(b, ctx, short)
             t_d_busy = cost.draft_s(b, ctx, depth, behind=bool(batch.behind.any()))

@@ -96,6 +96,10 @@ class TraceOracle:
         return self.trace.prompt_len[seq].copy(), self.trace.output_len[seq].copy()
 
     # -- acceptance -------------------------------------------------------------------
+    @property
+    def drafts_short(self) -> bool:
+        return self.found is not None
+
     def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
         """Draft tokens each row's drafter proposes at these positions (at most depth), or None
         when it always proposes the full depth. The live engine verifies only up to the
