@@ -84,7 +84,13 @@ def test_calibrate_command_writes_a_sidecar_naming_its_source(tmp_path):
     assert cal["protocol"]["passes"] >= 2 and cal["protocol"]["stop"] in ("agreed", "budget", "max_passes")
     assert "two halves" in r.stdout and "interleaved passes, stopped by" in r.stdout
     df, _ = read_profile(out)
-    assert len(df) == len(read_profile(src)[0])  # the source's grid, rescaled
+    sdf = read_profile(src)[0]
+    key = ["kind", "batch", "q", "context", "rows"]
+    # the source's grid, rescaled, plus decode rows at the batch-1 q values it lacked
+    assert set(map(tuple, sdf[key].values.tolist())) <= set(map(tuple, df[key].values.tolist()))
+    timed_q = {q for b, q, c in DECODE_POINTS if b == 1}
+    added = df[~df.set_index(key).index.isin(sdf.set_index(key).index)]
+    assert set(added["kind"]) <= {"decode"} and set(added["q"]) == timed_q - set(sdf[sdf.kind == "decode"]["q"])
     r = run_cli("profile", "--calibrate", str(src), "--out", str(src), cache=tmp_path)
     assert r.returncode == 2 and "would overwrite" in r.stderr
 
@@ -104,7 +110,7 @@ def test_pass_spread_is_the_two_passes_disagreement():
 
 def test_a_pass_keeps_to_its_share_of_the_budget(source):
     """A pass's estimated cost (its points + two settling forwards per decode cache, at the
-    source's prices x the thread scale) stays within budget / min_passes: the batch-1 line at
+    source's prices x the thread scale) stays within budget / (min_passes + 1): the batch-1 line at
     context 512 and the two shortest prefills always, the rest cheapest first while they fit,
     and whatever was left out would not have fit. An unaffordable prefill holdout is replaced by
     one between the two shortest fit lengths (its time set aside). No source: the full set."""
@@ -135,7 +141,7 @@ def test_a_pass_keeps_to_its_share_of_the_budget(source):
         floor = pass_s(base, scale)
         for extra in (0.3, 1.0, 3.0):
             share = floor * (1 + extra)
-            ps = point_set(cm, Protocol(min_passes=4, budget_s=4 * share, min_seconds=0.0), scale)
+            ps = point_set(cm, Protocol(min_passes=4, budget_s=5 * share, min_seconds=0.0), scale)
             assert set(must) <= set(ps.decode) and ps.prefill[:2] == [(1, 32), (1, 128)]
             assert pass_s(ps, scale) <= share * (1 + 1e-9) or ps.decode == must
             for d in ps.dropped:  # left out: it would not have fit beside what was kept
@@ -143,3 +149,25 @@ def test_a_pass_keeps_to_its_share_of_the_budget(source):
             assert {("prefill", 1, 256, 0), ("prefill", 1, 64, 0)} & ps.holdout
     assert thread_scale({"threads": 2}, 1) == 2.0 and thread_scale({"threads": 1}, 2) == 1.0
     assert thread_scale({}, 1) == 1.0
+
+
+def test_a_timed_q_the_source_grid_lacks_gets_rows_of_its_own(source):
+    """A factor measured at a q between two grid values lands exactly there: the calibrated
+    grid gains rows at that q (read off the source's surfaces, every batch and context), so a
+    machine whose cost steps up between q 6 and 8 is priced right at 7, not interpolated."""
+    cm, df = source
+    df = df[~((df.kind == "decode") & df.q.isin([5, 7]))].reset_index(drop=True)  # a grid of 1-4, 6, 8, ...
+    cm = ProfileCostModel(df, cm.meta, "src")
+    dec_q = sorted(set(df[df.kind == "decode"]["q"]))
+    assert 7 not in dec_q and 6 in dec_q and 8 in dec_q
+    step = lambda kind, t: 1.8 if t == 7 else 1.0  # noqa: E731  (only 7-token forwards are slower)
+    fit, hold = _points(cm, step)
+    fit.append(Point("decode", 1, 7, 512, cm.latency_s("decode", 1, 7, 512) * 1.8, 0.0))
+    fit.append(Point("decode", 1, 6, 512, cm.latency_s("decode", 1, 6, 512), 0.0))
+    new_df, meta, rep = calibrate(cm, df, fit, hold, token_block=1)
+    new = ProfileCostModel(new_df, meta, "cal")
+    assert 7 in set(new_df[new_df.kind == "decode"]["q"])
+    assert new.latency_s("decode", 1, 7, 512) == pytest.approx(1.8 * cm.latency_s("decode", 1, 7, 512), rel=1e-9)
+    assert new.latency_s("decode", 1, 6, 512) == pytest.approx(cm.latency_s("decode", 1, 6, 512), rel=1e-9)
+    # the same factor at another context of the grid (the factor goes by tokens per forward)
+    assert new.latency_s("decode", 1, 7, 2048) == pytest.approx(1.8 * cm.latency_s("decode", 1, 7, 2048), rel=1e-9)

@@ -28,8 +28,12 @@ from simspec.timing import estimate
 from simspec.timing.protocol import Protocol, Result, run
 
 # (batch, q, context): tokens per forward 1..32, grouped by (batch, context) to fill each cache once.
-DECODE_POINTS = ((1, 1, 512), (1, 2, 512), (1, 4, 512), (1, 8, 512), (1, 12, 512), (1, 1, 2048),
-                 (4, 1, 512), (4, 4, 512), (8, 4, 512), (16, 2, 2048))
+# The batch-1 line takes every q up to 8 (verifying gamma 0..7): a calibrated price is exact
+# where a factor was measured, and between measured points it inherits the source grid's
+# interpolation, which misses this host's kernel steps (one fp32 thread: q 3 -> 4 and 6 -> 7;
+# a calibrated 7-token verify read 14% low when only q 4 and 8 were timed).
+DECODE_POINTS = ((1, 1, 512), (1, 2, 512), (1, 3, 512), (1, 4, 512), (1, 5, 512), (1, 6, 512), (1, 7, 512),
+                 (1, 8, 512), (1, 12, 512), (1, 1, 2048), (4, 1, 512), (4, 4, 512), (8, 4, 512), (16, 2, 2048))
 PREFILL_POINTS = ((1, 32), (1, 128), (1, 384), (2, 256))
 HOLDOUT = (("decode", 1, 6, 1024), ("decode", 2, 3, 512), ("prefill", 1, 256, 0))
 TIME_COLUMNS = ("total_s", "total_median_s", "total_max_s", "layer_s", "head_s", "rest_s")
@@ -106,12 +110,12 @@ class PointSet:
 
 def point_set(source: ProfileCostModel | None = None, proto: Protocol = PROTOCOL, scale: float = 1.0) -> PointSet:
     """The calibration's points, cut to what one pass can afford. A pass must fit
-    budget / min_passes (else the protocol stops on its budget before its halves can agree: on
+    budget / (min_passes + 1) (else the protocol stops on its budget before its halves can agree: on
     one thread a 1.5B fp32 calibration's first pass took 46 s of a 90 s budget). A pass costs
     its points plus, per decode cache (batch, context), two untimed settling forwards at the
     cache's largest q (profile.workloads.settle), each estimated as the source profile's price x
     `scale` (its threads / this run's). Always kept: the batch-1 decode line at context 512
-    (1 to 12 tokens) and the two shortest prefills; then the rest, cheapest first, while they
+    (1 to 8 and 12 tokens) and the two shortest prefills; then the rest, cheapest first, while they
     fit. A prefill holdout left out is replaced by one between the two shortest (time for it is
     set aside first).
     Without a source profile, the full set."""
@@ -135,7 +139,7 @@ def point_set(source: ProfileCostModel | None = None, proto: Protocol = PROTOCOL
     must = groups.pop((1, 512, False))
     (b0, n0), (b1, n1) = fit_pre[:2]
     mid = round(math.sqrt(n0 * n1))  # a prefill holdout between the two shortest, should one be left out
-    room = proto.budget_s / max(proto.min_passes, 1) - group_s(must)
+    room = proto.budget_s / (max(proto.min_passes, 1) + 1) - group_s(must)  # a pass spare: estimates miss cache fills
     room -= sum(est("prefill", b, n, 0) for b, n in fit_pre[:2]) + est("prefill", 1, mid, 0)
     options = [(group_s(pts), "decode", key, pts) for key, pts in groups.items()]
     options += [(est("prefill", b, n, 0), "prefill", (b, n, False), [(b, n)]) for b, n in fit_pre[2:]]
@@ -235,10 +239,38 @@ def pass_spread(points: list[Point]) -> dict:
     return {"points": len(spread), "median": round(med, 4), "max": round(max(spread), 4), "steady": med <= UNSTEADY}
 
 
+def with_query_lengths(df, model: ProfileCostModel, qs) -> "object":
+    """The profile's rows plus decode rows at the query lengths `qs` its grid lacks, for every
+    (batch, context) of the grid (it stays rectangular), each timing column read off the
+    source's own surfaces there. A factor measured at such a q then lands on a row of its own
+    instead of on an interpolation between two others' (a 7-token verify between 6 and 8)."""
+    import pandas as pd
+
+    dec = df[df["kind"] == "decode"]
+    missing = sorted(set(int(q) for q in qs) - set(int(q) for q in dec["q"].unique()))
+    if not missing or dec.empty:
+        return df
+    names = ("batch", "q", "context")
+    surf = {"total_s": model.decode_total, "layer_s": model.decode_layer, "rest_s": model.decode_rest,
+            "head_s": model.decode_head}
+    rows = []
+    for (b, c), g in dec.groupby(["batch", "context"]):
+        template = g.iloc[0].to_dict()
+        for q in missing:
+            x = (float(b), float(q), float(c))
+            r = dict(template, q=q, repeats=0, **{k: model._eval(v, names, *x) for k, v in surf.items()})
+            r["total_median_s"] = r["total_max_s"] = r["total_s"]  # read off, not timed: no spread
+            rows.append(r)
+    add = pd.DataFrame(rows).astype(df.dtypes.to_dict())
+    return pd.concat([df, add], ignore_index=True)
+
+
 def calibrate(source: ProfileCostModel, df, fit: list[Point], hold: list[Point], token_block: int):
     """The calibrated (frame, model, report) from timed points; `token_block`: this machine's
-    GEMM row block (the source's may be another processor's)."""
+    GEMM row block (the source's may be another processor's). The decode grid first gains the
+    batch-1 query lengths the calibration timed (`with_query_lengths`)."""
     meta = dict(source.meta, token_block=token_block)
+    df = with_query_lengths(df, source, [p.q for p in fit if p.kind == "decode" and p.batch == 1])
     base = ProfileCostModel(df, meta, source.source)  # the source's grid, priced with this machine's blocking
     for p in fit + hold:
         p.profiled_s = base.latency_s(p.kind, p.batch, p.q, p.context)
