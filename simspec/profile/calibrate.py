@@ -96,8 +96,8 @@ PROTOCOL = Protocol(min_passes=4, max_passes=12, budget_s=90.0, min_seconds=40.0
 @dataclass
 class PointSet:
     """What a calibration times: decode (batch, q, context) and prefill (batch, length) points,
-    which of them are holdouts, and the prefills left out to fit a pass in its share of the
-    budget (with each one's estimated seconds)."""
+    which of them are holdouts, and the points left out to fit a pass in its share of the
+    budget (each with its estimated seconds a pass)."""
 
     decode: list[tuple[int, int, int]]
     prefill: list[tuple[int, int]]
@@ -137,7 +137,7 @@ def point_set(source: ProfileCostModel | None = None, proto: Protocol = PROTOCOL
         for b, q, c in pts:
             groups.setdefault((b, c, is_hold), []).append((b, q, c))
     must = groups.pop((1, 512, False))
-    (b0, n0), (b1, n1) = fit_pre[:2]
+    (_, n0), (_, n1) = fit_pre[:2]
     mid = round(math.sqrt(n0 * n1))  # a prefill holdout between the two shortest, should one be left out
     room = proto.budget_s / (max(proto.min_passes, 1) + 1) - group_s(must)  # a pass spare: estimates miss cache fills
     room -= sum(est("prefill", b, n, 0) for b, n in fit_pre[:2]) + est("prefill", 1, mid, 0)

@@ -63,9 +63,9 @@ class Grid:
 # every prefill of a capture 20-40% slow at 08:35 on 2026-11-22), which no number of
 # back-to-back runs can see. Captures now time every point once per protocol pass instead.
 # q 5 and 7 (verifying gamma 4 and 6): on a 2-core AVX-512 host at one fp32 thread the 1.5B's
-# forwards step up between q 3 and 4 (0.52 -> 0.94 s) and again between 6 and 8 (1.01 -> 1.36
-# s), so a 7-token verify interpolated between 6 and 8 read 10-11% low live (pipeline g6,
-# 2026-12-06); every q up to 8 is measured.
+# forwards step up between q 3 and 4 (0.49 -> 0.91 s) and again between 6 and 7 (0.95 -> 1.27
+# s), so a 7-token verify interpolated between 6 and 8 priced the pipeline's g6 10-17% fast
+# (2026-12-06); every q up to 8 is measured.
 FULL = Grid(
     batch=(1, 2, 4, 8, 12, 16),
     q=(1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 20, 24, 28, 32),
