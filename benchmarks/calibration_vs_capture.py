@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     full = predictions(args.plan)
     with tempfile.TemporaryDirectory() as d:
         other = Path(d) / args.plan.name
-        other.write_text(text.replace('"traces/', f'"{Path.cwd()}/traces/').replace('"profiles/', f'"{Path.cwd()}/profiles/'))
+        other.write_text(text)  # its other relative paths resolve from the working directory, as the plan's do
         cal = predictions(other)
     rows = []
     print(f"{'config':48s} {'full capture':>13s} {'calibrated':>11s} {'diff':>7s}")

@@ -151,9 +151,8 @@ def point_set(source: ProfileCostModel | None = None, proto: Protocol = PROTOCOL
             room -= t
             continue
         for p in pts:
-            d = {"kind": kind, "batch": p[0], ("q" if kind == "decode" else "length"): p[1]}
-            dropped.append(dict(d, context=p[2], estimated_s=round(t, 2)) if kind == "decode"
-                           else dict(d, estimated_s=round(t, 2)))
+            shape = {"q": p[1], "context": p[2]} if kind == "decode" else {"length": p[1]}
+            dropped.append({"kind": kind, "batch": p[0], **shape, "estimated_s": round(t, 2)})
     decode = [p for p in dec_fit if p in must or ("decode", (p[0], p[2], False)) in kept]
     decode += [p for p in dec_hold if ("decode", (p[0], p[2], True)) in kept]
     hold -= {("decode", b, q, c) for b, q, c in dec_hold if ("decode", (b, c, True)) not in kept}
@@ -250,15 +249,11 @@ def with_query_lengths(df, model: ProfileCostModel, qs) -> "object":
     missing = sorted(set(int(q) for q in qs) - set(int(q) for q in dec["q"].unique()))
     if not missing or dec.empty:
         return df
-    names = ("batch", "q", "context")
-    surf = {"total_s": model.decode_total, "layer_s": model.decode_layer, "rest_s": model.decode_rest,
-            "head_s": model.decode_head}
     rows = []
     for (b, c), g in dec.groupby(["batch", "context"]):
         template = g.iloc[0].to_dict()
         for q in missing:
-            x = (float(b), float(q), float(c))
-            r = dict(template, q=q, repeats=0, **{k: model._eval(v, names, *x) for k, v in surf.items()})
+            r = dict(template, q=q, repeats=0, **model.decode_split(b, q, c))
             r["total_median_s"] = r["total_max_s"] = r["total_s"]  # read off, not timed: no spread
             rows.append(r)
     add = pd.DataFrame(rows).astype(df.dtypes.to_dict())

@@ -188,6 +188,14 @@ class ProfileCostModel:
             self._warn(surface, names, out, x)
         return v
 
+    def decode_split(self, batch: int, q: int, context: int) -> dict[str, float]:
+        """A decode point's timing columns (total_s, layer_s, rest_s, head_s) read off the
+        measured surfaces, unblocked: what a grid row at that point would hold."""
+        names, x = ("batch", "q", "context"), (float(batch), float(q), float(context))
+        return {col: self._eval(surf, names, *x) for col, surf in (
+            ("total_s", self.decode_total), ("layer_s", self.decode_layer), ("rest_s", self.decode_rest),
+            ("head_s", self.decode_head))}
+
     def head_s(self, tokens: int, rows: int) -> float:
         """The LM head alone over `tokens` hidden states with `rows` rows."""
         if self.head is None:

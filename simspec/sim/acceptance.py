@@ -66,8 +66,8 @@ class ShortDrafts(Protocol):
 
     drafts_short: bool  # False: this one always proposes the full depth
 
-    def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
-        """Draft tokens each sequence's drafter proposes here (at most depth); None: always depth."""
+    def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Draft tokens each sequence's drafter proposes here (at most depth)."""
         ...
 
 
@@ -84,10 +84,7 @@ def short_depth(oracle: ShortDrafts | None, handles: np.ndarray, positions: np.n
     round with no find at all is a plain one-token step."""
     if oracle is None or len(handles) == 0:
         return None
-    d = oracle.proposed(handles, positions)
-    if d is None:
-        return None
-    top = int(d.max())
+    top = int(oracle.proposed(handles, positions).max())
     return top if top < cap else None
 
 

@@ -45,7 +45,9 @@ class TraceOracle:
     """Replays one trace column. mode: 'rank' | 'beta' | 'lookup'."""
 
     def __init__(self, trace: Trace, mode: str, values: np.ndarray, children: list[int],
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, found: np.ndarray | None = None) -> None:
+        """`found` (model-free drafters that may find fewer tokens): tokens proposed per
+        traced position; None: every round proposes the full depth."""
         self.trace = trace
         self.mode = mode
         self.values = values
@@ -59,8 +61,7 @@ class TraceOracle:
         self._start = trace.offsets[:-1]
         self._len = trace.output_len
         self._runs: np.ndarray | None = None  # accepted length per position when it is one gather
-        self.found: np.ndarray | None = None  # model-free: tokens proposed per position (None: all)
-        self._found_capped: tuple | None = None  # (found, found capped at depth), computed once
+        self._proposed = None if found is None else np.minimum(found, self.depth)  # capped at depth
         if mode == "lookup":
             self._runs = values.astype(np.int64)
         elif mode == "rank" and (self.children == 1).all():
@@ -98,19 +99,15 @@ class TraceOracle:
     # -- acceptance -------------------------------------------------------------------
     @property
     def drafts_short(self) -> bool:
-        return self.found is not None
+        return self._proposed is not None
 
-    def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray | None:
-        """Draft tokens each row's drafter proposes at these positions (at most depth), or None
-        when it always proposes the full depth. The live engine verifies only up to the
-        deepest proposal of the batch, so the round is priced there (prompt lookup)."""
-        if self.found is None:
-            return None
-        if self._found_capped is None or self._found_capped[0] is not self.found:
-            self._found_capped = (self.found, np.minimum(self.found, self.depth))
+    def proposed(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """Draft tokens each row's drafter proposes at these positions (at most depth; only when
+        `drafts_short`). The live engine verifies only up to the deepest proposal of the batch,
+        so the round is priced there (prompt lookup)."""
         h = np.asarray(handles, dtype=np.int64)
         at = np.asarray(positions, dtype=np.int64) % self._len[h]
-        return self._found_capped[1][self._start[h] + at]
+        return self._proposed[self._start[h] + at]
 
     def draw(self, handles: np.ndarray, positions: np.ndarray) -> np.ndarray:
         if len(handles) == 0:
@@ -199,9 +196,8 @@ def _trace_oracle(sc, path: str | Path, depth: int, rng: np.random.Generator,
             raise InputError(file, "speculation.tree", f"a {k.name} drafter proposes one chain, not a tree")
         if k.oracle is not None:  # a draft length of its own each round: a dynamic oracle
             return k.oracle_fn()(sc, trace, depth, rng, file)
-        oracle = TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng)
-        oracle.found = proposed_column(trace, k, n)
-        return oracle
+        return TraceOracle(trace, "lookup", replay_column(trace, k, n), children, rng,
+                           found=proposed_column(trace, k, n))
     base, at, temp = spec.partition("@")
     try:
         name = parse_drafter(base)

@@ -24,18 +24,28 @@ def zero_runs(ranks: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return np.minimum(next_fail, seq_end) - idx
 
 
+def _per_sequence(trace: Trace, key: tuple, resolve, arg: int, dtype) -> np.ndarray:
+    """fn(prompt, tokens, arg) of every traced sequence, concatenated, fn = resolve() on a miss
+    (memoised per trace; the entry holds the trace, so no other trace can take its id meanwhile)."""
+    key = key + (id(trace), arg)
+    hit = _CACHE.get(key)
+    if hit is None:
+        fn = resolve()
+        parts = [fn(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
+        hit = _CACHE[key] = (trace, np.concatenate(parts).astype(dtype))
+    return hit[1]
+
+
 def replay_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray:
     """A model-free drafter's accepted lengths at every traced position, computed from the
     tokens themselves by the kind's replay rule (memoised per trace)."""
-    key = ("replay", kind.name, id(trace), arg)
-    hit = _CACHE.get(key)
-    if hit is None and kind.oracle is not None:  # its own draft length per round: its default settings
-        hit = _CACHE[key] = (trace, np.asarray(kind.runs_fn()(trace)).astype(np.int16))
-    if hit is None:  # the entry holds the trace, so no other trace can take its id meanwhile
-        accepts = kind.replay_fn()
-        parts = [accepts(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
-        hit = _CACHE[key] = (trace, np.concatenate(parts).astype(np.int16))
-    return hit[1]
+    if kind.oracle is not None:  # its own draft length per round: its default settings
+        key = ("replay", kind.name, id(trace), arg)
+        hit = _CACHE.get(key)
+        if hit is None:
+            hit = _CACHE[key] = (trace, np.asarray(kind.runs_fn()(trace)).astype(np.int16))
+        return hit[1]
+    return _per_sequence(trace, ("replay", kind.name), kind.replay_fn, arg, np.int16)
 
 
 def proposed_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray | None:
@@ -43,13 +53,7 @@ def proposed_column(trace: Trace, kind: drafters.Kind, arg: int) -> np.ndarray |
     gamma), or None when the kind always drafts the full length (memoised per trace)."""
     if kind.proposes is None:
         return None
-    key = ("proposed", kind.name, id(trace), arg)
-    hit = _CACHE.get(key)
-    if hit is None:
-        proposed = kind.proposes_fn()
-        parts = [proposed(trace.seq_prompt(i), trace.seq_tokens(i), arg) for i in range(trace.n_seq)]
-        hit = _CACHE[key] = (trace, np.concatenate(parts).astype(np.int64))
-    return hit[1]
+    return _per_sequence(trace, ("proposed", kind.name), kind.proposes_fn, arg, np.int64)
 
 
 def replayed_kind(column: str) -> tuple[drafters.Kind, str] | None:
