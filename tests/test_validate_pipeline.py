@@ -89,6 +89,43 @@ def test_profiles_at_other_threads_are_refused_for_a_live_run():
     assert len(check_machines(inp, allow_foreign=True, here=capture_machine)) == 2
 
 
+def test_a_profile_of_the_other_one_row_path_is_refused_for_a_live_run(tmp_path):
+    import shutil
+
+    from simspec import machine
+    from simspec.errors import InputError
+    from simspec.profile.schema import sidecar_path
+    from simspec.validation.run import check_machines, load_inputs
+
+    plan = PLAN.read_text()
+    for size, kernels in (("1.5b", {"one_row_linear": "gemm"}), ("0.5b", None)):  # the 0.5B's: no record
+        src = REPO / "profiles" / "intel-xeon" / f"qwen2.5-coder-{size}-bf16.parquet"
+        copy = tmp_path / src.name
+        shutil.copy(src, copy)
+        meta = json.loads(sidecar_path(src).read_text())
+        meta.update(threads=1, **({"kernels": kernels} if kernels else {}))  # at the pipeline's threads
+        sidecar_path(copy).write_text(json.dumps(meta))
+        plan = plan.replace(f'"../../profiles/intel-xeon/{src.name}"', f'"{copy}"')
+    (tmp_path / "plan.toml").write_text(plan.replace('"../../', f'"{REPO}/'))
+    inp = load_inputs(tmp_path / "plan.toml", None)
+    asked = []
+
+    def mv_here(threads: int) -> str:
+        asked.append(threads)
+        return "mv"
+
+    here = machine.from_sidecar(meta)  # the capture machine: only the one-row path differs
+    gemm = tmp_path / "qwen2.5-coder-1.5b-bf16.parquet"
+    assert check_machines(inp, allow_foreign=True, here=here, one_row=mv_here) == [
+        f"{gemm} priced one-row bf16 linears on the gemm path, this machine takes mv"]
+    assert asked == [1]  # asked at the threads the profile was captured at
+    with pytest.raises(InputError, match="SIMSPEC_ONE_ROW_LINEAR to the profile's path"):
+        check_machines(inp, allow_foreign=False, here=here, one_row=mv_here)
+    # the same path here, or no question asked (predicting): no line
+    assert check_machines(inp, allow_foreign=False, here=here, one_row=lambda t: "gemm") == []
+    assert check_machines(inp, allow_foreign=False, here=here) == []
+
+
 def plan_text(tmp_path: Path, old: str = "", new: str = "", extra: str = "") -> Path:
     text = PLAN.read_text()
     if old:

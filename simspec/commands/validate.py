@@ -78,7 +78,11 @@ def validate_cmd(
     # (--measured: against the machine those measurements name, when they name one), refuse to measure
     old = read_measured(measured) if measured is not None else None
     here = old.get("machine") if old is not None and isinstance(old.get("machine"), dict) else None
-    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only or old is not None, here=here):
+    one_row = None
+    if not predict_only and old is None:  # measuring here: the profiles' one-row linears must be ours
+        from simspec.models.gemv import one_row_path as one_row
+    for line in check_machines(inp, allow_foreign=allow_foreign_profile or predict_only or old is not None, here=here,
+                               one_row=one_row):
         typer.echo(f"warning: {line}", err=True)
     if predict_only:
         rows = predict(inp)

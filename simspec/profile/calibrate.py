@@ -313,6 +313,7 @@ def write_calibrated(lm, source_path, out, threads: int, command: str,
 
     from simspec import machine
     from simspec.atomic import write_text, write_via
+    from simspec.models import gemv
     from simspec.profile.capture import device_name, versions
     from simspec.profile.schema import sidecar_path
 
@@ -322,6 +323,7 @@ def write_calibrated(lm, source_path, out, threads: int, command: str,
     meta = dict(meta)
     meta.update({
         "machine": machine.identify(lm.device, threads),
+        "kernels": gemv.record(lm.device, lm.dtype),
         "device": lm.device,
         "device_name": device_name(lm.device),
         "threads": threads,

@@ -20,6 +20,7 @@ import torch
 
 from simspec import machine
 from simspec.atomic import write_text, write_via
+from simspec.models import gemv
 from simspec.models.loader import LoadedModel
 from simspec.profile.forwards import Forward, Forwards
 from simspec.profile.grid import Grid
@@ -121,6 +122,7 @@ def write_profile(lm: LoadedModel, rows: list[dict], grid: Grid, out: Path, thre
         "device": lm.device,
         "device_name": device_name(lm.device),
         "machine": machine.identify(lm.device, threads),
+        "kernels": gemv.record(lm.device, lm.dtype),
         "threads": threads,
         "dtype": lm.dtype,
         "versions": versions(),

@@ -24,7 +24,7 @@ import torch
 
 from simspec import drafters, machine
 from simspec.errors import InputError
-from simspec.models import LoadedModel, early_exit_logits, load_model, new_cache, with_cache
+from simspec.models import LoadedModel, early_exit_logits, gemv, load_model, new_cache, with_cache
 from simspec.trace import multiturn
 from simspec.trace.prompts import calibration_order, load_split
 from simspec.trace.ranks import TrimSets, score_full
@@ -289,6 +289,7 @@ def capture(spec: CaptureSpec, out: str | Path, command: str = "",
             "target": target.name, "target_sha256": target.sha256, "layers": n_layers, "vocab": vocab,
             "dtype": spec.dtype, "device": spec.device, "threads": torch.get_num_threads(),
             "machine": machine.identify(spec.device, torch.get_num_threads(), probe=False),
+            "kernels": gemv.record(spec.device, spec.dtype),
             "drafter_models": {d.name: d.sha256 for d in drafters},
             "exit_layers": spec.exit_layers, "vocabs": [k if k else "full" for k in spec.vocabs],
             "dataset": spec.dataset, "dataset_source": split.source, "prompts": spec.prompts,

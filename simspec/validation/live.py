@@ -306,6 +306,9 @@ def environment(models: Models) -> dict:
 
     from simspec import __version__
 
-    return {"device": models.device, "threads": torch.get_num_threads(), "torch": torch.__version__,
+    from simspec.models import gemv
+
+    kernels = {"one_row_linear": gemv.one_row_path()} if models.device == "cpu" else {}
+    return {"device": models.device, "threads": torch.get_num_threads(), "kernels": kernels, "torch": torch.__version__,
             "transformers": transformers.__version__, "simspec": __version__,
             "platform": platform.platform(), "cwd": str(Path.cwd())}

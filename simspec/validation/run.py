@@ -431,11 +431,14 @@ def profiles_used(inp: Inputs, kinds: tuple[str, ...] = ("batch-1", "serving", "
     return refs
 
 
-def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None) -> list[str]:
-    """One line per profile captured on another machine than this one, and per profile of a
-    pipeline config captured at other torch threads than its processes run. A foreign profile
-    prices someone else's kernels (an AMX Xeon's profile read an EPYC 30% off), a 2-thread one
-    a 1-thread process's twice as fast: refused unless `allow_foreign`, then returned as warnings."""
+def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None,
+                   one_row: Callable[[int], str] | None = None) -> list[str]:
+    """One line per profile captured on another machine than this one, per profile of a
+    pipeline config captured at other torch threads than its processes run, and (given
+    `one_row`, this machine's one-row bf16 linear path at N threads) per profile that priced the
+    other path. A foreign profile prices someone else's kernels (an AMX Xeon's profile read an
+    EPYC 30% off), a 2-thread one a 1-thread process's twice as fast: refused unless
+    `allow_foreign`, then returned as warnings."""
     from simspec import machine
     from simspec.profile.select import fit, mismatch_line, sidecar
 
@@ -454,6 +457,14 @@ def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None) -
         if got is not None and got != threads:
             foreign.append((f"{path} was captured at {got} torch threads, a pipeline process runs {threads} "
                             f"([pipeline] threads)", f"capture it with --threads {threads}"))
+    for ref in profiles_used(inp) if one_row is not None else ():
+        path = Path(resolve_data_path(ref, inp.file))
+        meta = sidecar(path)
+        kept = (meta.get("kernels") or {}).get("one_row_linear")
+        runs = one_row(int(meta.get("threads") or 1)) if kept else None
+        if kept and kept != runs:
+            foreign.append((f"{path} priced one-row bf16 linears on the {kept} path, this machine takes {runs}",
+                            "capture it again here, or set SIMSPEC_ONE_ROW_LINEAR to the profile's path,"))
     if foreign and not allow_foreign:
         line, fix = foreign[0]
         raise InputError(inp.file, "profiles", f"{line}: {fix} or pass --allow-foreign-profile")
