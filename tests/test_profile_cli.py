@@ -173,3 +173,32 @@ def test_sha256_mismatch_is_refused(tmp_path, monkeypatch):
     with pytest.raises(InputError) as exc:
         store.assembled_gguf(fake)
     assert "sha256" in exc.value.line() and "mismatch" in exc.value.line()
+
+
+def test_q_adds_a_plans_verify_sizes_to_the_grid(tmp_path):
+    """--q 3: the quick grid's q (1, 4, 16) gains 3, timed like every grid point (a 2-2-1 tree
+    verifies 11 tokens, which a CPU's bf16 GEMM does not price between 8 and 12)."""
+    out = tmp_path / "tiny-q.parquet"
+    res = run_cli("profile", "--model", "tiny:llama", "--dtype", "fp32", "--threads", "1", "--quick",
+                  "--q", "3,4", "--budget-s", "30", "--out", str(out), cache=tmp_path)
+    assert res.returncode == 0, res.stderr
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["grid"]["q"] == [1, 3, 4, 16] and "--q 3,4" in meta["command"]
+    df = pd.read_parquet(out)
+    decode = df[df["kind"] == "decode"]
+    assert sorted(decode["q"].unique()) == [1, 3, 4, 16]
+    assert len(decode[decode["q"] == 3]) == len(decode[decode["q"] == 4]) > 0  # every batch x context
+
+
+@pytest.mark.parametrize("value", ["0", "x", "4,-1", ","])
+def test_bad_q_is_one_line_exit_2_before_loading(tmp_path, value):
+    from simspec.commands.profile import with_values
+    from simspec.errors import InputError
+
+    out = tmp_path / "x.parquet"
+    assert_one_line_exit_2(run_cli("profile", "--model", "tiny:llama", "--quick", "--q", value, "--out", str(out),
+                                   cache=tmp_path), "--q")
+    assert not out.exists()
+    with pytest.raises(InputError, match="--q"):
+        with_values((1, 2), value, "--q")
+    assert with_values((1, 2, 8, 12), "11,9,9", "--q") == (1, 2, 8, 9, 11, 12)

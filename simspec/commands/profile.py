@@ -87,6 +87,9 @@ def profile_cmd(
     max_q: Optional[int] = typer.Option(
         None, "--max-q", help="time query lengths only up to the grid's first at or above N (a plan's largest "
         "gamma + 1: a capture fitted to one plan)"),
+    also_q: Optional[str] = typer.Option(
+        None, "--q", help="also time these query lengths, comma-separated: a plan's verify sizes the grid "
+        "lacks (a 2-2-1 tree verifies 11; CPU GEMMs are not monotone in rows, so 11 is not between 8 and 12)"),
     max_context: Optional[int] = typer.Option(
         None, "--max-context", help="time cached contexts only up to the grid's first at or above N"),
     max_prefill_len: Optional[int] = typer.Option(
@@ -147,6 +150,7 @@ def profile_cmd(
     from simspec.profile.grid import FULL, QUICK
 
     proto = protocol_from(QUICK_PROTOCOL if quick else PROTOCOL, flags)
+    extra_q = with_values((), also_q, "--q") if also_q is not None else ()  # before any model loads
 
     from simspec.profile.timer import cuda_unavailable
 
@@ -181,6 +185,8 @@ def profile_cmd(
                             ("--max-prefill-len", "prefill_len", max_prefill_len)):
         if cap is not None:
             grid = dataclasses.replace(grid, **{axis: capped_axis(getattr(grid, axis), cap, flag)})
+    if extra_q:
+        grid = dataclasses.replace(grid, q=tuple(sorted(set(grid.q) | set(extra_q))))
     command = "simspec " + shlex.join(sys.argv[1:])
     n = grid.with_vocab(lm.dims.vocab).points()
     with _progress(n * proto.max_passes, f"profiling {lm.name} {dtype}") as bar:
@@ -198,6 +204,18 @@ def profile_cmd(
         table = kernel_table(lm)
         write_via(kpath, lambda tmp: table.to_parquet(tmp, index=False))
         typer.echo(f"wrote {kpath}")
+
+
+def with_values(values: tuple[int, ...], text: str, flag: str) -> tuple[int, ...]:
+    """A grid axis with the comma-separated positive integers of `text` added, sorted, no
+    duplicates; InputError naming `flag` for anything else."""
+    try:
+        extra = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise InputError(None, flag, f"{text!r} is not a comma-separated list of integers") from None
+    if not extra or min(extra) < 1:
+        raise InputError(None, flag, f"{text!r}: give one or more integers >= 1")
+    return tuple(sorted(set(values) | set(extra)))
 
 
 def capped_axis(values: tuple[int, ...], cap: int, flag: str) -> tuple[int, ...]:
