@@ -157,11 +157,12 @@ def _forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 def install(model: nn.Module) -> int:
     """Route every plain nn.Linear of `model` through `linear`; returns how many (idempotent).
     A bf16 CPU model has its path decided here, not inside the first (perhaps timed) forward."""
-    n = 0
+    n, bf16_cpu = 0, False
     for m in model.modules():
         if type(m) is nn.Linear and "forward" not in m.__dict__:
             m.forward = types.MethodType(_forward, m)
             n += 1
-            if m.weight.dtype == torch.bfloat16 and m.weight.device.type == "cpu":
-                one_row_path()
+            bf16_cpu |= m.weight.dtype == torch.bfloat16 and m.weight.device.type == "cpu"
+    if bf16_cpu:
+        one_row_path()
     return n

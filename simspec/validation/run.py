@@ -450,6 +450,13 @@ def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None,
         if verdict.foreign:
             foreign.append((mismatch_line(path, captured, here, verdict),
                             f"calibrate it to this machine (simspec profile --calibrate {path} --out NEW)"))
+        if one_row is not None:
+            meta = sidecar(path)
+            kept = (meta.get("kernels") or {}).get("one_row_linear")
+            runs = one_row(int(meta.get("threads") or 1)) if kept else None
+            if kept and kept != runs:
+                foreign.append((f"{path} priced one-row bf16 linears on the {kept} path, this machine takes {runs}",
+                                "capture it again here, or set SIMSPEC_ONE_ROW_LINEAR to the profile's path,"))
     threads = inp.plan.placement.threads
     for ref in profiles_used(inp, kinds=("pipeline",)):
         path = Path(resolve_data_path(ref, inp.file))
@@ -457,14 +464,6 @@ def check_machines(inp: Inputs, allow_foreign: bool, here: dict | None = None,
         if got is not None and got != threads:
             foreign.append((f"{path} was captured at {got} torch threads, a pipeline process runs {threads} "
                             f"([pipeline] threads)", f"capture it with --threads {threads}"))
-    for ref in profiles_used(inp) if one_row is not None else ():
-        path = Path(resolve_data_path(ref, inp.file))
-        meta = sidecar(path)
-        kept = (meta.get("kernels") or {}).get("one_row_linear")
-        runs = one_row(int(meta.get("threads") or 1)) if kept else None
-        if kept and kept != runs:
-            foreign.append((f"{path} priced one-row bf16 linears on the {kept} path, this machine takes {runs}",
-                            "capture it again here, or set SIMSPEC_ONE_ROW_LINEAR to the profile's path,"))
     if foreign and not allow_foreign:
         line, fix = foreign[0]
         raise InputError(inp.file, "profiles", f"{line}: {fix} or pass --allow-foreign-profile")
