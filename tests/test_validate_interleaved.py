@@ -6,7 +6,9 @@ per-round "neighbour" factor), and `simspec validate --rounds 2` end to end on t
   * a closed loop's protocol timeline takes each iteration's minimum across rounds, and its
     figures are exactly those of a live run at those fastest times;
   * a sequence that moved between rounds is said so and falls back to the raw median;
-  * the split-half noise is the odd rounds' estimate against the even rounds'.
+  * the split-half noise is the odd rounds' estimate against the even rounds';
+  * a batch-1 config's figures are its calls' fastest-state times summed, when its rounds made the
+    same calls (brute-force recomputation), else the raw median with the reason.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from simspec.live.serving import Request, ServingLoop, summarize  # noqa: E402
 from simspec.sim.workload import poisson_times  # noqa: E402
 from simspec.tree_shape import TreeShape  # noqa: E402
 from simspec.validation.replay import Workload, kept_per_request  # noqa: E402
-from simspec.validation.rounds import (combine_plain, combine_serving, disagreement_pct, fastest,  # noqa: E402
+from simspec.validation.rounds import (combine_batch1, combine_plain, combine_serving, disagreement_pct, fastest,  # noqa: E402
                                        interleaved, run_interleaved, same_sequence)
 from simspec.validation.rows import Batch1Measured, ServingFigures, ServingMeasured, Timeline  # noqa: E402
 
@@ -220,6 +222,59 @@ def test_plain_configs_take_the_median_of_their_rounds():
     assert one == ms[0] and info1["method"] == "single round"
 
 
+def _batch1_round(calls, kept, slow):
+    """One scripted batch-1 round: `calls` [(phase, seconds)] each slowed by its `slow` factor."""
+    secs = [(name, sec * f) for (name, sec), f in zip(calls, slow)]
+    phases = {k: sum(s for n, s in secs if n == k) for k in ("prefill", "draft", "verify", "other")}
+    total = sum(phases.values())
+    m = Batch1Measured(sum(kept) / total, float(np.mean(kept)), new_tokens=sum(kept),
+                       **{f"{k}_s": round(v, 4) for k, v in phases.items()}, wall_s=total, cpu_s=total,
+                       outputs_equal_trace=4)
+    from simspec.validation.live import calls_timeline
+
+    return m, calls_timeline(secs, kept)
+
+
+def test_batch1_configs_take_each_calls_fastest_state():
+    rng = np.random.default_rng(7)
+    kept = [1, 3, 2, 4, 1, 2]
+    calls = [("prefill", 0.5)] + [(k, float(rng.uniform(0.01, 0.2))) for _ in kept[1:]
+                                  for k in ("draft", "verify", "other", "draft", "other")]
+    slow = [np.where(rng.random(len(calls)) < 0.4, 2.0, 1.0) for _ in range(3)]  # a neighbour's phases
+    per_round = [_batch1_round(calls, kept, f) for f in slow]
+    got, info = combine_batch1(per_round)
+    assert info["method"] == "fastest-state" and info["calls"] == len(calls)
+    best = np.min(np.array([[s * f for (_, s), f in zip(calls, fs)] for fs in slow]), axis=0)  # brute force
+    want = {k: sum(b for (n, _), b in zip(calls, best) if n == k) for k in ("prefill", "draft", "verify", "other")}
+    assert got.tok_s == pytest.approx(sum(kept) / sum(want.values()), rel=1e-8)
+    for k, v in want.items():
+        assert getattr(got, f"{k}_s") == pytest.approx(v, abs=1e-4), k
+    assert got.tok_s >= max(m.tok_s for m, _ in per_round)  # never slower than any one round
+    assert got.new_tokens == sum(kept) and got.tokens_per_round == pytest.approx(np.mean(kept))
+    assert got.wall_s == pytest.approx(sum(m.wall_s for m, _ in per_round), abs=0.01)
+    raw = [m.tok_s for m, _ in per_round]
+    assert info["raw_median"]["tok_s"] == pytest.approx(float(np.median(raw)))
+    odd = np.min([[s * f for (_, s), f in zip(calls, fs)] for fs in (slow[0], slow[2])], axis=0)
+    assert info["split_half_pct"]["tok_s"] == pytest.approx(disagreement_pct(sum(kept) / odd.sum(), raw[1]))
+    # all calls slowed alike in every round: fastest-state is the fastest round itself
+    even = [_batch1_round(calls, kept, np.full(len(calls), f)) for f in (1.3, 1.0)]
+    assert combine_batch1(even)[0].tok_s == pytest.approx(even[1][0].tok_s, rel=1e-8)
+
+
+def test_batch1_rounds_that_made_other_calls_keep_the_raw_median():
+    kept = [1, 2, 2]
+    calls = [("prefill", 0.5), ("draft", 0.1), ("verify", 0.2), ("draft", 0.1), ("verify", 0.2)]
+    a = _batch1_round(calls, kept, np.ones(5))
+    b = _batch1_round(calls, [1, 3, 1], np.full(5, 1.5))  # same calls, other tokens kept per round
+    got, info = combine_batch1([a, b])
+    assert info["method"] == "raw median" and "kept other tokens" in info["note"]
+    assert got.tok_s == pytest.approx(float(np.median([a[0].tok_s, b[0].tok_s])))
+    c = _batch1_round(calls[:3], [1, 2], np.ones(3))  # fewer calls
+    assert combine_batch1([a, c])[1]["method"] == "raw median"
+    one, info1 = combine_batch1([a])
+    assert one == a[0] and info1["method"] == "single round"
+
+
 # -- the command, end to end ---------------------------------------------------------------------
 
 PLAN = """
@@ -272,6 +327,10 @@ def test_validate_rounds_2_smoke(setup):  # noqa: F811
     # greedy, same prompts, same policy: the closed loop repeats, so its figures are fastest-state
     assert info["identical"] and info["method"] == "fastest-state", info["note"]
     assert meta["rounds"][poisson]["method"] == "raw median"
+    (b1,) = [r["config"] for r in meta["rows"]]  # the batch-1 config: greedy, so its calls repeat
+    assert meta["rounds"][b1]["method"] == "fastest-state", meta["rounds"][b1].get("note")
+    assert meta["rounds"][b1]["calls"] > 10
+    assert meta["rounds"][b1]["raw_median"]["tok_s"] <= [r for r in meta["rows"]][0]["measured_tok_s"]
     block = meta["serving"]["decomposition"]
     d = block["configs"][closed]
     for k in ("tok_s", "ttft_p50_s", "tpot_p50_s"):  # (b) on a real live run: ~0

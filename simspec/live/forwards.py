@@ -78,6 +78,7 @@ class ModelForwards:
                                 self.batch, st)
         for k in PHASES:
             self.stats.seconds[k] += st.seconds[k]
+        self.stats.calls += st.calls
         return new
 
     def keep_rows(self, keep: list[int]) -> None:

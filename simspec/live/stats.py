@@ -26,6 +26,9 @@ class Stats:
     prefill_tokens: int = 0  # of which the first round (the one carrying the prompts) made
     per_round: list[int] = field(default_factory=list)  # tokens each live sequence got per round
     ragged_rounds: int = 0  # rounds in which live sequences of the batch got different counts
+    # every timed call in order, (phase, seconds): a greedy run's sequence repeats exactly, so
+    # repeated runs can take each call's fastest-state time (simspec.validation.rounds)
+    calls: list[tuple[str, float]] = field(default_factory=list)
 
     @contextmanager
     def phase(self, name: str):
@@ -35,7 +38,9 @@ class Stats:
             yield
         finally:
             sync(self.device)
-            self.seconds[name] += time.perf_counter() - t
+            dt = time.perf_counter() - t
+            self.seconds[name] += dt
+            self.calls.append((name, dt))
 
     @property
     def total(self) -> float:
@@ -69,6 +74,7 @@ class Stats:
         self.prefill_tokens += other.prefill_tokens
         self.per_round += other.per_round
         self.ragged_rounds += other.ragged_rounds
+        self.calls += other.calls
 
     def as_dict(self) -> dict:
         return {

@@ -203,8 +203,11 @@ def serve_measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: l
 
 
 def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[list[int]],
-            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None) -> Batch1Measured:
-    """Decode the plan's prompts with one config at batch 1; its measured figures."""
+            traced: list[list[int]], file: str, progress: Callable[[int], None] | None = None
+            ) -> tuple[Batch1Measured, Timeline]:
+    """Decode the plan's prompts with one config at batch 1: its measured figures, and the run's
+    timed calls as a Timeline (iterations [phase, start, seconds, 1]; `kept`: the tokens of each
+    round, one list), what simspec.validation.rounds needs for a fastest-state estimate."""
     from simspec.live.runner import run_config
 
     tgt, spec, tree, dm, rows = _setup(plan, cfg, models, trace, file)
@@ -218,11 +221,21 @@ def measure(plan: Plan, cfg: LiveConfig, models: Models, trace, prompts: list[li
         report = run_config(tgt, spec, tree, prompts, [len(t) for t in traced], batch=1, draft=dm, rows=rows,
                             progress=progress, synthetic=synthetic)
     s = report.stats
-    return Batch1Measured(
+    measured = Batch1Measured(
         s.tok_s, s.tokens_per_round, new_tokens=s.new_tokens,
         **{f"{k}_s": round(v, 4) for k, v in s.seconds.items()},  # prefill, draft, verify, other
         wall_s=round(time.perf_counter() - t0, 2), cpu_s=round(report.extra["cpu_seconds"], 2),
         outputs_equal_trace=sum(a == b for a, b in zip(report.outputs, traced)))
+    return measured, calls_timeline(s.calls, s.per_round)
+
+
+def calls_timeline(calls: list[tuple[str, float]], per_round: list[int]) -> Timeline:
+    """A batch-1 run's timed calls in order as a Timeline (no arrivals)."""
+    iterations, t = [], 0.0
+    for name, sec in calls:
+        iterations.append([name, round(t, 6), sec, 1])
+        t += sec
+    return Timeline([], iterations, [list(per_round)])
 
 
 class Pipelines:

@@ -9,6 +9,11 @@ How the rounds become one figure set per config:
     iteration's fastest-state time (the minimum over rounds, as `timeit` takes) forms the
     config's protocol timeline, and its figures are the serving policy replayed on it
     (simspec.validation.replay, summarised by simspec.sim.metrics.serving_figures);
+  * a batch-1 config's run is deterministic the same way (greedy, same prompts): if every round
+    made the same timed calls (phases in order, tokens kept per round), each call's
+    fastest-state time forms the config's protocol run, and its figures are those calls summed
+    (per phase, and new tokens over their total) -- the estimator the profile it is priced with
+    used for every point (simspec.timing.estimate); the raw median stays beside it;
   * otherwise (Poisson arrivals, or a sequence that moved) the raw per-round figures are kept:
     their median is the measured figure, p10 / p90 across rounds its spread;
   * every config's noise floor is the split-half disagreement: the same estimate from the odd
@@ -204,6 +209,41 @@ def combine_plain(per_round: list[Figures]) -> tuple[Figures, dict]:
         elif isinstance(vals[0], float):
             changes[f.name] = _median(vals)
     return replace(first, **changes), info
+
+
+def combine_batch1(per_round: list[tuple[Figures, Timeline]]) -> tuple[Figures, dict]:
+    """A batch-1 config's rounds, each (measured figures, its timed calls as a Timeline:
+    simspec.validation.live.calls_timeline): fastest-state when every round made the same calls,
+    else combine_plain's raw median (with the reason in `note`)."""
+    measured = [m for m, _ in per_round]
+    timelines = [t for _, t in per_round]
+    out, info = combine_plain(measured)
+    if len(per_round) == 1:
+        return out, info
+    info["raw_median"] = {"tok_s": out.tok_s, **{f"{k}_s": getattr(out, f"{k}_s") for k in CALL_PHASES}}
+    why = same_sequence(timelines)
+    if why is not None:
+        info["note"] = f"{why}: raw figures (median across rounds)"
+        return out, info
+    names = [it[0] for it in timelines[0].iterations]
+    odd, even = _halves(timelines)
+    a, b = (_call_figures(names, fastest(h), out.new_tokens)["tok_s"] for h in (odd, even))
+    spread_calls = iteration_spread_pct(timelines)
+    info.update(method="fastest-state", split_half_pct={"tok_s": disagreement_pct(a, b)}, calls=len(names),
+                call_spread_pct_median=round(float(np.median(spread_calls)), 4) if spread_calls else NAN)
+    return replace(out, **_call_figures(names, fastest(timelines), out.new_tokens)), info
+
+
+CALL_PHASES = ("prefill", "draft", "verify", "other")  # simspec.live.stats' phases
+
+
+def _call_figures(names: Sequence[str], seconds: Sequence[float], new_tokens: int) -> dict:
+    """Throughput and per-phase seconds of one run's calls."""
+    phases = dict.fromkeys(CALL_PHASES, 0.0)
+    for name, sec in zip(names, seconds):
+        phases[name] += float(sec)
+    total = sum(phases.values())
+    return {"tok_s": round(new_tokens / total, 9) if total else 0.0, **{f"{k}_s": round(v, 4) for k, v in phases.items()}}
 
 
 def run_interleaved(n_configs: int, rounds: int, seed: int, measure: Callable[[int, int], object],

@@ -32,7 +32,7 @@ from simspec.validation.compare import (Agreement, agreement, crossover_calls, e
 from simspec.validation.decompose import decompose, plan_summary
 from simspec.validation.plan import LiveConfig, Plan, load_plan, select
 from simspec.validation.replay import Workload
-from simspec.validation.rounds import combine_plain, combine_serving, interleaved, run_interleaved
+from simspec.validation.rounds import combine_batch1, combine_plain, combine_serving, interleaved, run_interleaved
 from simspec.validation.rows import (Batch1Predicted, Batch1Row, Figures, PipelineRow, Row, ServingPredicted,
                                      ServingRow, Timeline)
 from simspec.validation.scenarios import scenario_for
@@ -267,8 +267,10 @@ def combine(inp: Inputs, rows: list[Row], results: list[list]) -> None:
             cfg = row.config
             row.measured, row.live, row.rounds = combine_serving(
                 res, lambda t, c=cfg, s=sc: workload_of(inp, c, s, t), cfg.arrival == "closed")
-        else:
+        elif isinstance(row, PipelineRow):
             row.measured, row.rounds = combine_plain(res)
+        else:
+            row.measured, row.rounds = combine_batch1(res)
 
 
 def workload_of(inp: Inputs, cfg: LiveConfig, sc: Scenario, live: Timeline) -> Workload:
