@@ -52,7 +52,8 @@ def validate_cmd(
     per gamma whether overlapping pays, predicted vs measured.
     With --rounds R every config runs R times, each round in its own seeded random order; a
     closed-loop serving config whose iterations repeat takes each iteration's fastest time across
-    rounds, other configs the median of their rounds, and each keeps its split-half noise floor.
+    rounds, a batch-1 config whose timed calls repeat each call's fastest time (the raw median
+    kept beside it), other configs the median of their rounds; each keeps its split-half noise floor.
     Serving configs get a decomposed error report (acceptance, serving dynamics, cost per
     iteration, end to end beside the noise floor) in the CSV, the JSON and <name>-decomposition.png.
     """
