@@ -30,6 +30,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 
+from simspec.live.stats import PHASES  # the live engine's timed phases (torch-free module)
 from simspec.validation.compare import error_pct
 from simspec.validation.replay import ReplayError, Workload, replay
 from simspec.validation.rows import Figures, ServingFigures, ServingMeasured, Timeline
@@ -220,7 +221,7 @@ def combine_batch1(per_round: list[tuple[Figures, Timeline]]) -> tuple[Figures, 
     out, info = combine_plain(measured)
     if len(per_round) == 1:
         return out, info
-    info["raw_median"] = {"tok_s": out.tok_s, **{f"{k}_s": getattr(out, f"{k}_s") for k in CALL_PHASES}}
+    info["raw_median"] = {"tok_s": out.tok_s, **{f"{k}_s": getattr(out, f"{k}_s") for k in PHASES}}
     why = same_sequence(timelines)
     if why is not None:
         info["note"] = f"{why}: raw figures (median across rounds)"
@@ -234,12 +235,9 @@ def combine_batch1(per_round: list[tuple[Figures, Timeline]]) -> tuple[Figures, 
     return replace(out, **_call_figures(names, fastest(timelines), out.new_tokens)), info
 
 
-CALL_PHASES = ("prefill", "draft", "verify", "other")  # simspec.live.stats' phases
-
-
 def _call_figures(names: Sequence[str], seconds: Sequence[float], new_tokens: int) -> dict:
     """Throughput and per-phase seconds of one run's calls."""
-    phases = dict.fromkeys(CALL_PHASES, 0.0)
+    phases = dict.fromkeys(PHASES, 0.0)
     for name, sec in zip(names, seconds):
         phases[name] += float(sec)
     total = sum(phases.values())
