@@ -198,17 +198,21 @@ def test_a_plan_mixes_kinds_and_each_row_is_its_kinds(tmp_path):
     assert json.dumps(rows[2].record())  # a serving record is plain data
 
 
-def test_the_shipped_plan_prices_with_one_thread_profiles_of_its_own():
-    """The measured plan: fp32, its profiles captured at the one torch thread each process runs
-    (so a live run is not refused for threads), the fp32 batch-1 trace, six pipeline rows."""
+@pytest.mark.parametrize("plan, folder", [("qwen-pipeline.toml", "intel-xeon-1t"),
+                                          ("qwen-pipeline-amx.toml", "intel-xeon-amx-1t")])
+def test_the_shipped_plans_price_with_one_thread_profiles_of_their_own(plan, folder):
+    """The measured plans (a host without AMX, one with): fp32, their profiles captured at the one
+    torch thread each process runs (so a live run is not refused for threads), the fp32 batch-1
+    trace, six pipeline rows."""
     from simspec.profile.select import sidecar
     from simspec.validation.rows import PipelineRow
     from simspec.validation.run import load_inputs, predict
 
-    inp = load_inputs(SHIPPED, None)
+    inp = load_inputs(SHIPPED.with_name(plan), None)
     rows = predict(inp)
     assert len(rows) == 6 and all(type(r) is PipelineRow and r.config.dtype == "fp32" for r in rows)
     assert sorted((r.config.gamma, r.config.overlap) for r in rows) == sorted(BEFORE)
     for ref in ("qwen2.5-coder-1.5b-fp32", "qwen2.5-coder-0.5b-fp32"):
-        meta = sidecar(REPO / "profiles" / "intel-xeon-1t" / f"{ref}.parquet")
+        meta = sidecar(REPO / "profiles" / folder / f"{ref}.parquet")
         assert meta["threads"] == 1, ref
+        assert f'"profiles/{folder}/{ref}.parquet"' in SHIPPED.with_name(plan).read_text(), ref
