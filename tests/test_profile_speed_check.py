@@ -53,7 +53,19 @@ def test_speed_check_names_every_phase_off_and_passes_a_machine_within_tolerance
     assert "within 15% in every phase" in ok.summary() and "verify b4 1.10x" in ok.summary()
     assert "not steady" not in ok.summary()
     ok.protocol = {"stop": "budget", "halves_disagreement": {"median": 0.22, "max": 1.05}}
-    assert ok.summary().endswith("[the timing stopped by budget, odd and even passes 22% apart: the host was not steady]")
+    assert ok.summary().endswith("[the timing stopped by budget, odd and even passes 22.0% apart (median; "
+                                 "max 105.0%): the host was not steady]")
+    # halves within tolerance, but 12 short passes spanned less than agreement needs: not "unsteady"
+    ok.protocol = {"stop": "max_passes", "halves_disagreement": {"median": 0.004, "max": 0.03},
+                   "tolerance": 0.02, "tolerance_max": 0.05, "seconds": 9.6, "min_seconds": 15.0}
+    assert ok.summary().endswith("[the timing stopped by max_passes, odd and even passes 0.4% apart (median; "
+                                 "max 3.0%): the passes spanned 10 s, under the 15 s agreement needs]")
+    ok.protocol |= {"halves_disagreement": {"median": 0.004, "max": 0.071}}  # one point's halves apart
+    assert ok.summary().endswith("max 7.1%): the host was not steady]")
+    # slow forwards: the budget ended the timing before the passes agreement needs
+    ok.protocol = {"stop": "budget", "halves_disagreement": {"median": 0.007, "max": 0.031}, "tolerance": 0.02,
+                   "tolerance_max": 0.05, "passes": 3, "min_passes": 4, "seconds": 38.0, "min_seconds": 15.0}
+    assert ok.summary().endswith("(median; max 3.1%): 3 passes fit, under the 4 agreement needs]")
 
 
 def test_a_sidecar_protocol_block_is_optional_but_checked(tmp_path):

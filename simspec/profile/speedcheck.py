@@ -75,8 +75,22 @@ class SpeedCheck:
         pr = self.protocol
         if not pr or pr.get("stop") == "agreed":
             return ""
-        med = pr.get("halves_disagreement", {}).get("median")
-        far = "" if med is None else f", odd and even passes {med:.0%} apart"
+        halves = pr.get("halves_disagreement", {})
+        med, mx = halves.get("median"), halves.get("max")
+        far = "" if med is None else f", odd and even passes {med:.1%} apart" + (
+            "" if mx is None else f" (median; max {mx:.1%})")
+        tol, tol_max = pr.get("tolerance"), pr.get("tolerance_max")
+        within = (med is not None and mx is not None and tol is not None and tol_max is not None
+                  and med <= tol and mx <= tol_max)
+        if within:  # the halves agreed, but before agreement could count: too few passes or seconds
+            passes, min_passes = pr.get("passes"), pr.get("min_passes")
+            seconds, min_s = pr.get("seconds"), pr.get("min_seconds")
+            if passes is not None and min_passes and passes < min_passes:
+                return (f" [the timing stopped by {pr['stop']}{far}: {passes} passes fit, under the "
+                        f"{min_passes} agreement needs]")
+            if seconds is not None and min_s and seconds < min_s:
+                return (f" [the timing stopped by {pr['stop']}{far}: the passes spanned {seconds:.0f} s, under the "
+                        f"{min_s:g} s agreement needs]")
         return f" [the timing stopped by {pr['stop']}{far}: the host was not steady]"
 
     def line(self) -> str:
