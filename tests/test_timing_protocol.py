@@ -148,3 +148,15 @@ def test_settings_are_checked_and_round_trip_through_a_sidecar():
     assert Protocol.from_dict(s) == res.protocol
     assert s["passes"] == res.passes and s["stop"] == "agreed" and s["points"] == len(FAST)
     assert s["halves_disagreement"]["median"] <= 0.02 and s["noise"]["max"] >= s["noise"]["median"]
+
+
+def test_within_is_the_rule_agreed_applies():
+    """`Protocol.within` meets the tolerance at its bounds, misses past either, and has no verdict
+    without both figures; a run's `agreed()` is that rule on its halves."""
+    from simspec.timing.protocol import Protocol, Result
+
+    p = Protocol(tolerance=0.02, tolerance_max=0.05)
+    assert p.within(0.02, 0.05) and not p.within(0.021, 0.05) and not p.within(0.02, 0.051)
+    assert not p.within(None, None) and not p.within(0.01, None)
+    r = Result(p, ["a", "b"], {"a": [1.0, 1.01, 1.0, 1.01], "b": [2.0, 2.0, 2.0, 2.0]}, [["a", "b"]] * 4)
+    assert r.agreed() == p.within(*r.halves())

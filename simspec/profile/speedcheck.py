@@ -79,10 +79,9 @@ class SpeedCheck:
         med, mx = halves.get("median"), halves.get("max")
         far = "" if med is None else f", odd and even passes {med:.1%} apart" + (
             "" if mx is None else f" (median; max {mx:.1%})")
-        tol, tol_max = pr.get("tolerance"), pr.get("tolerance_max")
-        within = (med is not None and mx is not None and tol is not None and tol_max is not None
-                  and med <= tol and mx <= tol_max)
-        if within:  # the halves agreed, but before agreement could count: too few passes or seconds
+        recorded = "tolerance" in pr and "tolerance_max" in pr
+        # the halves agreed, but before agreement could count: too few passes or seconds
+        if recorded and Protocol.from_dict(pr).within(med, mx):
             passes, min_passes = pr.get("passes"), pr.get("min_passes")
             seconds, min_s = pr.get("seconds"), pr.get("min_seconds")
             if passes is not None and min_passes and passes < min_passes:

@@ -66,6 +66,11 @@ class Protocol:
             out.append(("min_seconds", f"{self.min_seconds:g} must be >= 0 and <= budget_s ({self.budget_s:g})"))
         return out
 
+    def within(self, median: float | None, largest: float | None) -> bool:
+        """Whether halves that disagree by `median` / `largest` meet the tolerance: the one rule a
+        run's stop and a reader of its sidecar (the speed check) both apply."""
+        return median is not None and largest is not None and median <= self.tolerance and largest <= self.tolerance_max
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -102,8 +107,7 @@ class Result(Generic[K]):
         return (statistics.median(d), max(d)) if d else (None, None)
 
     def agreed(self) -> bool:
-        med, mx = self.halves()
-        return med is not None and med <= self.protocol.tolerance and mx <= self.protocol.tolerance_max
+        return self.protocol.within(*self.halves())
 
     def summary(self) -> dict:
         """What a sidecar or report records: the protocol, its outcome, the noise over the points."""
